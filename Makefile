@@ -1,0 +1,44 @@
+# tootstack: the two commands a fresh Debian machine needs are `make setup` and `make test`.
+SHELL := /bin/bash
+export AWS_DEFAULT_REGION ?= us-east-1
+PYTHON ?= python3
+APT_PACKAGES := redis-server docker-registry skopeo apache2-utils
+STATE_MACHINES := $(wildcard statemachines/*.asl.json)
+
+.PHONY: setup setup-apt setup-python test lint unit rehearse build bench clean
+
+setup: setup-apt setup-python ## install apt and pip packages
+
+setup-apt:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	else echo "apt packages present: $(APT_PACKAGES)"; fi
+
+setup-python:
+	$(PYTHON) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	$(PYTHON) -m pip install -q --disable-pip-version-check --no-deps -e .
+
+test: lint unit ## gates, then the whole pytest suite
+
+lint: ## cfn-lint, sam validate --lint, checkov, statelint: any finding fails
+	cfn-lint template.yaml
+	sam validate --lint --template template.yaml
+	checkov --quiet --compact --framework cloudformation -f template.yaml
+	@if [ -n "$(STATE_MACHINES)" ]; then statelint $(STATE_MACHINES); fi
+
+unit:
+	$(PYTHON) -m pytest -n 2 --dist loadgroup
+
+rehearse: ## deploy template.yaml into a local AWS emulation and run every lifecycle stage
+	tootstack rehearse --report rehearsal-report.json
+
+build: ## sam build (no Docker needed for python3.11 functions)
+	sam build --template template.yaml
+
+bench:
+	@for b in bench/*.py; do echo "== $$b"; $(PYTHON) $$b || exit 1; done
+
+clean:
+	rm -rf .aws-sam .pytest_cache rehearsal-report.json

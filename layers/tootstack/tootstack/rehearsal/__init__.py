@@ -1,0 +1,1 @@
+"""Local rehearsal: deploy template.yaml into moto, stand in for what moto skips, run every stage."""

@@ -1,0 +1,26 @@
+"""State shared by the rehearsal's stages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+
+@dataclass
+class RehearsalContext:
+    root: Path                                   # project root (template.yaml, functions/, statemachines/)
+    stack_name: str
+    region: str
+    parameters: dict[str, str]                   # stack parameters used for the rehearsal
+    sam_template: dict[str, Any] = field(default_factory=dict)   # template.yaml as parsed
+    cfn_template: dict[str, Any] = field(default_factory=dict)   # after the SAM transform
+    outputs: dict[str, str] = field(default_factory=dict)        # stack outputs from moto
+    physical_ids: dict[str, str] = field(default_factory=dict)   # logical id -> physical id (deployed)
+    skipped: list[dict[str, str]] = field(default_factory=list)  # resources moto did not create
+    redis: Any = None        # tootstack.local.redis.RedisServer standing in for ElastiCache
+    hub: Any = None          # tootstack.local.registry registry standing in for Docker Hub (token auth)
+    ecr: Any = None          # tootstack.local.registry registry standing in for ECR (basic auth)
+    aws: Any = None          # tootstack.local.aws harness: moto + Lambda routing + ECS task simulation
+    progress: Callable[[str], None] = print
+    extras: dict[str, Any] = field(default_factory=dict)         # stage-to-stage hand-over

@@ -1,0 +1,127 @@
+"""Rehearsal stage "deploy": template.yaml -> SAM transform offline -> moto CloudFormation.
+
+Runs inside the harness's moto context (ctx.aws). Stand-ins (ctx.redis, registries) are already up, so
+references to resources moto skips point at them. After CREATE_COMPLETE, every deployed Lambda function
+is routed to its real handler in-process, with the environment CloudFormation resolved for it.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections import Counter
+from typing import Any
+
+import boto3
+
+from tootstack.errors import InvalidInput, TootstackError
+from tootstack.local.template import local_functions
+from tootstack.rehearsal.context import RehearsalContext
+from tootstack.rehearsal.standins import default_stand_ins, substitute
+from tootstack.rehearsal.translate import package, sam_transform
+
+NAME = "deploy"
+ARTIFACT_BUCKET = "tootstack-rehearsal-artifacts"
+ACCOUNT_ID = "123456789012"  # moto's default account
+REHEARSAL_DOMAIN = "social.rehearsal.test"
+
+
+def run(ctx: RehearsalContext) -> str:
+    ctx.progress("translating template.yaml (SAM transform, offline packaging)")
+    s3 = boto3.client("s3", region_name=ctx.region)
+    s3.create_bucket(Bucket=ARTIFACT_BUCKET)
+    packaged = package(ctx.sam_template, ctx.root, s3, ARTIFACT_BUCKET)
+    transformed = sam_transform(packaged, ctx.region, ACCOUNT_ID)
+    cfn_template, ctx.skipped = substitute(transformed, default_stand_ins(ctx.redis))
+    ctx.cfn_template = cfn_template
+    ctx.parameters = stack_parameters(ctx)
+
+    ctx.progress(f"creating stack {ctx.stack_name} in moto ({len(cfn_template['Resources'])} resources)")
+    cfn = boto3.client("cloudformation", region_name=ctx.region)
+    cfn.create_stack(
+        StackName=ctx.stack_name,
+        TemplateBody=json.dumps(cfn_template),
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in ctx.parameters.items()],
+        Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
+    )
+    stack = cfn.describe_stacks(StackName=ctx.stack_name)["Stacks"][0]
+    if stack["StackStatus"] != "CREATE_COMPLETE":
+        reasons = [
+            f"{e['LogicalResourceId']}: {e.get('ResourceStatusReason', '')}"
+            for e in cfn.describe_stack_events(StackName=ctx.stack_name)["StackEvents"]
+            if e["ResourceStatus"].endswith("FAILED")
+        ]
+        raise TootstackError(f"stack is {stack['StackStatus']}: {'; '.join(reasons) or 'no reason given'}")
+    ctx.outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+    resources = cfn.list_stack_resources(StackName=ctx.stack_name)["StackResourceSummaries"]
+    ctx.physical_ids = {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in resources}
+    ctx.extras["resources"] = [
+        {"logical_id": r["LogicalResourceId"], "type": r["ResourceType"], "physical_id": r["PhysicalResourceId"]}
+        for r in resources
+    ]
+    routed = route_functions(ctx)
+    by_type = Counter(r["ResourceType"] for r in resources)
+    ctx.extras["resources_by_type"] = dict(sorted(by_type.items()))
+    return (
+        f"stack CREATE_COMPLETE: {len(resources)} resources created, {len(ctx.skipped)} stood in for, "
+        f"{routed} Lambda functions routed to their real handlers"
+    )
+
+
+def stack_parameters(ctx: RehearsalContext) -> dict[str, str]:
+    """Values for the template's parameters: samconfig.toml's [rehearsal] overrides, a moto hosted zone
+    for zone ids, a rehearsal domain; every other parameter keeps its default. A parameter with no
+    default and no rehearsal value is an error that names it."""
+    overrides = _samconfig_overrides(ctx)
+    declared = ctx.cfn_template.get("Parameters", {})
+    values: dict[str, str] = {}
+    zone_id = None
+    for name, spec in declared.items():
+        if name in overrides:
+            values[name] = overrides[name]
+        elif spec.get("Type") == "AWS::Route53::HostedZone::Id":
+            zone_id = zone_id or _hosted_zone(ctx.region)
+            values[name] = zone_id
+        elif "Default" not in spec and "domain" in name.lower():
+            values[name] = REHEARSAL_DOMAIN
+        elif "Default" not in spec:
+            raise InvalidInput(
+                f"parameter {name} has no default: add it to parameter_overrides in samconfig.toml [rehearsal.deploy.parameters]"
+            )
+    values.update({k: v for k, v in ctx.parameters.items() if k in declared})
+    return values
+
+
+def _samconfig_overrides(ctx: RehearsalContext) -> dict[str, str]:
+    path = ctx.root / "samconfig.toml"
+    if not path.is_file():
+        return {}
+    config = tomllib.loads(path.read_text())
+    raw = config.get("rehearsal", {}).get("deploy", {}).get("parameters", {}).get("parameter_overrides", [])
+    if isinstance(raw, str):
+        import shlex
+
+        raw = shlex.split(raw)
+    return dict(item.split("=", 1) for item in raw)
+
+
+def _hosted_zone(region: str) -> str:
+    route53 = boto3.client("route53", region_name=region)
+    zone = route53.create_hosted_zone(Name=REHEARSAL_DOMAIN, CallerReference="tootstack-rehearsal")
+    return zone["HostedZone"]["Id"].rsplit("/", 1)[-1]
+
+
+def route_functions(ctx: RehearsalContext) -> int:
+    """Point each deployed Lambda function at its real handler, with its deployed environment."""
+    if ctx.aws is None or not hasattr(ctx.aws, "route_function"):
+        return 0
+    lambda_client = boto3.client("lambda", region_name=ctx.region)
+    functions = local_functions(ctx.sam_template, ctx.root)
+    for logical_id, local_fn in functions.items():
+        physical = ctx.physical_ids.get(logical_id)
+        if not physical:
+            continue
+        config = lambda_client.get_function_configuration(FunctionName=physical)
+        environment: dict[str, Any] = config.get("Environment", {}).get("Variables", {})
+        ctx.aws.route_function(physical, local_fn, environment=environment)
+    return len([f for f in functions if f in ctx.physical_ids])

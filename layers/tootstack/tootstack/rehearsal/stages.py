@@ -1,0 +1,14 @@
+"""The rehearsal's lifecycle stages, in the order they run.
+
+A stage module exposes:
+    NAME: str                      # e.g. "mirror"; shown in the report
+    def run(ctx: RehearsalContext) -> str   # returns a one-line detail; raises to fail the stage
+
+Stages after "deploy" see the stack deployed into moto (ctx.outputs, ctx.physical_ids) and the
+stand-ins started (ctx.redis, ctx.hub, ctx.ecr). A stage must not print secrets; it may call
+ctx.progress("...") for progress lines. Each capability appends its stage module here.
+"""
+
+STAGE_MODULES = [
+    "tootstack.rehearsal.deploy",
+]

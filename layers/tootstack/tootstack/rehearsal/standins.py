@@ -1,0 +1,139 @@
+"""Resources moto's CloudFormation does not create, and what the rehearsal puts in their place.
+
+moto warns about and skips resource types it does not model; a Ref or GetAtt to a skipped resource
+would break the stack. Before deploying, the rehearsal removes such resources and replaces every
+reference to them with the address of a real stand-in (redis-server for ElastiCache) or a marked
+placeholder, and reports each one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+@dataclass
+class StandIn:
+    description: str                                   # what stands in, for the report
+    ref: str                                           # value of {"Ref": logical_id}
+    attributes: dict[str, Any] = field(default_factory=dict)  # GetAtt values by attribute name
+
+
+def default_stand_ins(redis: Any) -> dict[str, Callable[[str], StandIn]]:
+    """Stand-in factories by resource type. `redis` is the running tootstack.local.redis.RedisServer (or None)."""
+
+    def elasticache(logical_id: str) -> StandIn:
+        if redis is None:
+            return _placeholder(logical_id, "nothing (no redis-server started)")
+        host, port = redis.host, str(redis.port)
+        scheme = "rediss" if getattr(redis, "tls", False) else "redis"
+        return StandIn(
+            f"real redis-server at {scheme}://{host}:{port}",
+            ref=f"rehearsal-{logical_id.lower()}",
+            attributes={
+                "PrimaryEndPoint.Address": host,
+                "PrimaryEndPoint.Port": port,
+                "ReaderEndPoint.Address": host,
+                "ReaderEndPoint.Port": port,
+                "ConfigurationEndPoint.Address": host,
+                "ConfigurationEndPoint.Port": port,
+                "Endpoint.Address": host,
+                "Endpoint.Port": port,
+                "Arn": f"arn:aws:elasticache:us-east-1:123456789012:replicationgroup:{logical_id.lower()}",
+            },
+        )
+
+    return {
+        "AWS::ElastiCache::ReplicationGroup": elasticache,
+        "AWS::ElastiCache::ServerlessCache": elasticache,
+    }
+
+
+def _placeholder(logical_id: str, description: str) -> StandIn:
+    return StandIn(description, ref=f"rehearsal-standin-{logical_id}")
+
+
+# What the rehearsal does instead of a skipped resource, by type (for the report).
+_EXPLANATIONS = {
+    "AWS::Scheduler::Schedule": "not scheduled; the rehearsal runs the schedule's target as a stage",
+    "AWS::Scheduler::ScheduleGroup": "not created; schedules are not run on a clock in a rehearsal",
+    "Custom::": "not invoked by CloudFormation; the rehearsal stage that owns it runs its handler",
+    "AWS::CloudFormation::CustomResource": "not invoked by CloudFormation; the rehearsal stage that owns it runs its handler",
+}
+
+
+def explain(resource_type: str) -> str:
+    if resource_type.startswith("Custom::"):
+        return _EXPLANATIONS["Custom::"]
+    return _EXPLANATIONS.get(resource_type, "placeholder value for references (no local equivalent)")
+
+
+def moto_models(resource_type: str) -> bool:
+    """Whether moto's CloudFormation creates this type (custom resources are run by stages instead)."""
+    if resource_type.startswith("Custom::") or resource_type == "AWS::CloudFormation::CustomResource":
+        return False
+    from moto.cloudformation.parsing import NULL_MODELS, get_model_map
+
+    return resource_type not in NULL_MODELS and resource_type in get_model_map()
+
+
+def substitute(template: dict[str, Any], factories: dict[str, Callable[[str], StandIn]]) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """Remove resources moto skips; point every reference at their stand-ins. Returns (template, skipped)."""
+    resources = template.get("Resources", {})
+    stand_ins: dict[str, StandIn] = {}
+    skipped: list[dict[str, str]] = []
+    for logical_id, resource in list(resources.items()):
+        rtype = resource.get("Type", "")
+        if moto_models(rtype):
+            continue
+        factory = factories.get(rtype)
+        stand_in = factory(logical_id) if factory else _placeholder(logical_id, explain(rtype))
+        stand_ins[logical_id] = stand_in
+        skipped.append({"logical_id": logical_id, "type": rtype, "stand_in": stand_in.description})
+        del resources[logical_id]
+
+    def rewrite(node: Any) -> Any:
+        if isinstance(node, dict):
+            if set(node) == {"Ref"} and node["Ref"] in stand_ins:
+                return stand_ins[node["Ref"]].ref
+            if set(node) == {"Fn::GetAtt"}:
+                target = node["Fn::GetAtt"]
+                name, attr = (target.split(".", 1) if isinstance(target, str) else (target[0], ".".join(target[1:])))
+                if name in stand_ins:
+                    return stand_ins[name].attributes.get(attr, f"rehearsal-standin-{name}-{attr}")
+            if "Fn::Sub" in node and len(node) == 1:
+                return {"Fn::Sub": _rewrite_sub(node["Fn::Sub"], stand_ins, rewrite)}
+            return {key: rewrite(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [rewrite(item) for item in node]
+        return node
+
+    template = rewrite(template)
+    for resource in template.get("Resources", {}).values():
+        depends = resource.get("DependsOn")
+        if isinstance(depends, str) and depends in stand_ins:
+            del resource["DependsOn"]
+        elif isinstance(depends, list):
+            resource["DependsOn"] = [d for d in depends if d not in stand_ins]
+    return template, skipped
+
+
+def _rewrite_sub(value: Any, stand_ins: dict[str, StandIn], rewrite: Callable[[Any], Any]) -> Any:
+    """${Name} and ${Name.Attr} inside Fn::Sub strings that name a stand-in become literal values."""
+    import re
+
+    def replace(text: str) -> str:
+        def one(match: re.Match[str]) -> str:
+            name, _, attr = match.group(1).partition(".")
+            if name not in stand_ins:
+                return match.group(0)
+            stand_in = stand_ins[name]
+            return stand_in.attributes.get(attr, f"rehearsal-standin-{name}-{attr}") if attr else stand_in.ref
+
+        return re.sub(r"\$\{([A-Za-z0-9]+(?:\.[A-Za-z0-9.]+)?)\}", one, text)
+
+    if isinstance(value, str):
+        return replace(value)
+    if isinstance(value, list) and value:
+        return [replace(value[0]) if isinstance(value[0], str) else value[0], rewrite(value[1:][0]) if len(value) > 1 else {}]
+    return value
