@@ -89,12 +89,19 @@ class _BundledPolicies:
 
 def sam_transform(packaged: dict[str, Any], region: str, account_id: str) -> dict[str, Any]:
     """Run the AWS SAM transform offline (what CloudFormation does with AWS::Serverless-2016-10-31)."""
+    import boto3
     from samtranslator.model.exceptions import InvalidDocumentException
-    from samtranslator.translator.transform import transform
+    from samtranslator.parser.parser import Parser
+    from samtranslator.translator.translator import Translator
 
     parameters = {"AWS::Region": region, "AWS::AccountId": account_id, "AWS::Partition": "aws"}
+    policies = _BundledPolicies()
+    # The session only supplies the region for pseudo parameters: no AWS call is made.
+    translator = Translator(None, Parser(), boto_session=boto3.session.Session(region_name=region))
     try:
-        return transform(copy.deepcopy(packaged), parameters, _BundledPolicies())  # type: ignore[arg-type]
+        return translator.translate(
+            copy.deepcopy(packaged), parameter_values=parameters, get_managed_policy_map=policies.load
+        )
     except InvalidDocumentException as exc:
         reasons = "; ".join(str(cause) for cause in exc.causes)
         raise InvalidInput(f"SAM transform failed: {reasons}") from exc

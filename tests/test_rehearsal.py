@@ -1,0 +1,70 @@
+"""The rehearsal end to end: the real template deployed into moto with real stand-ins, via the CLI."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tootstack import cli
+from tootstack.local.template import load_template, project_root
+from tootstack.rehearsal import runner
+
+ROOT = project_root()
+
+
+@pytest.fixture(scope="module")
+def full_rehearsal(tmp_path_factory):
+    """One real `tootstack rehearse --report` run (a subprocess, as an operator runs it)."""
+    report_path = tmp_path_factory.mktemp("rehearsal") / "report.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "tootstack.cli", "rehearse", "--report", str(report_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=240,
+    )
+    report = json.loads(report_path.read_text()) if report_path.exists() else None
+    return proc, report
+
+
+@pytest.mark.xdist_group("rehearsal")
+def test_rehearsal_passes_and_reports_every_stage(full_rehearsal):
+    proc, report = full_rehearsal
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert report is not None and report["ok"] is True
+    names = [s["name"] for s in report["stages"]]
+    assert names[:2] == ["stand-ins", "deploy"]
+    assert all(set(s) >= {"name", "status", "seconds", "detail"} for s in report["stages"])
+    assert all(s["status"] == "ok" for s in report["stages"])
+    assert "Rehearsal OK" in proc.stdout
+
+
+@pytest.mark.xdist_group("rehearsal")
+def test_rehearsal_accounts_for_every_template_resource(full_rehearsal):
+    """Each resource of the transformed template is either created in moto or reported as stood in for."""
+    _, report = full_rehearsal
+    created = {r["logical_id"] for r in report["resources"]}
+    skipped = {s["logical_id"] for s in report["skipped_resources"]}
+    assert not created & skipped
+    sam = load_template(ROOT / "template.yaml")
+    # Every SAM resource that is not itself transformed keeps its logical id.
+    plain = {lid for lid, r in sam["Resources"].items() if not r["Type"].startswith("AWS::Serverless::")}
+    conditional = {lid for lid, r in sam["Resources"].items() if "Condition" in r}
+    assert plain - conditional <= created | skipped
+    redis = [s for s in report["skipped_resources"] if s["type"] == "AWS::ElastiCache::ReplicationGroup"]
+    assert redis and all("redis-server" in s["stand_in"] for s in redis)
+
+
+def test_failed_stage_fails_the_rehearsal(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(runner, "STAGE_MODULES", ["tootstack.rehearsal.deploy", "tests.data.failing_stage"])
+    report_path = tmp_path / "r.json"
+    code = cli.main(["rehearse", "--quiet", "--report", str(report_path), "--root", str(ROOT)])
+    assert code == 1
+    report = json.loads(report_path.read_text())
+    statuses = {s["name"]: (s["status"], s["detail"]) for s in report["stages"]}
+    assert statuses["deploy"][0] == "ok"
+    assert statuses["always-fails"] == ("failed", "RuntimeError: this stage fails on purpose")
+    assert "Rehearsal FAILED" in capsys.readouterr().out
+
+
+def test_bad_parameter_is_a_usage_error(capsys):
+    assert cli.main(["rehearse", "-p", "no-equals-sign"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
