@@ -12,5 +12,8 @@ os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "tootstack")
 
 pytest_plugins = [
-    # each capability adds its fixture module here, e.g. "tests.fixtures.redis"
+    # each capability adds its fixture module here
+    "tests.fixtures.redis",
+    "tests.fixtures.aws",
+    "tests.fixtures.registry",
 ]

@@ -1,0 +1,121 @@
+"""The LocalAws harness: Lambda routing, state machine execution, ECS RunTask simulation."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tootstack.errors import TootstackError
+from tootstack.local.aws import TaskResult
+
+DEFINITION = Path(__file__).parent / "data" / "harness_runtask.asl.json"
+
+
+def _network(local_aws):
+    ec2 = local_aws.client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+    group = ec2.create_security_group(GroupName="tasks", Description="tasks", VpcId=vpc)["GroupId"]
+    return {"Subnet": subnet, "SecurityGroup": group}
+
+
+def _toolbox(local_aws, secret_value="s3cr3t-value-never-logged"):
+    ecs = local_aws.client("ecs")
+    ecs.create_cluster(clusterName="mastodon")
+    arn = local_aws.client("secretsmanager").create_secret(
+        Name="app-secrets", SecretString=json.dumps({"SECRET_KEY_BASE": secret_value})
+    )["ARN"]
+    local_aws.client("ssm").put_parameter(Name="/tootstack/db-host", Value="db.internal", Type="String")
+    ecs.register_task_definition(
+        family="mastodon-toolbox",
+        requiresCompatibilities=["FARGATE"],
+        networkMode="awsvpc",
+        cpu="256",
+        memory="512",
+        containerDefinitions=[{
+            "name": "toolbox",
+            "image": "ghcr.io/mastodon/mastodon:v4.5.2",
+            "essential": True,
+            "command": ["bash"],
+            "environment": [{"name": "LOCAL_DOMAIN", "value": "social.example"}],
+            "secrets": [
+                {"name": "SECRET_KEY_BASE", "valueFrom": f"{arn}:SECRET_KEY_BASE::"},
+                {"name": "DB_HOST", "valueFrom": "/tootstack/db-host"},
+            ],
+            "logConfiguration": {"logDriver": "awslogs", "options": {"awslogs-group": "/mastodon/toolbox", "awslogs-stream-prefix": "ecs", "awslogs-region": "us-east-1"}},
+        }],
+    )
+
+
+def _machine(local_aws, commands):
+    local_aws.create_function("prepare", lambda event, context: {"command": commands[event["job"]]})
+    return local_aws.create_state_machine_from_file(
+        DEFINITION, "runtask", {"PrepareFunction": "prepare", "Cluster": "mastodon", "TaskDefinition": "mastodon-toolbox", **_network(local_aws)}
+    )
+
+
+def test_runtask_sync_gets_exit_code_command_and_secrets(local_aws):
+    _toolbox(local_aws)
+    seen = []
+
+    def behave(run):
+        seen.append(run)
+        return TaskResult(exit_code=0, log_lines=["Done: 3 files"])
+
+    local_aws.tasks.on("mastodon-toolbox", behave)
+    arn = _machine(local_aws, {"usage": ["tootctl", "media", "usage"]})
+    execution = local_aws.run_state_machine(arn, {"job": "usage"})
+    assert execution.status == "SUCCEEDED", execution.cause
+    assert execution.output["task"] == {"exit_code": 0, "stop_code": "EssentialContainerExited"}
+    (run,) = seen
+    assert run.command == ["tootctl", "media", "usage"]
+    assert run.environment == {"LOCAL_DOMAIN": "social.example"}
+    assert run.secrets == {"SECRET_KEY_BASE": "s3cr3t-value-never-logged", "DB_HOST": "db.internal"}
+    assert local_aws.tasks.log_events[0][0] == "/mastodon/toolbox"
+    events = local_aws.client("logs").filter_log_events(logGroupName="/mastodon/toolbox")["events"]
+    assert [e["message"] for e in events] == ["Done: 3 files"]
+    assert "s3cr3t-value-never-logged" not in execution.raw
+
+
+def test_nonzero_exit_fails_the_execution(local_aws):
+    _toolbox(local_aws)
+    local_aws.tasks.on("mastodon-toolbox", TaskResult(exit_code=1, log_lines=["boom"]))
+    execution = local_aws.run_state_machine(_machine(local_aws, {"x": ["tootctl", "x"]}), {"job": "x"})
+    assert execution.status == "FAILED"
+    assert execution.error == "TaskFailed"
+
+
+def test_missing_secret_means_task_failed_to_start(local_aws):
+    _toolbox(local_aws)
+    local_aws.client("ssm").delete_parameter(Name="/tootstack/db-host")
+    arn = _machine(local_aws, {"x": ["tootctl", "x"]})
+    execution = local_aws.run_state_machine(arn, {"job": "x"})
+    assert execution.status == "FAILED"  # no exit code: the ResultSelector path is missing
+    assert local_aws.tasks.runs[0].result.stop_code == "TaskFailedToStart"
+
+
+def test_handler_error_fails_the_lambda_task(local_aws):
+    def broken(event, context):
+        raise ValueError("bad input: job missing")
+
+    local_aws.create_function("prepare", broken)
+    _toolbox(local_aws)
+    arn = local_aws.create_state_machine_from_file(
+        DEFINITION, "runtask", {"PrepareFunction": "prepare", "Cluster": "mastodon", "TaskDefinition": "mastodon-toolbox", **_network(local_aws)}
+    )
+    execution = local_aws.run_state_machine(arn, {})
+    assert execution.status == "FAILED"
+    assert "bad input: job missing" in (execution.cause or "")
+    assert local_aws.tasks.runs == []
+
+
+def test_routed_function_sees_its_environment_only_during_the_call(local_aws, monkeypatch):
+    import os
+
+    monkeypatch.delenv("TABLE_NAME", raising=False)
+    local_aws.create_function("env", lambda event, context: {"table": os.environ.get("TABLE_NAME"), "fn": context.function_name}, {"TABLE_NAME": "t1"})
+    assert local_aws.invoke("env", {}) == {"table": "t1", "fn": "env"}
+    assert "TABLE_NAME" not in os.environ
+    local_aws.create_function("bad", lambda e, c: 1 / 0)
+    with pytest.raises(TootstackError, match="ZeroDivisionError"):
+        local_aws.invoke("bad", {})
