@@ -119,3 +119,33 @@ def test_routed_function_sees_its_environment_only_during_the_call(local_aws, mo
     local_aws.create_function("bad", lambda e, c: 1 / 0)
     with pytest.raises(TootstackError, match="ZeroDivisionError"):
         local_aws.invoke("bad", {})
+
+
+def test_update_service_integration_changes_the_moto_service(local_aws):
+    """aws-sdk:ecs:updateService and aws-sdk:ecs:describeServices work unchanged."""
+    _toolbox(local_aws)
+    ecs = local_aws.client("ecs")
+    ecs.create_service(cluster="mastodon", serviceName="web", taskDefinition="mastodon-toolbox", desiredCount=0, launchType="FARGATE")
+    definition = {
+        "StartAt": "Scale",
+        "States": {
+            "Scale": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::aws-sdk:ecs:updateService",
+                "Parameters": {"Cluster": "mastodon", "Service": "web", "DesiredCount.$": "$.count"},
+                "ResultPath": None,
+                "Next": "Describe",
+            },
+            "Describe": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::aws-sdk:ecs:describeServices",
+                "Parameters": {"Cluster": "mastodon", "Services": ["web"]},
+                "ResultSelector": {"desired.$": "$.Services[0].DesiredCount"},
+                "End": True,
+            },
+        },
+    }
+    execution = local_aws.run_state_machine(local_aws.create_state_machine("scale", definition), {"count": 2})
+    assert execution.status == "SUCCEEDED", execution.cause
+    assert execution.output == {"desired": 2}
+    assert ecs.describe_services(cluster="mastodon", services=["web"])["services"][0]["desiredCount"] == 2

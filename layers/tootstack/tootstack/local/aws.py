@@ -385,6 +385,7 @@ class LocalAws:
 
         self._patch(EC2ContainerServiceBackend, "_calculate_task_resource_requirements", task_resources)
         self._patch_json_path()
+        self._patch_sdk_shapes()
         self._patch(LambdaSimpleBackend, "invoke", invoke)
         self._patch(StateTaskServiceEcs, "_eval_service_task", eval_service_task)
         self._patch(StateTaskServiceEcs, "_build_sync_resolver", build_sync_resolver)
@@ -419,6 +420,40 @@ class LocalAws:
         for name, module in list(sys.modules.items()):
             if name.startswith("moto.stepfunctions.parser") and getattr(module, "extract_json", None) is original:
                 self._patch(module, "extract_json", extract_json)
+
+    def _patch_sdk_shapes(self) -> None:
+        """AWS SDK integrations take PascalCase parameters and answer PascalCase (`$.Services[0].DesiredCount`).
+        moto 5.2 ships the converters (`_to_boto_request`, `_from_boto_response`) but leaves the two hooks
+        that call them empty, so `aws-sdk:ecs:updateService` fails with KeyError 'Cluster'."""
+        import botocore.session
+        from botocore import xform_name
+        from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service import StateTaskService
+
+        session = botocore.session.get_session()
+        operations: dict[tuple[str, str], Any] = {}
+
+        def operation_model(service: Any, boto_service_name: str | None, service_action_name: str | None) -> Any:
+            name = service._get_boto_service_name(boto_service_name)
+            action = service._get_boto_service_action(service_action_name)
+            key = (name, action)
+            if key not in operations:
+                model = session.get_service_model(name)
+                by_snake = {xform_name(op): op for op in model.operation_names}
+                operations[key] = model.operation_model(by_snake[action]) if action in by_snake else None
+            return operations[key]
+
+        def normalise_parameters(service: Any, parameters: dict, boto_service_name: str | None = None, service_action_name: str | None = None) -> None:
+            model = operation_model(service, boto_service_name, service_action_name)
+            if model is not None and model.input_shape is not None:
+                service._to_boto_request(parameters, model.input_shape)
+
+        def normalise_response(service: Any, response: Any, boto_service_name: str | None = None, service_action_name: str | None = None) -> None:
+            model = operation_model(service, boto_service_name, service_action_name)
+            if model is not None and model.output_shape is not None:
+                service._from_boto_response(response, model.output_shape)
+
+        self._patch(StateTaskService, "_normalise_parameters", normalise_parameters)
+        self._patch(StateTaskService, "_normalise_response", normalise_response)
 
     # Lambda
     def route_function(self, name_or_arn: str, handler: Any, environment: dict[str, Any] | None = None) -> None:
