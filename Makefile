@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 export AWS_DEFAULT_REGION ?= us-east-1
 PYTHON ?= python3
-APT_PACKAGES := redis-server docker-registry skopeo apache2-utils
+APT_PACKAGES := redis-server docker-registry skopeo apache2-utils ruby
 STATE_MACHINES := $(wildcard statemachines/*.asl.json)
 
 .PHONY: setup setup-apt setup-python test lint unit rehearse build bench clean

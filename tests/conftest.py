@@ -16,4 +16,5 @@ pytest_plugins = [
     "tests.fixtures.redis",
     "tests.fixtures.aws",
     "tests.fixtures.registry",
+    "tests.fixtures.oneoff",
 ]

@@ -17,6 +17,9 @@ from tootstack.errors import TootstackError
 # dependency of one command cannot break the others.
 COMMAND_MODULES = [
     "tootstack.rehearsal.cli",
+    "tootstack.mirror.cli",
+    "tootstack.crashloop.cli",
+    "tootstack.cost.cli",
 ]
 
 

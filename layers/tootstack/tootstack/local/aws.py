@@ -305,6 +305,7 @@ class LocalAws:
         self._routes: dict[str, _Route] = {}
         self._mock: Any = None
         self._patches: list[tuple[Any, str, Any]] = []
+        self._cleanups: list[Callable[[], None]] = []
 
     # lifecycle
     def __enter__(self) -> "LocalAws":
@@ -321,6 +322,9 @@ class LocalAws:
         for owner, name, original in reversed(self._patches):
             setattr(owner, name, original)
         self._patches.clear()
+        for cleanup in reversed(self._cleanups):
+            cleanup()
+        self._cleanups.clear()
         if self._mock is not None:
             self._mock.stop()
             self._mock = None
@@ -384,11 +388,31 @@ class LocalAws:
                 return {"CPU": 0, "MEMORY": 0, "PORTS": [], "PORTS_UDP": []}
 
         self._patch(EC2ContainerServiceBackend, "_calculate_task_resource_requirements", task_resources)
+        self._patch_execution_copy()
         self._patch_json_path()
         self._patch_sdk_shapes()
+        self._patch_secret_current_version()
         self._patch(LambdaSimpleBackend, "invoke", invoke)
         self._patch(StateTaskServiceEcs, "_eval_service_task", eval_service_task)
         self._patch(StateTaskServiceEcs, "_build_sync_resolver", build_sync_resolver)
+
+    def _patch_execution_copy(self) -> None:
+        """moto 5.2 deep-copies the state machine, past executions included, on every StartExecution; a
+        finished execution holds its worker's lock, so the second execution of a state machine fails with
+        "cannot pickle '_thread.RLock'". Past executions are shared, not copied."""
+        from moto.stepfunctions.parser.backend.execution import Execution as ParserExecution
+
+        had = "__deepcopy__" in ParserExecution.__dict__
+        original = ParserExecution.__dict__.get("__deepcopy__")
+        ParserExecution.__deepcopy__ = lambda execution, memo: execution  # type: ignore[attr-defined]
+
+        def restore() -> None:
+            if had:
+                ParserExecution.__deepcopy__ = original  # type: ignore[attr-defined]
+            else:
+                del ParserExecution.__deepcopy__
+
+        self._cleanups.append(restore)
 
     def _patch_json_path(self) -> None:
         """AWS returns a scalar for a definite path such as $.Containers[0].ExitCode; moto 5.2 returns a
@@ -406,6 +430,11 @@ class LocalAws:
                 importlib.import_module(module.name)
             except ImportError:  # a few modules of moto's vendored parser need LocalStack-only parts
                 continue
+        # jsonpath-ng parses with PLY (tens of ms per path); every Choice rule and Parameters binding
+        # parses again. The parsed expressions are immutable: cache them (a Choice state went 0.2 s -> ~0).
+        import functools
+
+        self._patch(json_path, "parse", functools.lru_cache(maxsize=2048)(json_path.parse))
         original = json_path.extract_json
         indefinite = re.compile(r"\*|\?\(|\.\.|\[[^\]]*[:,][^\]]*\]")
 
@@ -420,6 +449,24 @@ class LocalAws:
         for name, module in list(sys.modules.items()):
             if name.startswith("moto.stepfunctions.parser") and getattr(module, "extract_json", None) is original:
                 self._patch(module, "extract_json", extract_json)
+
+    def _patch_secret_current_version(self) -> None:
+        """moto 5.2: UpdateSecretVersionStage moving AWSCURRENT (the rotation protocol's finishSecret)
+        leaves the secret's default version on the old one, so GetSecretValue without VersionStage, and
+        the ECS `secrets` the TaskSimulator resolves, return the old value. In AWS they return AWSCURRENT.
+        (Added by the issue-5 helper: rotation cannot be rehearsed without it.)"""
+        from moto.secretsmanager.models import SecretsManagerBackend
+
+        original = SecretsManagerBackend.update_secret_version_stage
+
+        def update_secret_version_stage(backend: Any, secret_id: str, version_stage: str,
+                                        remove_from_version_id: str, move_to_version_id: str) -> Any:
+            result = original(backend, secret_id, version_stage, remove_from_version_id, move_to_version_id)
+            if version_stage == "AWSCURRENT" and move_to_version_id:
+                backend.secrets[secret_id].set_default_version_id(move_to_version_id)
+            return result
+
+        self._patch(SecretsManagerBackend, "update_secret_version_stage", update_secret_version_stage)
 
     def _patch_sdk_shapes(self) -> None:
         """AWS SDK integrations take PascalCase parameters and answer PascalCase (`$.Services[0].DesiredCount`).
@@ -460,7 +507,9 @@ class LocalAws:
         """Send every invoke of this (moto) function to `handler` (a callable or a LocalFunction)."""
         entry = getattr(handler, "entrypoint", handler)
         name = name_or_arn.split(":function:", 1)[1].split(":")[0] if ":function:" in name_or_arn else name_or_arn
-        env = {key: str(value) for key, value in (environment or {}).items()}
+        # What the Lambda runtime sets for every function (boto3 clients find their region in it).
+        env = {"AWS_REGION": self.region, "AWS_DEFAULT_REGION": self.region, "AWS_LAMBDA_FUNCTION_NAME": name}
+        env.update({key: str(value) for key, value in (environment or {}).items()})
         self._routes[name] = _Route(entry, env, name)
 
     def create_function(self, name: str, handler: Any, environment: dict[str, Any] | None = None) -> str:
@@ -531,8 +580,9 @@ class LocalAws:
     def run_state_machine(self, arn: str, input: Any = None, timeout: float = 60.0, name: str | None = None) -> Execution:
         sfn = self.client("stepfunctions")
         kwargs: dict[str, Any] = {"stateMachineArn": arn, "input": json.dumps(input if input is not None else {})}
-        if name:
-            kwargs["name"] = name
+        # AWS names an unnamed execution with a UUID; moto 5.2 leaves it None ($$.Execution.Name = null,
+        # and a second unnamed execution of the same input collides): always give one.
+        kwargs["name"] = name or str(uuid.uuid4())
         execution_arn = sfn.start_execution(**kwargs)["executionArn"]
         deadline = time.monotonic() + timeout
         while True:

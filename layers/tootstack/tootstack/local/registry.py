@@ -93,11 +93,12 @@ class TokenServer:
                 self.end_headers()
                 self.wfile.write(payload)
 
+        ThreadingHTTPServer.request_queue_size = 64   # a busy test machine opens many token requests at once
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         self.port = int(self._httpd.server_address[1])
         self.realm = f"http://127.0.0.1:{self.port}/token"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="token-server", daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="token-server", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -325,7 +326,8 @@ class Registry:
 
         auth = RegistryAuth(username or self.username, password if password is not None else self.password) \
             if self.auth != "none" else None
-        return httpx.Client(base_url=self.url, auth=auth, timeout=30.0, **kwargs)
+        kwargs.setdefault("timeout", 30.0)
+        return httpx.Client(base_url=self.url, auth=auth, **kwargs)
 
     def push_blob(self, repository: str, data: bytes, client: httpx.Client | None = None) -> str:
         """Monolithic blob upload (small test data); returns its digest."""

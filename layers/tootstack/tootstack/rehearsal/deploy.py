@@ -32,7 +32,10 @@ def run(ctx: RehearsalContext) -> str:
     s3.create_bucket(Bucket=ARTIFACT_BUCKET)
     packaged = package(ctx.sam_template, ctx.root, s3, ARTIFACT_BUCKET)
     transformed = sam_transform(packaged, ctx.region, ACCOUNT_ID)
-    cfn_template, ctx.skipped = substitute(transformed, default_stand_ins(ctx.redis))
+    cfn_template, ctx.skipped = substitute(transformed, default_stand_ins(ctx.redis, ctx.region))
+    # moto's CloudFormation leaves `{{resolve:secretsmanager:...}}` as literal text (RDS gets the reference
+    # string, which nothing can read back); resolving it here would put the password into moto's stored
+    # template, so it is left alone on purpose.
     ctx.cfn_template = cfn_template
     ctx.parameters = stack_parameters(ctx)
 
@@ -55,10 +58,13 @@ def run(ctx: RehearsalContext) -> str:
     ctx.outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
     resources = cfn.list_stack_resources(StackName=ctx.stack_name)["StackResourceSummaries"]
     ctx.physical_ids = {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in resources}
+    # Stand-ins that are real moto resources (secrets, certificates) are addressable like deployed ones.
+    ctx.physical_ids.update({s["logical_id"]: s["ref"] for s in ctx.skipped if s.get("ref", "").startswith("arn:")})
     ctx.extras["resources"] = [
         {"logical_id": r["LogicalResourceId"], "type": r["ResourceType"], "physical_id": r["PhysicalResourceId"]}
         for r in resources
     ]
+    _adopt_cloudformation_functions(ctx.region)
     routed = route_functions(ctx)
     by_type = Counter(r["ResourceType"] for r in resources)
     ctx.extras["resources_by_type"] = dict(sorted(by_type.items()))
@@ -109,6 +115,23 @@ def _hosted_zone(region: str) -> str:
     route53 = boto3.client("route53", region_name=region)
     zone = route53.create_hosted_zone(Name=REHEARSAL_DOMAIN, CallerReference="tootstack-rehearsal")
     return zone["HostedZone"]["Id"].rsplit("/", 1)[-1]
+
+
+def _adopt_cloudformation_functions(region: str) -> None:
+    """moto 5.2 bug: with Lambda's use_docker=False the Lambda API answers from the "simple" backend,
+    but CloudFormation creates functions in the regular one, so deployed functions are invisible to
+    GetFunction/Invoke. Register each CloudFormation-created function in the backend the API uses."""
+    from moto.awslambda.models import lambda_backends
+    from moto.awslambda.utils import get_backend
+
+    api = get_backend(ACCOUNT_ID, region)
+    created = lambda_backends[ACCOUNT_ID][region]
+    if api is created:
+        return
+    known = {fn.function_name for fn in api.list_functions()}
+    for fn in created.list_functions():
+        if fn.function_name not in known:
+            api._lambdas.put_function(fn)  # noqa: SLF001 - moto has no public API for this
 
 
 def route_functions(ctx: RehearsalContext) -> int:

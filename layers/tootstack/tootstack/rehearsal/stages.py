@@ -11,4 +11,6 @@ ctx.progress("...") for progress lines. Each capability appends its stage module
 
 STAGE_MODULES = [
     "tootstack.rehearsal.deploy",
+    "tootstack.rehearsal.mirror_stage",
+    "tootstack.rehearsal.crashloop_stage",
 ]

@@ -19,8 +19,12 @@ class StandIn:
     attributes: dict[str, Any] = field(default_factory=dict)  # GetAtt values by attribute name
 
 
-def default_stand_ins(redis: Any) -> dict[str, Callable[[str], StandIn]]:
-    """Stand-in factories by resource type. `redis` is the running tootstack.local.redis.RedisServer (or None)."""
+def default_stand_ins(redis: Any, region: str | None = None) -> dict[str, Callable[..., StandIn]]:
+    """Stand-in factories by resource type. `redis` is the running tootstack.local.redis.RedisServer (or None);
+    `region` is where secrets/certificates are created in moto (default: AWS_DEFAULT_REGION, else us-east-1)."""
+    import os
+
+    region = region or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 
     def elasticache(logical_id: str) -> StandIn:
         if redis is None:
@@ -43,10 +47,71 @@ def default_stand_ins(redis: Any) -> dict[str, Callable[[str], StandIn]]:
             },
         )
 
+    def secret(logical_id: str, resource: dict[str, Any]) -> StandIn:
+        arn = _moto_secret(logical_id, resource.get("Properties", {}), region)
+        return StandIn(f"moto Secrets Manager secret {arn} (created by the rehearsal)", ref=arn, attributes={"Id": arn})
+
+    def certificate(logical_id: str, resource: dict[str, Any]) -> StandIn:
+        arn = _moto_certificate(resource.get("Properties", {}), region)
+        return StandIn(f"moto ACM certificate {arn} (issued, no DNS validation)", ref=arn, attributes={"Id": arn})
+
     return {
         "AWS::ElastiCache::ReplicationGroup": elasticache,
         "AWS::ElastiCache::ServerlessCache": elasticache,
+        # moto's CloudFormation skips these; the rehearsal creates the real thing in moto's own
+        # service so ECS `secrets` references, RDS passwords and ALB listeners resolve.
+        "AWS::SecretsManager::Secret": secret,
+        "AWS::CertificateManager::Certificate": certificate,
     }
+
+
+def _moto_secret(logical_id: str, props: dict[str, Any], region: str) -> str:
+    """Create (once) a Secrets Manager secret shaped like the template's GenerateSecretString/SecretString."""
+    import json
+    import secrets as random
+    import string
+
+    import boto3
+
+    client = boto3.client("secretsmanager", region_name=region)
+    name = f"rehearsal/{logical_id}"
+    generate = props.get("GenerateSecretString")
+    if isinstance(props.get("SecretString"), str):
+        value = props["SecretString"]
+    elif isinstance(generate, dict):
+        alphabet = string.ascii_letters + string.digits
+        if not generate.get("ExcludePunctuation"):
+            alphabet += "!#$%&()*+,-.:;<=>?[]^_{|}~"
+        excluded = str(generate.get("ExcludeCharacters", ""))
+        alphabet = "".join(c for c in alphabet if c not in excluded)
+        generated = "".join(random.choice(alphabet) for _ in range(int(generate.get("PasswordLength", 32))))
+        template, key = generate.get("SecretStringTemplate"), generate.get("GenerateStringKey")
+        value = json.dumps({**json.loads(template), key: generated}) if template and key else generated
+    else:
+        value = "{}"
+    try:
+        return client.create_secret(Name=name, SecretString=value)["ARN"]
+    except client.exceptions.ResourceExistsException:
+        return client.describe_secret(SecretId=name)["ARN"]
+
+
+def _moto_certificate(props: dict[str, Any], region: str) -> str:
+    import boto3
+
+    domain = props.get("DomainName")
+    domain = domain if isinstance(domain, str) else "social.rehearsal.test"
+    return boto3.client("acm", region_name=region).request_certificate(DomainName=domain, ValidationMethod="DNS")["CertificateArn"]
+
+
+def _make(factory: Callable[..., StandIn], logical_id: str, resource: dict[str, Any]) -> StandIn:
+    """Call a factory with (logical_id) or, when it takes two parameters, (logical_id, resource)."""
+    import inspect
+
+    try:
+        wants_resource = len(inspect.signature(factory).parameters) >= 2
+    except (TypeError, ValueError):
+        wants_resource = False
+    return factory(logical_id, resource) if wants_resource else factory(logical_id)
 
 
 def _placeholder(logical_id: str, description: str) -> StandIn:
@@ -77,7 +142,7 @@ def moto_models(resource_type: str) -> bool:
     return resource_type not in NULL_MODELS and resource_type in get_model_map()
 
 
-def substitute(template: dict[str, Any], factories: dict[str, Callable[[str], StandIn]]) -> tuple[dict[str, Any], list[dict[str, str]]]:
+def substitute(template: dict[str, Any], factories: dict[str, Callable[..., StandIn]]) -> tuple[dict[str, Any], list[dict[str, str]]]:
     """Remove resources moto skips; point every reference at their stand-ins. Returns (template, skipped)."""
     resources = template.get("Resources", {})
     stand_ins: dict[str, StandIn] = {}
@@ -87,9 +152,9 @@ def substitute(template: dict[str, Any], factories: dict[str, Callable[[str], St
         if moto_models(rtype):
             continue
         factory = factories.get(rtype)
-        stand_in = factory(logical_id) if factory else _placeholder(logical_id, explain(rtype))
+        stand_in = _make(factory, logical_id, resource) if factory else _placeholder(logical_id, explain(rtype))
         stand_ins[logical_id] = stand_in
-        skipped.append({"logical_id": logical_id, "type": rtype, "stand_in": stand_in.description})
+        skipped.append({"logical_id": logical_id, "type": rtype, "stand_in": stand_in.description, "ref": stand_in.ref})
         del resources[logical_id]
 
     def rewrite(node: Any) -> Any:
@@ -137,3 +202,5 @@ def _rewrite_sub(value: Any, stand_ins: dict[str, StandIn], rewrite: Callable[[A
     if isinstance(value, list) and value:
         return [replace(value[0]) if isinstance(value[0], str) else value[0], rewrite(value[1:][0]) if len(value) > 1 else {}]
     return value
+
+

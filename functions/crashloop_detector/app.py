@@ -1,0 +1,83 @@
+"""Crashloop detector Lambda (see tootstack.crashloop and docs/crashloop.md).
+
+Input, either:
+- an EventBridge "ECS Task State Change" / "ECS Deployment State Change" event: classify, update the
+  sliding window in DynamoDB, halt the service when it crashloops (idempotent on the event id through
+  the Powertools DynamoDB persistence layer: at-least-once delivery runs the logic once);
+- {"action": "resume", "service": "web", "cluster": "...", "desired_count": 2} (cluster and
+  desired_count optional): the console un-halt path (Lambda console -> Test).
+"""
+
+from __future__ import annotations
+
+import os
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig, idempotent_function
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from tootstack.crashloop.runtime import Runtime
+
+# Defaults for when the module is imported outside the function's environment (local routing).
+logger = Logger(service=os.getenv("POWERTOOLS_SERVICE_NAME", "tootstack"))
+tracer = Tracer()
+metrics = Metrics(namespace=os.getenv("POWERTOOLS_METRICS_NAMESPACE", "tootstack"))
+IDEMPOTENCY = IdempotencyConfig(event_key_jmespath="id", expires_after_seconds=24 * 3600)
+_persistence: dict[str, DynamoDBPersistenceLayer] = {}
+_runtimes: dict[tuple, Runtime] = {}
+_ENV_KEYS = ("CRASHLOOP_TABLE", "ALERT_TOPIC_ARN", "CLUSTER_NAME", "CRASH_THRESHOLD", "CRASH_WINDOW_MINUTES",
+             "CRASH_WINDOW_SECONDS", "AWS_REGION", "AWS_DEFAULT_REGION")
+
+
+def _runtime() -> Runtime:
+    """One Runtime (boto3 clients, config) per configuration, reused across warm invocations."""
+    key = tuple(os.environ.get(k) for k in _ENV_KEYS)
+    if key not in _runtimes:
+        _runtimes.clear()
+        _runtimes[key] = Runtime()
+    return _runtimes[key]
+
+
+def _persistence_layer() -> DynamoDBPersistenceLayer:
+    table = os.environ["CRASHLOOP_TABLE"]
+    if table not in _persistence:
+        # Same table as the detector state: pk/sk keys, records expire through the table's TTL attribute.
+        _persistence[table] = DynamoDBPersistenceLayer(
+            table_name=table, key_attr="pk", sort_key_attr="sk", static_pk_value="IDEMPOTENCY", expiry_attr="expires_at"
+        )
+    return _persistence[table]
+
+
+@tracer.capture_method
+def _process(event: dict) -> dict:
+    result = _runtime().handle_ecs_event(event)
+    if result.get("stop_kind"):
+        metrics.add_metric(name="TaskStops", unit=MetricUnit.Count, value=1)
+    if result.get("stop_kind") in ("exit_nonzero", "exit_zero", "health_check", "failed_to_start"):
+        metrics.add_metric(name="Crashes", unit=MetricUnit.Count, value=1)
+    if result.get("action"):
+        metrics.add_metric(name="CrashloopHalts", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=f"CrashloopHalts_{result['action']}", unit=MetricUnit.Count, value=1)
+        logger.warning(
+            "service halted",
+            extra={"ecs_service": result.get("service"), **{k: result.get(k) for k in ("action", "via", "reason", "crash_count")}},
+        )
+    else:
+        logger.info("event processed", extra={"event_id": result.get("event_id"), "stop_kind": result.get("stop_kind")})
+    return result
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict, context: LambdaContext) -> dict:
+    if isinstance(event, dict) and event.get("action") == "resume":
+        result = _runtime().handle_resume(event)
+        metrics.add_metric(name="CrashloopResumes", unit=MetricUnit.Count, value=1)
+        logger.info("service resumed", extra={"ecs_service": result["service"], "desired_count": result["desired_count"]})
+        return result
+    metrics.add_metric(name="EcsEventsReceived", unit=MetricUnit.Count, value=1)
+    IDEMPOTENCY.register_lambda_context(context)
+    process = idempotent_function(data_keyword_argument="event", persistence_store=_persistence_layer(), config=IDEMPOTENCY)(_process)
+    return process(event=event)

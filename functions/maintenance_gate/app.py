@@ -1,0 +1,43 @@
+"""Maintenance gate Lambda (statemachines/maintenance.asl.json): thin handler over tootstack.maintenance.
+
+Event: {"input": <the execution input>} where the input is {} (schedule: stack defaults) or any of
+{"media_days": 7, "preview_cards_days": 180, "prune_accounts": false}.
+Returns {"proceed": bool, "reason": str, "steps": [{"name", "command"}]}; raises InvalidInput for a bad
+input (minimums: preview_cards_days >= 14, media_days >= 1), so nothing runs.
+"""
+
+import os
+
+import boto3
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from tootstack.crashloop import is_halted
+from tootstack.errors import InvalidInput
+from tootstack.maintenance import Settings, gate
+from tootstack.maintenance.plan import upgrade_lock
+
+logger = Logger()
+tracer = Tracer()
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler(capture_response=False)
+def handler(event: dict, context: LambdaContext) -> dict:
+    if not isinstance(event, dict):
+        raise InvalidInput("event must be a JSON object {'input': {...}}")
+    cluster = os.environ["CLUSTER_NAME"]
+    services = [s for s in os.environ.get("SERVICE_NAMES", "").split(",") if s]
+    ssm = boto3.client("ssm")
+    ecs = boto3.client("ecs")
+    result = gate(
+        event.get("input"),
+        defaults=Settings.from_env(),
+        services=services,
+        cluster=cluster,
+        is_halted=lambda name, cl: is_halted(name, cluster=cl, ecs=ecs),
+        lock=lambda: upgrade_lock(ssm, os.environ["UPGRADE_LOCK_PARAMETER"]),
+    )
+    logger.info("maintenance gate", extra={"proceed": result["proceed"], "reason": result["reason"],
+                                           "steps": [s["name"] for s in result["steps"]]})
+    return result

@@ -1,0 +1,97 @@
+"""Mirror Lambda: copy the stack's images (Docker Hub / ghcr.io) into its ECR repositories, pinned by digest.
+
+Invoked on deploy (custom resource Custom::ImageMirror: the task definitions take the digests it
+returns), daily by EventBridge Scheduler and on demand from the console with {"images": [...]}.
+Copies are resumable: a run cut short is finished by the next one without re-copying what landed.
+"""
+
+import json
+import os
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from tootstack.errors import InvalidInput, TootstackError
+from tootstack.mirror.service import (
+    ecr_login, parse_jobs, repositories_from_env, run_jobs, source_credentials,
+)
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+SAFETY_MS = 30_000   # answer CloudFormation this long before the Lambda timeout
+
+
+def _mirror(entries, plain_http: bool = False) -> list[dict]:
+    jobs = parse_jobs(entries, repositories_from_env())
+    registry, dest_creds = ecr_login(boto3.client("ecr"))
+    # Local rehearsal only: the "ECR" stand-in is a docker-registry on loopback behind plain HTTP.
+    override = os.environ.get("MIRROR_REGISTRY_OVERRIDE")
+    if override:
+        registry, plain_http = override, True
+    src_creds = source_credentials(boto3.client("secretsmanager"), os.environ.get("SOURCE_CREDENTIALS_SECRET_ARN"))
+    results = run_jobs(jobs, registry, dest_creds, boto3.client("ssm"), os.environ["PARAMETER_PREFIX"],
+                       src_creds=src_creds, plain_http=plain_http)
+    for r in results:
+        metrics.add_metric(name="MirrorBytesCopied", unit=MetricUnit.Bytes, value=r["bytes_copied"])
+        metrics.add_metric(name="MirrorSourceGets", unit=MetricUnit.Count, value=r["source_requests"]["GET"])
+        logger.info("image mirrored", extra={k: r[k] for k in ("source", "image", "warm", "blobs_copied", "blobs_skipped")})
+    return results
+
+
+def _respond(event: dict, status: str, reason: str, data: dict | None = None) -> None:
+    body = json.dumps({
+        "Status": status, "Reason": reason[:3500],
+        "PhysicalResourceId": event.get("PhysicalResourceId") or f"{event['LogicalResourceId']}-image-mirror",
+        "StackId": event["StackId"], "RequestId": event["RequestId"], "LogicalResourceId": event["LogicalResourceId"],
+        "Data": data or {},
+    }).encode()
+    request = urllib.request.Request(event["ResponseURL"], data=body, method="PUT",
+                                     headers={"Content-Type": "", "Content-Length": str(len(body))})
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - CloudFormation's pre-signed S3 URL
+        response.read()
+
+
+def _custom_resource(event: dict, context: LambdaContext) -> dict:
+    if event["RequestType"] == "Delete":
+        # Repositories and parameters are kept with the images (they may still be referenced): nothing to undo.
+        _respond(event, "SUCCESS", "nothing to delete")
+        return {"status": "SUCCESS"}
+    budget = max(context.get_remaining_time_in_millis() - SAFETY_MS, 1000) / 1000 if context else 840
+    pool = ThreadPoolExecutor(1)
+    future = pool.submit(_mirror, event.get("ResourceProperties", {}).get("Images"))
+    try:
+        results = future.result(timeout=budget)
+    except FutureTimeout:
+        _respond(event, "FAILED", "mirror did not finish in time; retry the deployment: copies resume where they stopped")
+        pool.shutdown(wait=False)
+        return {"status": "FAILED"}
+    except TootstackError as exc:
+        _respond(event, "FAILED", f"{type(exc).__name__}: {exc}")
+        return {"status": "FAILED"}
+    except Exception as exc:  # CloudFormation must always get an answer
+        logger.exception("mirror failed")
+        _respond(event, "FAILED", f"{type(exc).__name__}")
+        return {"status": "FAILED"}
+    pool.shutdown(wait=False)
+    data = {r["name"] or r["repository"]: r["image"] for r in results}
+    _respond(event, "SUCCESS", "mirrored", data)
+    return {"status": "SUCCESS", "Data": data}
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict, context: LambdaContext) -> dict:
+    if not isinstance(event, dict):
+        raise InvalidInput('event must be an object {"images": [...]}')
+    if "RequestType" in event and "ResponseURL" in event:
+        return _custom_resource(event, context)
+    if "images" not in event:
+        raise InvalidInput('event needs "images": a list of image references, e.g. ["ghcr.io/mastodon/mastodon:v4.5.2"]')
+    return {"images": _mirror(event["images"])}

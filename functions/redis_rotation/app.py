@@ -1,0 +1,25 @@
+"""Redis credential rotation (Secrets Manager rotation protocol) and first-boot Redis auth setup.
+
+Events: {"Step": "createSecret"|"setSecret"|"testSecret"|"finishSecret", "SecretId", "ClientRequestToken"}
+from Secrets Manager, or {"Action": "setup"} from the first-boot state machine. See
+tootstack.redis_auth.rotation for the no-lockout invariant; nothing here returns or logs a password.
+"""
+
+import os
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from tootstack.redis_auth.entry import handle, rotation_from_env
+
+logger = Logger()
+tracer = Tracer()
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler(capture_response=False)
+def handler(event: dict, context: LambdaContext) -> dict:
+    remaining = context.get_remaining_time_in_millis() / 1000 if hasattr(context, "get_remaining_time_in_millis") else None
+    rotation = rotation_from_env(os.environ, remaining_seconds=remaining)
+    rotation.logger = logger
+    return handle(event, rotation)

@@ -1,0 +1,54 @@
+"""run-oneoff Lambda (statemachines/run_oneoff.asl.json): thin handler over tootstack.oneoff.
+
+Actions:
+- "validate": {"action": "validate", "input": {"command": ["tootctl", "media", "usage"]}} checks the argv
+  against the allow-list (InvalidInput otherwise, nothing run) and returns the container command.
+- "report": {"action": "report", "state": <state>} returns exit code, log group/stream/link and the
+  last lines of the task's output with every line holding a value of the stack's secrets withheld.
+"""
+
+import os
+
+import boto3
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from tootstack.errors import InvalidInput
+from tootstack.oneoff import oneoff
+
+logger = Logger()
+tracer = Tracer()
+
+
+def _client(service: str):
+    return boto3.client(service, region_name=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"))
+
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler(capture_response=False)
+def handler(event: dict, context: LambdaContext) -> dict:
+    if not isinstance(event, dict):
+        raise InvalidInput("event must be a JSON object with an 'action'")
+    action = event.get("action")
+    if action == "validate":
+        validated = oneoff.validate_input(
+            event.get("input"), task_timeout_seconds=int(os.environ.get("ONEOFF_TASK_TIMEOUT_SECONDS", "3600"))
+        )
+        logger.info("one-off command accepted", extra={"command": validated["requested"]})
+        return validated
+    if action == "report":
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
+        report = oneoff.report(
+            event.get("state") or {},
+            ecs=_client("ecs"),
+            logs=_client("logs"),
+            secrets_manager=_client("secretsmanager"),
+            region=region,
+            container_name=os.environ.get("ONEOFF_CONTAINER_NAME", "toolbox"),
+            secret_ids=[s for s in os.environ.get("ONEOFF_SECRET_ARNS", "").split(",") if s],
+            secret_prefix=f"{os.environ['STACK_NAME']}/",
+        )
+        logger.info("one-off command finished", extra={"exit_code": report["exit_code"], "status": report["status"]})
+        return report
+    raise InvalidInput(f"unknown action {action!r}: expected 'validate' or 'report'")

@@ -1,0 +1,94 @@
+"""Upgrade Lambda (statemachines/upgrade.asl.json): thin handler over tootstack.upgrade.steps.
+
+{"action": "prepare", "input": {"version": "v4.5.3"}, "execution": "<execution name>"} and then
+"mirror", "register", "deploy", "check", "rollback", "finish", "release" with the state the machine
+carries (names, ARNs, digests; never a secret).
+"""
+
+import json
+import os
+
+import boto3
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from tootstack.crashloop import is_halted
+from tootstack.errors import InvalidInput
+from tootstack.upgrade import steps
+
+logger = Logger()
+tracer = Tracer()
+
+
+def _pairs(text: str) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in text.split(",") if "=" in item)
+
+
+def _config() -> steps.UpgradeConfig:
+    sources, dests = _pairs(os.environ.get("IMAGE_SOURCES", "")), _pairs(os.environ.get("IMAGE_DESTINATIONS", ""))
+    return steps.UpgradeConfig(
+        cluster=os.environ["CLUSTER_NAME"],
+        services=[s for s in os.environ["SERVICE_NAMES"].split(",") if s],
+        scheduler_service=os.environ["SCHEDULER_SERVICE"],
+        toolbox_family=os.environ["TOOLBOX_FAMILY"],
+        lock_parameter=os.environ["UPGRADE_LOCK_PARAMETER"],
+        version_parameter=os.environ["VERSION_PARAMETER"],
+        images={role: {"source": sources[role], "dest": dests[role]} for role in sources if role in dests},
+        max_checks=int(os.environ.get("GUARD_MAX_CHECKS", "60")),
+    )
+
+
+def _mirror_credentials() -> dict:
+    """Source: anonymous unless the credentials secret names one; destination: the ECR token, or the
+    secret's `dest` (local rehearsal registries)."""
+    kwargs = {"plain_http": os.environ.get("MIRROR_PLAIN_HTTP") == "true"}
+    secret_id = os.environ.get("MIRROR_CREDENTIALS_SECRET")
+    creds = parameters.get_secret(secret_id, transform="json", max_age=60) if secret_id else {}
+    if creds.get("username"):            # the mirror's MirrorSourceCredentialsSecretArn shape
+        creds = {"source": creds}
+    if creds.get("source"):
+        kwargs["src_creds"] = (creds["source"]["username"], creds["source"]["password"])
+    if creds.get("dest"):
+        kwargs["dest_creds"] = (creds["dest"]["username"], creds["dest"]["password"])
+    else:
+        import base64
+
+        token = boto3.client("ecr").get_authorization_token()["authorizationData"][0]["authorizationToken"]
+        user, _, password = base64.b64decode(token).decode().partition(":")
+        kwargs["dest_creds"] = (user, password)
+    return kwargs
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler(capture_response=False)
+def handler(event: dict, context: LambdaContext) -> dict:
+    if not isinstance(event, dict):
+        raise InvalidInput("event must be a JSON object with an 'action'")
+    cfg = _config()
+    ecs, ssm = boto3.client("ecs"), boto3.client("ssm")
+    halted = lambda name: is_halted(name, cluster=cfg.cluster, ecs=ecs)  # noqa: E731
+    action = event.get("action")
+    if action == "prepare":
+        result = steps.prepare(event.get("input"), event["execution"], ecs=ecs, ssm=ssm, cfg=cfg, is_halted=halted)
+        result["poll_seconds"] = int(os.environ.get("GUARD_POLL_SECONDS", "30"))
+    elif action == "mirror":
+        from tootstack.mirror import mirror_image
+
+        result = steps.mirror(event["version"], cfg, mirror_image, **_mirror_credentials())
+    elif action == "register":
+        result = steps.register(event["version"], event["pinned"], ecs=ecs, cfg=cfg)
+    elif action == "deploy":
+        result = steps.deploy(event["plan"], ecs=ecs, cfg=cfg)
+    elif action == "check":
+        result = steps.check(event["plan"], int(event.get("checks", 0)), ecs=ecs, cfg=cfg, is_halted=halted)
+    elif action == "rollback":
+        result = steps.rollback(event["plan"], ecs=ecs, cfg=cfg)
+    elif action == "finish":
+        result = steps.finish(event["version"], event["execution"], ssm=ssm, cfg=cfg)
+    elif action == "release":
+        result = {"released": steps.release(ssm, cfg, event["execution"])}
+    else:
+        raise InvalidInput(f"unknown action {action!r}")
+    logger.info("upgrade step", extra={"action": action, "result": json.dumps(result, default=str)[:2000]})
+    return result

@@ -1,0 +1,258 @@
+"""What a halt decision does on AWS, the halted marker others check, and the un-halt.
+
+halt (Halter.apply):
+  rollback       UpdateService(taskDefinition=<stable>) unless the circuit breaker is already doing it
+  scale_to_zero  suspend the service's Application Auto Scaling (if it has a scalable target, so
+                 nothing scales it back up), remember the desired count, UpdateService(desiredCount=0)
+  then           tag the service `tootstack:crashloop-halted`, publish the SNS alert with the evidence
+                 (stop reasons, exit codes, task ids), mark the DynamoDB halt item applied.
+is_halted(service): the DynamoDB HALT item when the table is known (env CRASHLOOP_TABLE), else the tag.
+resume(service): restore the desired count (the one recorded at halt time, or --desired-count),
+  un-suspend scaling, untag, delete the HALT item; crashes before the resume no longer count.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+from tootstack.crashloop.detector import Decision, parse_service_arn, service_key
+from tootstack.crashloop.store import DynamoStore, Store
+from tootstack.errors import DependencyUnavailable, InvalidInput
+
+HALT_TAG = "tootstack:crashloop-halted"
+TABLE_ENV = "CRASHLOOP_TABLE"
+CLUSTER_ENV = "CLUSTER_NAME"
+
+
+def _client(name: str, client: Any = None) -> Any:
+    if client is not None:
+        return client
+    import boto3
+
+    return boto3.client(name)
+
+
+def _aws_error(what: str, exc: Exception) -> DependencyUnavailable:
+    code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
+    return DependencyUnavailable(f"{what} failed: {code}")
+
+
+def resolve_service(service: str, cluster: str | None = None) -> tuple[str, str]:
+    """(cluster, service name) from a service ARN, "cluster/service", or a name plus cluster/$CLUSTER_NAME."""
+    if not service or not isinstance(service, str):
+        raise InvalidInput("a service name or ARN is required")
+    if service.startswith("arn:"):
+        return parse_service_arn(service, cluster or os.environ.get(CLUSTER_ENV))
+    if "/" in service:
+        c, _, name = service.partition("/")
+        return c, name
+    cluster = cluster or os.environ.get(CLUSTER_ENV)
+    if not cluster:
+        raise InvalidInput(f"which cluster is service {service!r} in? pass --cluster or set {CLUSTER_ENV}")
+    return cluster.rsplit("/", 1)[-1], service
+
+
+def describe_service(ecs: Any, cluster: str, service: str) -> dict[str, Any]:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        found = ecs.describe_services(cluster=cluster, services=[service])
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ClusterNotFoundException":
+            raise InvalidInput(f"ECS cluster {cluster!r} not found") from None
+        raise _aws_error(f"ECS DescribeServices {cluster}/{service}", exc) from None
+    except BotoCoreError as exc:
+        raise _aws_error(f"ECS DescribeServices {cluster}/{service}", exc) from None
+    services = [s for s in found.get("services", []) if s.get("status") != "INACTIVE"]
+    if not services:
+        raise InvalidInput(f"ECS service {service!r} not found in cluster {cluster!r}")
+    return services[0]
+
+
+class Halter:
+    """Applies decisions through the ECS, Application Auto Scaling and SNS APIs."""
+
+    def __init__(self, store: Store, ecs: Any = None, sns: Any = None, topic_arn: str | None = None, autoscaling: Any = None) -> None:
+        self.store = store
+        self.ecs = _client("ecs", ecs)
+        self.sns = sns if sns is not None or not topic_arn else _client("sns")
+        self.topic_arn = topic_arn
+        self.autoscaling = _client("application-autoscaling", autoscaling)
+
+    def apply(self, decision: Decision) -> dict[str, Any]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        cluster, name = decision.cluster, decision.service_name
+        service = describe_service(self.ecs, cluster, name)
+        changes: dict[str, Any] = {"applied": True, "service_arn": service["serviceArn"]}
+        try:
+            if decision.action == "rollback":
+                if decision.via == "ecs_api" and service.get("taskDefinition") != decision.target_task_definition:
+                    self.ecs.update_service(cluster=cluster, service=name, taskDefinition=decision.target_task_definition)
+            elif decision.action == "scale_to_zero":
+                desired = int(service.get("desiredCount", 0))
+                if desired > 0:
+                    # recorded before scaling in, so a retry after a partial apply still knows it
+                    changes["previous_desired_count"] = desired
+                    self.store.update_halt(decision.service, {"previous_desired_count": desired})
+                changes["autoscaling_suspended"] = set_scaling_suspended(self.autoscaling, cluster, name, True)
+                if desired > 0:
+                    self.ecs.update_service(cluster=cluster, service=name, desiredCount=0)
+            else:
+                raise InvalidInput(f"unknown action {decision.action!r}")
+            self.ecs.tag_resource(
+                resourceArn=service["serviceArn"],
+                tags=[{"key": HALT_TAG, "value": f"{decision.action} {decision.decided_at}"}],
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise _aws_error(f"halting ECS service {cluster}/{name}", exc) from None
+        if "previous_desired_count" not in changes and decision.action == "scale_to_zero":
+            # a retry after a partial apply: keep what the first attempt recorded
+            current = self.store.get_service(decision.service).halt or {}
+            if "previous_desired_count" in current:
+                changes["previous_desired_count"] = current["previous_desired_count"]
+        changes["alert_message_id"] = self.alert(decision, changes)
+        self.store.update_halt(decision.service, changes)
+        return changes
+
+    def alert(self, decision: Decision, changes: dict[str, Any]) -> str | None:
+        if not self.topic_arn or self.sns is None:
+            return None
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        subject = f"tootstack crashloop: {decision.service_name} halted ({decision.action})"[:100]
+        lines = [
+            f"Service {decision.service} was halted: {decision.action}"
+            + (f" to {decision.target_task_definition}" if decision.target_task_definition else "")
+            + (" (by the ECS deployment circuit breaker)" if decision.via == "circuit_breaker" else "") + ".",
+            f"Why: {decision.reason}.",
+            f"Crashing task definition: {decision.task_definition}",
+            "Evidence (latest crashes):",
+        ]
+        for e in decision.evidence:
+            codes = ", ".join(f"{k}={v}" for k, v in e["exit_codes"].items())
+            lines.append(f"  - task {e['task_id']} at {e['stopped_at']}: {e['kind']}; exit codes: {codes or 'none'}; {e['reason']}")
+        lines += [
+            "",
+            f"Un-halt after fixing the cause: tootstack crashloop resume {decision.service_name} --cluster {decision.cluster}",
+            'or invoke the crashloop detector Lambda with {"action": "resume", "service": "' + decision.service_name + '"}.',
+            "",
+            "Details (JSON):",
+            json.dumps({**decision.as_dict(), "previous_desired_count": changes.get("previous_desired_count")}, indent=1, sort_keys=True),
+        ]
+        try:
+            response = self.sns.publish(
+                TopicArn=self.topic_arn,
+                Subject=subject,
+                Message="\n".join(lines),
+                MessageAttributes={
+                    "service": {"DataType": "String", "StringValue": decision.service},
+                    "action": {"DataType": "String", "StringValue": decision.action},
+                },
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise _aws_error(f"SNS publish to {self.topic_arn}", exc) from None
+        return response.get("MessageId")
+
+
+def set_scaling_suspended(autoscaling: Any, cluster: str, service: str, suspended: bool) -> bool:
+    """Suspend (or resume) Application Auto Scaling of the service; False when it has no scalable target."""
+    resource_id = f"service/{cluster}/{service}"
+    targets = autoscaling.describe_scalable_targets(ServiceNamespace="ecs", ResourceIds=[resource_id]).get("ScalableTargets", [])
+    if not targets:
+        return False
+    target = targets[0]
+    autoscaling.register_scalable_target(
+        ServiceNamespace="ecs",
+        ResourceId=resource_id,
+        ScalableDimension=target["ScalableDimension"],
+        SuspendedState={
+            "DynamicScalingInSuspended": suspended,
+            "DynamicScalingOutSuspended": suspended,
+            "ScheduledScalingSuspended": suspended,
+        },
+    )
+    return True
+
+
+def halt_record(service: str, *, cluster: str | None = None, table_name: str | None = None, dynamodb: Any = None) -> dict[str, Any] | None:
+    """The halted marker of a service from the DynamoDB table, or None when it is not halted."""
+    cluster, name = resolve_service(service, cluster)
+    table_name = table_name or os.environ.get(TABLE_ENV)
+    if not table_name:
+        raise InvalidInput(f"no crashloop table: pass table_name or set {TABLE_ENV}")
+    return DynamoStore(table_name, _client("dynamodb", dynamodb)).get_halt(service_key(cluster, name))
+
+
+def is_halted(
+    service: str,
+    *,
+    cluster: str | None = None,
+    table_name: str | None = None,
+    dynamodb: Any = None,
+    ecs: Any = None,
+) -> bool:
+    """True when the crashloop detector halted this service and nobody resumed it yet.
+
+    For the upgrade state machine, the scheduler and anything else that would deploy or scale the
+    service: check this first and leave a halted service alone. Reads the DynamoDB halt item when the
+    table is known (table_name or $CRASHLOOP_TABLE; IAM: dynamodb:GetItem on the table); otherwise the
+    service's `tootstack:crashloop-halted` tag (IAM: ecs:DescribeServices, ecs:ListTagsForResource).
+    From a state machine without Python: DynamoDB GetItem {pk: "SVC#<cluster>/<service>", sk: "HALT"}.
+    """
+    if table_name or os.environ.get(TABLE_ENV):
+        return halt_record(service, cluster=cluster, table_name=table_name, dynamodb=dynamodb) is not None
+    cluster, name = resolve_service(service, cluster)
+    client = _client("ecs", ecs)
+    arn = describe_service(client, cluster, name)["serviceArn"]
+    tags = client.list_tags_for_resource(resourceArn=arn).get("tags", [])
+    return any(t.get("key") == HALT_TAG for t in tags)
+
+
+def resume(
+    service: str,
+    *,
+    cluster: str | None = None,
+    desired_count: int | None = None,
+    store: Store,
+    ecs: Any = None,
+    autoscaling: Any = None,
+    now: float | None = None,
+) -> dict[str, Any]:
+    """Un-halt a service. Validates everything before changing anything; safe to run twice."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    if desired_count is not None and (not isinstance(desired_count, int) or isinstance(desired_count, bool) or desired_count < 0):
+        raise InvalidInput(f"desired count must be a whole number >= 0, got {desired_count!r}")
+    cluster, name = resolve_service(service, cluster)
+    key = service_key(cluster, name)
+    ecs = _client("ecs", ecs)
+    found = describe_service(ecs, cluster, name)
+    halt = store.get_service(key).halt
+    tags = ecs.list_tags_for_resource(resourceArn=found["serviceArn"]).get("tags", [])
+    tagged = any(t.get("key") == HALT_TAG for t in tags)
+    if halt is None and not tagged:
+        raise InvalidInput(f"service {key} is not halted: nothing to resume")
+    halt = halt or {}
+    target = desired_count
+    if target is None and halt.get("action") == "scale_to_zero":
+        target = int(halt.get("previous_desired_count") or 1)
+    try:
+        scaling = set_scaling_suspended(_client("application-autoscaling", autoscaling), cluster, name, False)
+        if target is not None:
+            ecs.update_service(cluster=cluster, service=name, desiredCount=target)
+        if tagged:
+            ecs.untag_resource(resourceArn=found["serviceArn"], tagKeys=[HALT_TAG])
+    except (ClientError, BotoCoreError) as exc:
+        raise _aws_error(f"resuming ECS service {key}", exc) from None
+    store.clear_halt(key, time.time() if now is None else now)
+    return {
+        "service": key,
+        "resumed": True,
+        "was": halt.get("action", "tagged only"),
+        "desired_count": target if target is not None else int(found.get("desiredCount", 0)),
+        "autoscaling_resumed": scaling,
+    }

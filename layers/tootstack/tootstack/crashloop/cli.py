@@ -1,0 +1,149 @@
+"""`tootstack crashloop replay EVENTS.jsonl` and `tootstack crashloop resume SERVICE`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, TextIO
+
+from tootstack.errors import InvalidInput, TootstackError
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "crashloop",
+        help="crashloop detection: replay recorded ECS events, resume a halted service",
+        description="Crashloop detection that halts a crashing ECS service (see docs/crashloop.md).",
+    )
+    sub = parser.add_subparsers(dest="crashloop_command", metavar="SUBCOMMAND")
+    parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
+
+    replay = sub.add_parser(
+        "replay",
+        help="feed EventBridge ECS events (one JSON per line) through the detector with local state",
+        description=(
+            "Feed EventBridge ECS events (one JSON object per line, real event shapes) through the real "
+            "detector logic with in-memory state. Prints one JSON line per decision: "
+            '{"event_index": i, "service": ..., "action": "rollback"|"scale_to_zero", "reason": ...}; '
+            "event_index is the 0-based line index. Malformed lines are reported on stderr with their line "
+            "number and skipped; the exit code is then 2."
+        ),
+    )
+    replay.add_argument("events", metavar="EVENTS.jsonl", help="file with one event per line ('-' for stdin)")
+    replay.add_argument("--threshold", type=int, default=3, help="crashes of one task definition that halt (default 3)")
+    replay.add_argument("--window-minutes", type=float, default=10.0, help="sliding window in minutes (default 10)")
+    replay.add_argument("--cluster", help="only events of this cluster (default: all)")
+    replay.set_defaults(func=run_replay)
+
+    resume = sub.add_parser(
+        "resume",
+        help="un-halt a service the detector halted",
+        description=(
+            "Un-halt a service: restore its desired count (the one recorded when it was scaled to 0, or "
+            "--desired-count), resume its auto scaling, remove the halted tag and marker. Crashes from "
+            "before the resume no longer count."
+        ),
+    )
+    resume.add_argument("service", metavar="SERVICE", help="ECS service name or ARN")
+    resume.add_argument("--cluster", help="ECS cluster (default: $CLUSTER_NAME, else the stack's ClusterName output)")
+    resume.add_argument("--desired-count", type=int, help="desired count to set (default: the count before the halt)")
+    resume.add_argument("--table", help="crashloop DynamoDB table (default: $CRASHLOOP_TABLE, else the stack output)")
+    resume.add_argument("--stack", default=os.environ.get("STACK_NAME", "tootstack"), help="CloudFormation stack name (default: $STACK_NAME or tootstack)")
+    resume.add_argument("--region", help="AWS region (default: the SDK's)")
+    resume.set_defaults(func=run_resume)
+
+
+def replay_lines(lines: TextIO, threshold: int = 3, window_seconds: float = 600.0, cluster: str | None = None,
+                 out: TextIO | None = None, err: TextIO | None = None, source: str = "events") -> tuple[int, list[int]]:
+    """Replay events; returns (decisions printed, malformed line numbers). Never raises for a bad line."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    from tootstack.crashloop.detector import Detector, DetectorConfig
+    from tootstack.crashloop.store import MemoryStore
+
+    store = MemoryStore()
+    detector = Detector(DetectorConfig(threshold=threshold, window_seconds=window_seconds, cluster=cluster), store)
+    decisions, bad = 0, []
+    for index, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            decision = detector.process(line)
+        except InvalidInput as exc:
+            bad.append(index + 1)
+            print(f"{source} line {index + 1}: {exc}", file=err)
+            continue
+        if decision is None:
+            continue
+        store.update_halt(decision.service, {"applied": True})   # replay: nothing to apply, mark it done
+        decisions += 1
+        print(json.dumps({"event_index": index, "service": decision.service_name, "action": decision.action,
+                          "reason": decision.reason}), file=out, flush=True)
+    return decisions, bad
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    if args.threshold < 1:
+        raise InvalidInput(f"--threshold must be at least 1, got {args.threshold}")
+    if args.window_minutes <= 0:
+        raise InvalidInput(f"--window-minutes must be positive, got {args.window_minutes}")
+    if args.events == "-":
+        _, bad = replay_lines(sys.stdin, args.threshold, args.window_minutes * 60, args.cluster, source="stdin")
+    else:
+        try:
+            handle = open(args.events, encoding="utf-8")
+        except OSError as exc:
+            raise InvalidInput(f"cannot read {args.events}: {exc.strerror}") from None
+        with handle:
+            try:
+                _, bad = replay_lines(handle, args.threshold, args.window_minutes * 60, args.cluster, source=args.events)
+            except UnicodeDecodeError as exc:
+                raise InvalidInput(f"{args.events} is not UTF-8 text: {exc.reason}") from None
+    if bad:
+        shown = ", ".join(map(str, bad[:20])) + (" ..." if len(bad) > 20 else "")
+        raise InvalidInput(f"{len(bad)} malformed line(s) skipped: {shown}")
+    return 0
+
+
+def _stack_output(stack: str, key: str, region: str | None) -> str | None:
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        found = boto3.client("cloudformation", region_name=region).describe_stacks(StackName=stack)["Stacks"]
+    except ClientError:
+        return None
+    except BotoCoreError as exc:
+        raise TootstackError(f"cannot read stack {stack}: {type(exc).__name__}") from None
+    for output in found[0].get("Outputs", []) if found else []:
+        if output["OutputKey"] == key:
+            return output["OutputValue"]
+    return None
+
+
+def run_resume(args: argparse.Namespace) -> int:
+    import boto3
+
+    from tootstack.crashloop.actions import resume
+    from tootstack.crashloop.store import DynamoStore
+
+    if args.desired_count is not None and args.desired_count < 0:
+        raise InvalidInput(f"--desired-count must be >= 0, got {args.desired_count}")
+    table = args.table or os.environ.get("CRASHLOOP_TABLE") or _stack_output(args.stack, "CrashloopTableName", args.region)
+    if not table:
+        raise InvalidInput(f"no crashloop table: pass --table, set CRASHLOOP_TABLE, or deploy stack {args.stack!r} with the CrashloopTableName output")
+    cluster = args.cluster or os.environ.get("CLUSTER_NAME")
+    if not cluster and not args.service.startswith("arn:") and "/" not in args.service:
+        cluster = _stack_output(args.stack, "ClusterName", args.region)
+    result = resume(
+        args.service,
+        cluster=cluster,
+        desired_count=args.desired_count,
+        store=DynamoStore(table, boto3.client("dynamodb", region_name=args.region)),
+        ecs=boto3.client("ecs", region_name=args.region),
+        autoscaling=boto3.client("application-autoscaling", region_name=args.region),
+    )
+    print(json.dumps(result))
+    return 0

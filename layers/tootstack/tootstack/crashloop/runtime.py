@@ -1,0 +1,102 @@
+"""Wiring for the detector Lambda: configuration from the environment, DynamoDB state, ECS/SNS actions.
+
+Environment: CRASHLOOP_TABLE (required), CLUSTER_NAME (only this cluster's events count),
+ALERT_TOPIC_ARN, CRASH_THRESHOLD (default 3), CRASH_WINDOW_MINUTES (default 10; CRASH_WINDOW_SECONDS wins if set).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+from tootstack.crashloop.actions import Halter, resume
+from tootstack.crashloop.detector import Decision, Detector, DetectorConfig
+from tootstack.crashloop.store import DynamoStore
+from tootstack.errors import InvalidInput
+
+
+def config_from_env(env: Mapping[str, str] | None = None) -> DetectorConfig:
+    env = os.environ if env is None else env
+    try:
+        threshold = int(env.get("CRASH_THRESHOLD", "3"))
+        if env.get("CRASH_WINDOW_SECONDS"):
+            window = float(env["CRASH_WINDOW_SECONDS"])
+        else:
+            window = float(env.get("CRASH_WINDOW_MINUTES", "10")) * 60
+    except ValueError as exc:
+        raise InvalidInput(f"CRASH_THRESHOLD / CRASH_WINDOW_MINUTES must be numbers: {exc}") from None
+    return DetectorConfig(threshold=threshold, window_seconds=window, cluster=env.get("CLUSTER_NAME") or None)
+
+
+def table_from_env(env: Mapping[str, str] | None = None) -> str:
+    env = os.environ if env is None else env
+    table = env.get("CRASHLOOP_TABLE")
+    if not table:
+        raise InvalidInput("CRASHLOOP_TABLE is not set")
+    return table
+
+
+def ecs_deployment_resolver(ecs: Any):
+    """Task definition of a deployment, from DescribeServices (used when a deployment COMPLETED)."""
+
+    def resolve(cluster: str, service: str, deployment_id: str) -> str | None:
+        found = ecs.describe_services(cluster=cluster, services=[service]).get("services", [])
+        for svc in found:
+            for deployment in svc.get("deployments", []):
+                if deployment.get("id") == deployment_id:
+                    return deployment.get("taskDefinition")
+        return None
+
+    return resolve
+
+
+class Runtime:
+    def __init__(self, env: Mapping[str, str] | None = None, ecs: Any = None, sns: Any = None, dynamodb: Any = None, autoscaling: Any = None):
+        import boto3
+
+        env = os.environ if env is None else env
+        self.env = env
+        region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None   # Lambda sets both
+        self.ecs = ecs or boto3.client("ecs", region_name=region)
+        self.store = DynamoStore(table_from_env(env), dynamodb or boto3.client("dynamodb", region_name=region))
+        if sns is None and env.get("ALERT_TOPIC_ARN"):
+            sns = boto3.client("sns", region_name=region)
+        if autoscaling is None:
+            autoscaling = boto3.client("application-autoscaling", region_name=region)
+        self.detector = Detector(config_from_env(env), self.store, ecs_deployment_resolver(self.ecs))
+        self.halter = Halter(self.store, ecs=self.ecs, sns=sns, topic_arn=env.get("ALERT_TOPIC_ARN") or None, autoscaling=autoscaling)
+        self.autoscaling = self.halter.autoscaling
+
+    def handle_ecs_event(self, event: dict[str, Any]) -> dict[str, Any]:
+        decision: Decision | None = self.detector.process(event)
+        stop = self.detector.last_stop
+        result: dict[str, Any] = {"event_id": event.get("id"), "stop_kind": stop.kind if stop else None, "action": None}
+        if decision is not None:
+            applied = self.halter.apply(decision)
+            result.update(
+                action=decision.action,
+                service=decision.service,
+                reason=decision.reason,
+                via=decision.via,
+                target_task_definition=decision.target_task_definition,
+                crash_count=decision.crash_count,
+                previous_desired_count=applied.get("previous_desired_count"),
+                alert_message_id=applied.get("alert_message_id"),
+            )
+        return result
+
+    def handle_resume(self, event: dict[str, Any]) -> dict[str, Any]:
+        service = event.get("service")
+        if not isinstance(service, str) or not service:
+            raise InvalidInput('resume needs "service": the ECS service name or ARN')
+        desired = event.get("desired_count")
+        if desired is not None and (not isinstance(desired, int) or isinstance(desired, bool)):
+            raise InvalidInput(f'"desired_count" must be a whole number, got {desired!r}')
+        return resume(
+            service,
+            cluster=event.get("cluster") or self.env.get("CLUSTER_NAME"),
+            desired_count=desired,
+            store=self.store,
+            ecs=self.ecs,
+            autoscaling=self.autoscaling,
+        )

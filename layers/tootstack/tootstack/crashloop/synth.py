@@ -1,0 +1,214 @@
+"""Build ECS events with the shapes EventBridge delivers (for tests, the benchmark and the rehearsal).
+
+`task_stopped(kind, ...)` makes an "ECS Task State Change" for each stop kind the classifier knows,
+with the stopCode / stoppedReason / container exit codes ECS reports for it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+EPOCH = datetime(2026, 11, 2, 9, 0, 0, tzinfo=timezone.utc)
+
+STOPS: dict[str, dict[str, Any]] = {
+    "exit_nonzero": {
+        "stopCode": "EssentialContainerExited",
+        "stoppedReason": "Essential container in task exited",
+        "exit": 1,
+        "container_reason": None,
+    },
+    "oom": {
+        "stopCode": "EssentialContainerExited",
+        "stoppedReason": "Essential container in task exited",
+        "exit": 137,
+        "container_reason": "OutOfMemoryError: Container killed due to memory usage",
+    },
+    "exit_zero": {
+        "stopCode": "EssentialContainerExited",
+        "stoppedReason": "Essential container in task exited",
+        "exit": 0,
+        "container_reason": None,
+    },
+    "elb_health_check": {
+        "stopCode": "ServiceSchedulerInitiated",
+        "stoppedReason": "Task failed ELB health checks in (target-group arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/0123456789abcdef)",
+        "exit": 143,
+        "container_reason": None,
+    },
+    "container_health_check": {
+        "stopCode": "ServiceSchedulerInitiated",
+        "stoppedReason": "Task failed container health checks",
+        "exit": 143,
+        "container_reason": None,
+    },
+    "image_pull": {
+        "stopCode": "TaskFailedToStart",
+        "stoppedReason": "CannotPullContainerError: pull image manifest has been retried 5 time(s): failed to resolve ref docker.io/tootsuite/mastodon:v4.5.2: 429 Too Many Requests - toomanyrequests: You have reached your pull rate limit",
+        "exit": None,
+        "container_reason": "CannotPullContainerError: 429 Too Many Requests",
+    },
+    "secrets": {
+        "stopCode": "TaskFailedToStart",
+        "stoppedReason": "ResourceInitializationError: unable to pull secrets or registry auth: execution resource retrieval failed: unable to retrieve secret from asm: ResourceNotFoundException: Secrets Manager can't find the specified secret.",
+        "exit": None,
+        "container_reason": None,
+    },
+    "scale_in": {
+        "stopCode": "ServiceSchedulerInitiated",
+        "stoppedReason": "Scaling activity initiated by (deployment {deployment})",
+        "exit": 143,
+        "container_reason": None,
+    },
+    "deployment_replacement": {
+        "stopCode": "ServiceSchedulerInitiated",
+        "stoppedReason": "Scaling activity initiated by (deployment {new_deployment})",
+        "exit": 143,
+        "container_reason": None,
+    },
+    "spot_interruption": {
+        "stopCode": "SpotInterruption",
+        "stoppedReason": "Your Spot Task was interrupted.",
+        "exit": 143,
+        "container_reason": None,
+        "capacity": "FARGATE_SPOT",
+    },
+    "termination_notice": {
+        "stopCode": "TerminationNotice",
+        "stoppedReason": "Task stopped due to a scheduled maintenance event",
+        "exit": 143,
+        "container_reason": None,
+    },
+    "user_initiated": {
+        "stopCode": "UserInitiated",
+        "stoppedReason": "Task stopped by user",
+        "exit": 143,
+        "container_reason": None,
+    },
+}
+CRASHING_STOPS = ("exit_nonzero", "oom", "exit_zero", "elb_health_check", "container_health_check", "image_pull", "secrets")
+BENIGN_STOPS = ("scale_in", "deployment_replacement", "spot_interruption", "termination_notice", "user_initiated")
+
+
+def cluster_arn(cluster: str) -> str:
+    return f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/{cluster}"
+
+
+def service_arn(cluster: str, service: str) -> str:
+    return f"arn:aws:ecs:{REGION}:{ACCOUNT}:service/{cluster}/{service}"
+
+
+def task_definition_arn(family: str, revision: int) -> str:
+    return f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/{family}:{revision}"
+
+
+def _ts(at: datetime) -> str:
+    return at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
+
+
+def task_stopped(
+    kind: str,
+    *,
+    cluster: str = "tootstack",
+    service: str | None = "web",
+    task_definition: str | None = None,
+    at: datetime = EPOCH,
+    deployment: str = "ecs-svc/1000000000000000001",
+    new_deployment: str = "ecs-svc/1000000000000000002",
+    container: str = "web",
+    task_id: str | None = None,
+    event_id: str | None = None,
+    family: str | None = None,
+) -> dict[str, Any]:
+    spec = STOPS[kind]
+    task_id = task_id or uuid.uuid4().hex
+    task_definition = task_definition or task_definition_arn(service or family or "toolbox", 1)
+    started = at - timedelta(seconds=45)
+    container_entry: dict[str, Any] = {
+        "containerArn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:container/{cluster}/{task_id}/{uuid.uuid5(uuid.NAMESPACE_URL, task_id)}",
+        "lastStatus": "STOPPED",
+        "name": container,
+        "image": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/mastodon@sha256:{'a' * 64}",
+        "taskArn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/{cluster}/{task_id}",
+        "networkInterfaces": [],
+        "cpu": "0",
+    }
+    if spec["exit"] is not None:
+        container_entry["exitCode"] = spec["exit"]
+    if spec["container_reason"]:
+        container_entry["reason"] = spec["container_reason"]
+    detail: dict[str, Any] = {
+        "attachments": [],
+        "attributes": [{"name": "ecs.cpu-architecture", "value": "arm64"}],
+        "availabilityZone": f"{REGION}a",
+        "capacityProviderName": spec.get("capacity", "FARGATE"),
+        "clusterArn": cluster_arn(cluster),
+        "connectivity": "CONNECTED",
+        "containers": [container_entry],
+        "cpu": "512",
+        "createdAt": _ts(started - timedelta(seconds=20)),
+        "desiredStatus": "STOPPED",
+        "enableExecuteCommand": False,
+        "group": f"service:{service}" if service else f"family:{family or 'toolbox'}",
+        "launchType": "FARGATE",
+        "lastStatus": "STOPPED",
+        "memory": "1024",
+        "platformVersion": "1.4.0",
+        "stopCode": spec["stopCode"],
+        "stoppedAt": _ts(at),
+        "stoppedReason": spec["stoppedReason"].format(deployment=deployment, new_deployment=new_deployment),
+        "stoppingAt": _ts(at - timedelta(seconds=5)),
+        "taskArn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/{cluster}/{task_id}",
+        "taskDefinitionArn": task_definition,
+        "updatedAt": _ts(at),
+        "version": 5,
+    }
+    if spec["exit"] is not None or kind not in ("image_pull", "secrets"):
+        detail["startedAt"] = _ts(started)
+    if service:
+        detail["startedBy"] = deployment
+    else:
+        detail["startedBy"] = "tootstack"
+    return _envelope("ECS Task State Change", [detail["taskArn"]], detail, at, event_id)
+
+
+def deployment_event(
+    event_name: str,
+    *,
+    cluster: str = "tootstack",
+    service: str = "web",
+    deployment: str = "ecs-svc/1000000000000000002",
+    at: datetime = EPOCH,
+    reason: str | None = None,
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    default_reason = {
+        "SERVICE_DEPLOYMENT_IN_PROGRESS": "ECS deployment " + deployment + " in progress.",
+        "SERVICE_DEPLOYMENT_COMPLETED": "ECS deployment " + deployment + " completed.",
+        "SERVICE_DEPLOYMENT_FAILED": "ECS deployment circuit breaker: tasks failed to start.",
+    }[event_name]
+    detail = {
+        "eventType": "ERROR" if event_name == "SERVICE_DEPLOYMENT_FAILED" else "INFO",
+        "eventName": event_name,
+        "deploymentId": deployment,
+        "updatedAt": _ts(at),
+        "reason": reason or default_reason,
+    }
+    return _envelope("ECS Deployment State Change", [service_arn(cluster, service)], detail, at, event_id)
+
+
+def _envelope(detail_type: str, resources: list[str], detail: dict[str, Any], at: datetime, event_id: str | None) -> dict[str, Any]:
+    return {
+        "version": "0",
+        "id": event_id or str(uuid.uuid4()),
+        "detail-type": detail_type,
+        "source": "aws.ecs",
+        "account": ACCOUNT,
+        "time": at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": REGION,
+        "resources": resources,
+        "detail": detail,
+    }

@@ -1,0 +1,54 @@
+"""ECS service deployments as ECS reports them, on top of moto (which keeps the first deployment forever).
+
+After UpdateService with a new task definition, ECS shows a new PRIMARY deployment for it. This context
+manager makes moto do the same and decides how the rollout ends: `outcome(service_name, task_definition)`
+returns "COMPLETED" (steady state) or "FAILED" (the deployment circuit breaker tripped: with rollback on,
+ECS puts the service back on the previous task definition, the FAILED deployment is what the history shows).
+Used by the upgrade tests and the rehearsal stage "upgrade" (nothing else in the harness changes).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+from moto.core.utils import utcnow
+from moto.ecs.models import EC2ContainerServiceBackend
+from moto.moto_api._internal import mock_random
+
+Outcome = Callable[[str, str], str]
+
+
+@contextmanager
+def ecs_deployments(outcome: Outcome = lambda service, td: "COMPLETED") -> Iterator[None]:
+    original = EC2ContainerServiceBackend.update_service
+
+    def update_service(backend: EC2ContainerServiceBackend, service_properties: dict) -> object:
+        props = dict(service_properties)
+        name = str(props.get("service", "")).split("/")[-1]
+        before = backend._get_service(props.get("cluster", "default"), name)
+        previous = before.task_definition
+        service = original(backend, service_properties)
+        new_td = service.task_definition
+        if new_td != previous or not service.deployments:
+            state = outcome(service.name, new_td)
+            now = utcnow()
+            deployment = {
+                "id": f"ecs-svc/{mock_random.randint(0, 32**12)}", "status": "PRIMARY", "taskDefinition": new_td,
+                "desiredCount": service.desired_count, "pendingCount": 0,
+                "runningCount": service.desired_count if state == "COMPLETED" else 0,
+                "failedTasks": 0 if state == "COMPLETED" else 3, "createdAt": now, "updatedAt": now,
+                "launchType": "FARGATE", "rolloutState": state,
+                "rolloutStateReason": ("ECS deployment completed." if state == "COMPLETED" else
+                                       "ECS deployment circuit breaker: tasks failed to start."),
+            }
+            if state == "FAILED":
+                service.task_definition = previous   # rollback to the last completed deployment
+            service.deployments = [deployment]
+        return service
+
+    EC2ContainerServiceBackend.update_service = update_service
+    try:
+        yield
+    finally:
+        EC2ContainerServiceBackend.update_service = original

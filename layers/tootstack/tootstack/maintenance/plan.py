@@ -1,0 +1,133 @@
+"""What a maintenance run does, and whether it may run now.
+
+Input (schedule or console), every key optional:
+    {"media_days": 7, "preview_cards_days": 180, "prune_accounts": false}
+Defaults come from the stack parameters (env MAINTENANCE_MEDIA_DAYS, MAINTENANCE_PREVIEW_CARDS_DAYS,
+MAINTENANCE_PRUNE_ACCOUNTS). Bounds: `tootctl preview_cards remove` refuses fewer than 14 days
+(Mastodon's minimum); media keeps at least 1 day (our floor: 0 would drop what users are looking at
+right now). A bad value is refused with InvalidInput and nothing runs.
+
+The run is skipped (a successful execution whose output says why) when:
+- a service of the stack is halted by the crashloop detector (tootstack.crashloop.is_halted), or
+- an upgrade holds the upgrade lock (SSM parameter $UPGRADE_LOCK_PARAMETER exists and is not "none").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from tootstack.errors import DependencyUnavailable, InvalidInput
+
+MEDIA_DAYS_MIN = 1
+PREVIEW_CARDS_DAYS_MIN = 14   # tootctl preview_cards remove: "not below 14" (Mastodon)
+DAYS_MAX = 3650
+TOOTCTL = "bin/tootctl"       # relative to the image's WORKDIR /opt/mastodon
+KEYS = ("media_days", "preview_cards_days", "prune_accounts")
+
+
+@dataclass(frozen=True)
+class Settings:
+    media_days: int = 7
+    preview_cards_days: int = 180
+    prune_accounts: bool = False
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        raw = {
+            "media_days": env.get("MAINTENANCE_MEDIA_DAYS", "7"),
+            "preview_cards_days": env.get("MAINTENANCE_PREVIEW_CARDS_DAYS", "180"),
+            "prune_accounts": env.get("MAINTENANCE_PRUNE_ACCOUNTS", "false"),
+        }
+        return _validated(raw, cls(), where="stack parameter")
+
+
+def _days(name: str, value: Any, low: int, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit():
+        raise InvalidInput(f"{where} {name} must be a whole number of days, got {value!r}")
+    days = int(str(value).strip())
+    if days < low:
+        raise InvalidInput(f"{where} {name}={days} is below the minimum of {low} days")
+    if days > DAYS_MAX:
+        raise InvalidInput(f"{where} {name}={days} is above {DAYS_MAX} days")
+    return days
+
+
+def _flag(name: str, value: Any, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise InvalidInput(f"{where} {name} must be true or false, got {value!r}")
+
+
+def _validated(raw: dict[str, Any], defaults: Settings, where: str) -> Settings:
+    unknown = sorted(set(raw) - set(KEYS))
+    if unknown:
+        raise InvalidInput(f"unknown maintenance input key(s): {', '.join(unknown)} (expected {', '.join(KEYS)})")
+    return Settings(
+        media_days=_days("media_days", raw.get("media_days", defaults.media_days), MEDIA_DAYS_MIN, where),
+        preview_cards_days=_days("preview_cards_days", raw.get("preview_cards_days", defaults.preview_cards_days),
+                                 PREVIEW_CARDS_DAYS_MIN, where),
+        prune_accounts=_flag("prune_accounts", raw.get("prune_accounts", defaults.prune_accounts), where),
+    )
+
+
+def build_plan(event_input: Any, defaults: Settings) -> list[dict[str, Any]]:
+    """The steps of a run, each a toolbox container command (argv list, no shell)."""
+    if event_input is None:
+        event_input = {}
+    if not isinstance(event_input, dict):
+        raise InvalidInput("maintenance input must be a JSON object")
+    s = _validated(event_input, defaults, where="input")
+    steps = [
+        {"name": "media-remove", "command": [TOOTCTL, "media", "remove", "--days", str(s.media_days)]},
+        {"name": "preview-cards-remove",
+         "command": [TOOTCTL, "preview_cards", "remove", "--days", str(s.preview_cards_days)]},
+    ]
+    if s.prune_accounts:
+        steps.append({"name": "accounts-prune", "command": [TOOTCTL, "accounts", "prune"]})
+    return steps
+
+
+def upgrade_lock(ssm: Any, parameter: str) -> dict[str, Any] | None:
+    """The upgrade lock when held, else None. The upgrade state machine writes it before it changes
+    anything and deletes it when it ends (success, failure or rollback)."""
+    try:
+        value = ssm.get_parameter(Name=parameter)["Parameter"]["Value"]
+    except ssm.exceptions.ParameterNotFound:
+        return None
+    except Exception as exc:  # noqa: BLE001 - an unreadable lock must not look like "unlocked"
+        raise DependencyUnavailable(f"cannot read the upgrade lock {parameter}: {type(exc).__name__}") from None
+    if value.strip().lower() in ("", "none"):
+        return None
+    try:
+        held = json.loads(value)
+    except ValueError:
+        held = {"holder": value[:200]}
+    return held if isinstance(held, dict) else {"holder": str(held)[:200]}
+
+
+def gate(
+    event_input: Any,
+    *,
+    defaults: Settings,
+    services: list[str],
+    cluster: str,
+    is_halted: Callable[[str, str], bool],
+    lock: Callable[[], dict[str, Any] | None],
+) -> dict[str, Any]:
+    """Validate the input (InvalidInput before anything else), then decide: run the plan, or skip and say why."""
+    steps = build_plan(event_input, defaults)
+    held = lock()
+    if held is not None:
+        return {"proceed": False, "reason": f"an upgrade is running (upgrade lock held: {json.dumps(held, sort_keys=True)[:300]})",
+                "steps": []}
+    halted = [name for name in services if is_halted(name, cluster)]
+    if halted:
+        return {"proceed": False, "reason": f"service(s) halted by the crashloop detector: {', '.join(halted)}",
+                "steps": []}
+    return {"proceed": True, "reason": "no upgrade running and no service halted", "steps": steps}

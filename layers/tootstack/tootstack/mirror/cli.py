@@ -1,0 +1,66 @@
+"""`tootstack mirror`: copy an image (every platform) from one registry to another, e.g. Docker Hub -> ECR."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from tootstack.errors import InvalidInput
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "mirror",
+        help="copy a (multi-arch) image between registries, tag written last",
+        description=(
+            "Copy SRC to DEST over the OCI distribution API: every platform manifest, config and layer, each "
+            "blob verified by sha256 while it streams; blobs the destination has are skipped; the tag is "
+            "written last. When DEST already has SRC's digest, only HEAD requests reach the source. "
+            "DEST's tag defaults to SRC's. Credentials may also come from TOOTSTACK_SRC_CREDS / "
+            "TOOTSTACK_DEST_CREDS (keeps them out of the process list)."
+        ),
+        epilog="example: tootstack mirror docker.io/tootsuite/mastodon:v4.5.2 123456789012.dkr.ecr.eu-west-1.amazonaws.com/mastodon",
+    )
+    parser.add_argument("source", metavar="SRC", help="e.g. docker.io/tootsuite/mastodon:v4.5.2 or 127.0.0.1:5101/mastodon/mastodon:v4.5.2")
+    parser.add_argument("destination", metavar="DEST", help="e.g. 127.0.0.1:5102/mastodon:v4.5.2")
+    parser.add_argument("--plain-http", action="store_true", help="talk HTTP instead of HTTPS (local registries)")
+    parser.add_argument("--src-creds", metavar="USER:PASS", help="credentials for the source registry")
+    parser.add_argument("--dest-creds", metavar="USER:PASS", help="credentials for the destination registry")
+    parser.add_argument("--json", action="store_true", help="print one JSON object with the digest and counts")
+    parser.add_argument("--concurrency", type=int, default=4, metavar="N", help="blobs copied at once (default: %(default)s)")
+    parser.set_defaults(func=run)
+
+
+def _creds(value: str | None, env: str, flag: str) -> tuple[str, str] | None:
+    value = value if value is not None else os.environ.get(env)
+    if value is None:
+        return None
+    user, sep, password = value.partition(":")
+    if not sep or not user:
+        raise InvalidInput(f"{flag} expects USER:PASS")
+    return user, password
+
+
+def run(args: argparse.Namespace) -> int:
+    from tootstack.mirror.copier import mirror_image
+    from tootstack.mirror.refs import parse_ref
+
+    if args.concurrency < 1 or args.concurrency > 32:
+        raise InvalidInput("--concurrency must be between 1 and 32")
+    parse_ref(args.source)
+    parse_ref(args.destination, default_tag=None)
+    src_creds = _creds(args.src_creds, "TOOTSTACK_SRC_CREDS", "--src-creds")
+    dest_creds = _creds(args.dest_creds, "TOOTSTACK_DEST_CREDS", "--dest-creds")
+    progress = (lambda line: print(line, file=sys.stderr, flush=True)) if sys.stderr.isatty() else None
+    result = mirror_image(args.source, args.destination, src_creds=src_creds, dest_creds=dest_creds,
+                          plain_http=args.plain_http, concurrency=args.concurrency, progress=progress)
+    if args.json:
+        print(json.dumps(result.as_json()))
+    elif result.warm:
+        print(f"{result.destination} is up to date at {result.digest} (source checked with HEAD only)")
+    else:
+        print(f"{result.destination} = {result.digest}: {result.blobs_copied} blobs copied "
+              f"({result.bytes_copied} bytes), {result.blobs_skipped} already present")
+    return 0

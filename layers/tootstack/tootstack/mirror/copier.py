@@ -1,0 +1,363 @@
+"""Copy an image (single manifest, OCI index or Docker manifest list) between registries.
+
+Order of work, so no partial image is ever tagged and a rerun resumes cleanly:
+1. HEAD the source manifest (the digest, without a counted pull) and the destination tag: same digest
+   means warm, done with HEAD requests only on the source.
+2. If the destination already holds that manifest by digest, re-tag it from the destination's copy.
+3. Otherwise GET the source manifests (verified against their digests), skip platform manifests the
+   destination already has, and copy the missing blobs concurrently: HEAD skip, cross-repository
+   mount, else streamed through a sha256 check in fixed-size PATCH parts (memory stays flat,
+   an interrupted blob resumes from the last part the registry acknowledged).
+4. PUT platform manifests by digest, then the tag last.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import httpx
+
+from tootstack.errors import InvalidInput
+from tootstack.mirror.client import (
+    INDEX_TYPES, MANIFEST_TYPES, DigestMismatch, MirrorError, RegistryClient, RetryPolicy, TransientError, classify,
+)
+from tootstack.mirror.refs import ImageRef, parse_ref
+
+READ_SIZE = 256 << 10          # bytes per read from the source stream (small: flat, low RSS)
+PART_SIZE = 16 << 20           # bytes per PATCH (ECR: 5 MiB .. 20 MiB parts)
+
+
+@dataclass
+class MirrorResult:
+    source: str
+    destination: str
+    digest: str
+    media_type: str = ""
+    warm: bool = False
+    blobs_copied: int = 0
+    blobs_skipped: int = 0
+    blobs_mounted: int = 0
+    bytes_copied: int = 0
+    manifests_copied: int = 0
+    source_requests: dict[str, int] = field(default_factory=dict)
+    dest_requests: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        """The `tootstack mirror --json` object."""
+        return {
+            "digest": self.digest,
+            "blobs_copied": self.blobs_copied,
+            "blobs_skipped": self.blobs_skipped,
+            "bytes_copied": self.bytes_copied,
+            "source_requests": {"GET": self.source_requests.get("GET", 0), "HEAD": self.source_requests.get("HEAD", 0)},
+        }
+
+
+def sha256_digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+class _Reader:
+    """read(n) over an httpx streaming response, at most READ_SIZE at a time, never more than asked."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._chunks: Iterator[bytes] = response.iter_raw(READ_SIZE)
+        self._pending = b""
+
+    def read(self, n: int) -> bytes:
+        if not self._pending:
+            self._pending = next(self._chunks, b"")
+        out, self._pending = self._pending[:n], self._pending[n:]
+        return out
+
+
+class Mirror:
+    def __init__(self, source: RegistryClient, dest: RegistryClient, concurrency: int = 4,
+                 part_size: int = PART_SIZE, mount_from: tuple[str, ...] = (),
+                 progress: Callable[[str], None] | None = None) -> None:
+        if part_size < READ_SIZE:
+            raise InvalidInput(f"part size must be at least {READ_SIZE} bytes")
+        self.source, self.dest = source, dest
+        self.concurrency = max(1, concurrency)
+        self.part_size = part_size
+        self.mount_from = mount_from
+        self.progress = progress or (lambda _msg: None)
+        self._lock = threading.Lock()
+        self.resumed_parts = 0
+
+    # -- entry point ------------------------------------------------------------------------------
+    def copy(self, src: ImageRef, dst: ImageRef) -> MirrorResult:
+        started = time.monotonic()
+        if dst.digest:
+            raise InvalidInput(f"destination {dst} must name a tag, not a digest")
+        self.source.auth.add_scope(f"repository:{src.repository}:pull")
+        self.dest.auth.add_scope(f"repository:{dst.repository}:pull,push")
+        if self._same_registry():
+            self.dest.auth.add_scope(f"repository:{src.repository}:pull")
+        for repo in self.mount_from:
+            self.dest.auth.add_scope(f"repository:{repo}:pull")
+        tag = dst.tag or src.tag or "latest"
+        result = MirrorResult(str(src), f"{dst.registry}/{dst.repository}:{tag}", digest="")
+        try:
+            self._copy(src, dst.repository, tag, result)
+        finally:
+            result.source_requests = dict(self.source.counts)
+            result.dest_requests = dict(self.dest.counts)
+            result.seconds = time.monotonic() - started
+        return result
+
+    def _same_registry(self) -> bool:
+        return self.source.base_url == self.dest.base_url
+
+    def _copy(self, src: ImageRef, dest_repo: str, tag: str, result: MirrorResult) -> None:
+        head = self.source.head_manifest(src.repository, src.reference)
+        if head is None:
+            raise_not_found(src)
+        digest, media_type, _ = head
+        if not digest:  # registries that do not send Docker-Content-Digest on HEAD
+            body, media_type = self.source.get_manifest(src.repository, src.reference)
+            digest = sha256_digest(body)
+        if src.digest and digest != src.digest:
+            raise DigestMismatch(f"{src}: the registry answered with manifest {digest}")
+        result.digest, result.media_type = digest, media_type
+        current = self.dest.head_manifest(dest_repo, tag)
+        if current is not None and current[0] == digest:
+            result.warm = True
+            self.progress(f"{result.destination} already at {digest}: nothing to copy")
+            return
+        if self.dest.head_manifest(dest_repo, digest) is not None:
+            body, media_type = self.dest.get_manifest(dest_repo, digest)
+            self._put_manifest(dest_repo, tag, body, media_type, digest)
+            self.progress(f"{result.destination} tagged {digest} (already in the destination)")
+            return
+
+        body, media_type = self._fetch_manifest(src.repository, digest)
+        manifest = _parse_manifest(body, media_type, f"{src}")
+        children: list[tuple[str, bytes, str]] = []     # (digest, body, media type) to PUT before the tag
+        blobs: dict[str, dict[str, Any]] = {}
+        if media_type in INDEX_TYPES:
+            for entry in manifest.get("manifests") or []:
+                child_digest = entry["digest"]
+                if self.dest.head_manifest(dest_repo, child_digest) is not None:
+                    continue  # already complete in the destination: a registry only stores manifests whose blobs it has
+                child_body, child_type = self._fetch_manifest(src.repository, child_digest)
+                child = _parse_manifest(child_body, child_type, f"{src}@{child_digest}")
+                if child_type in INDEX_TYPES:
+                    raise MirrorError(f"{src}: nested indexes are not supported")
+                children.append((child_digest, child_body, child_type))
+                _collect_blobs(child, blobs)
+        else:
+            _collect_blobs(manifest, blobs)
+
+        ordered = sorted(blobs.values(), key=lambda d: -int(d.get("size") or 0))
+        self.progress(f"{src}: {len(ordered)} blobs to check, {len(children)} platform manifests to copy")
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="mirror") as pool:
+            futures = [pool.submit(self._copy_blob, src.repository, dest_repo, d, result) for d in ordered]
+            errors = []
+            for future in futures:
+                try:
+                    future.result()
+                except BaseException as exc:  # keep waiting for the others, report the first
+                    errors.append(exc)
+            if errors:
+                raise errors[0]
+        for child_digest, child_body, child_type in children:
+            self._put_manifest(dest_repo, child_digest, child_body, child_type, child_digest)
+            result.manifests_copied += 1
+        self._put_manifest(dest_repo, tag, body, media_type, digest)   # the tag, last
+        result.manifests_copied += 1
+        self.progress(f"{result.destination} -> {digest}: {result.blobs_copied} blobs copied "
+                      f"({result.bytes_copied / 1e6:.1f} MB), {result.blobs_skipped} already there")
+
+    def _fetch_manifest(self, repository: str, digest: str) -> tuple[bytes, str]:
+        body, media_type = self.source.get_manifest(repository, digest)
+        actual = sha256_digest(body)
+        if actual != digest:
+            raise DigestMismatch(f"manifest {repository}@{digest}: content hashes to {actual}")
+        if not media_type or media_type not in MANIFEST_TYPES:
+            try:
+                media_type = json.loads(body).get("mediaType") or media_type
+            except ValueError:
+                pass
+        return body, media_type
+
+    def _put_manifest(self, repository: str, reference: str, body: bytes, media_type: str, digest: str) -> None:
+        answered = self.dest.put_manifest(repository, reference, body, media_type)
+        if answered and answered != digest:
+            raise DigestMismatch(f"destination stored manifest {repository}:{reference} as {answered}, expected {digest}")
+
+    # -- blobs ------------------------------------------------------------------------------------
+    def _copy_blob(self, src_repo: str, dest_repo: str, desc: dict[str, Any], result: MirrorResult) -> None:
+        digest, size = desc["digest"], int(desc.get("size") or 0)
+        if self.dest.blob_exists(dest_repo, digest):
+            with self._lock:
+                result.blobs_skipped += 1
+            return
+        mount_candidates = ([src_repo] if self._same_registry() else []) + [r for r in self.mount_from if r != dest_repo]
+        location = None
+        for candidate in mount_candidates:
+            location = self.dest.start_upload(dest_repo, mount=digest, mount_from=candidate)
+            if location is None:
+                with self._lock:
+                    result.blobs_mounted += 1
+                    result.blobs_skipped += 1
+                return
+            break  # the registry opened a normal upload session instead: use it
+        copied = self._stream_blob(src_repo, dest_repo, digest, size, location)
+        with self._lock:
+            result.blobs_copied += 1
+            result.bytes_copied += copied
+        self.progress(f"  blob {digest[7:19]} {size / 1e6:.1f} MB copied")
+
+    def _stream_blob(self, src_repo: str, dest_repo: str, digest: str, size: int, location: str | None) -> int:
+        """Upload one blob in PATCH parts, hashing as it streams; resume from the last acknowledged part."""
+        location = location or self.dest.start_upload(dest_repo)
+        offset, hasher = 0, hashlib.sha256()
+        checkpoint: tuple[int, Any, str] = (0, hashlib.sha256(), location)
+        attempt = 0
+        while True:
+            marks: list[tuple[int, Any, str]] = []
+            try:
+                location = self._send_parts(src_repo, digest, size, offset, hasher, location, marks)
+                break
+            except TransientError as exc:
+                if marks:
+                    checkpoint = marks[-1]
+                attempt += 1
+                if attempt >= self.source.retry.attempts:
+                    self.dest.cancel_upload(checkpoint[2])
+                    raise MirrorError(f"blob {digest}: gave up after {attempt} attempts ({exc})") from None
+                time.sleep(self.source.retry.delay(attempt - 1, exc.retry_after))
+                ck_offset, ck_hasher, ck_location = checkpoint
+                held = self.dest.upload_offset(ck_location) if ck_offset else None
+                if ck_offset and held == ck_offset:
+                    offset, hasher, location = ck_offset, ck_hasher.copy(), ck_location   # resume after the last part
+                    with self._lock:
+                        self.resumed_parts += 1
+                else:  # nothing acknowledged, or the registry holds a partial part: start this blob over
+                    self.dest.cancel_upload(ck_location)
+                    location = self.dest.start_upload(dest_repo)
+                    offset, hasher = 0, hashlib.sha256()
+                    checkpoint = (0, hashlib.sha256(), location)
+                self.progress(f"  blob {digest[7:19]}: retrying from byte {offset} ({exc})")
+        actual = "sha256:" + hasher.hexdigest()
+        if actual != digest:
+            self.dest.cancel_upload(location)
+            raise DigestMismatch(f"blob {src_repo}@{digest}: received content hashes to {actual}; nothing was tagged")
+        final = httpx.URL(location).copy_merge_params({"digest": digest})
+        response = self.dest.send("PUT", final, f"PUT blob {dest_repo}@{digest[:19]}", headers={"Content-Length": "0"})
+        if response.status_code == 400:
+            raise DigestMismatch(f"destination rejected blob {digest} as invalid: nothing was tagged")
+        if response.status_code not in (201, 204):
+            raise MirrorError(f"PUT blob {dest_repo}@{digest[:19]}: HTTP {response.status_code}")
+        return size
+
+    def _send_parts(self, src_repo: str, digest: str, size: int, offset: int, hasher: Any, location: str,
+                    marks: list[tuple[int, Any, str]]) -> str:
+        """Stream source bytes [offset, size) as PATCH parts; append (offset, hash state, location) per
+        acknowledged part; return the upload location to finish."""
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        what = f"GET blob {self.source.registry}/{src_repo}@{digest[:19]}"
+        response = self.source._send_once("GET", f"/v2/{src_repo}/blobs/{digest}", what, stream=True, headers=headers)  # noqa: SLF001
+        try:
+            if response.status_code == 404:
+                raise MirrorError(f"{what}: blob unknown to the source registry (HTTP 404)")
+            classify(response, what)
+            if offset and response.status_code != 206:
+                raise MirrorError(f"{what}: the source ignored the Range request (HTTP {response.status_code})")
+            if response.status_code not in (200, 206):
+                raise MirrorError(f"{what}: HTTP {response.status_code}")
+            reader = _Reader(response)
+
+            def body(n: int) -> Iterator[bytes]:
+                remaining = n
+                while remaining:
+                    try:
+                        chunk = reader.read(min(READ_SIZE, remaining))
+                    except httpx.TransportError as exc:
+                        raise _SourceBroke(f"{what}: {type(exc).__name__}") from None
+                    if not chunk:
+                        raise _SourceBroke(f"{what}: stream ended {remaining} bytes early")
+                    hasher.update(chunk)
+                    remaining -= len(chunk)
+                    yield chunk
+
+            while offset < size:
+                part = min(self.part_size, size - offset)
+                try:
+                    patch = self.dest._send_once(  # noqa: SLF001
+                        "PATCH", location, f"PATCH blob {digest[:19]}", content=body(part),
+                        headers={"Content-Type": "application/octet-stream", "Content-Length": str(part),
+                                 "Content-Range": f"{offset}-{offset + part - 1}"})
+                except _SourceBroke as exc:
+                    raise TransientError(str(exc)) from None
+                classify(patch, f"PATCH blob {digest[:19]}")
+                if patch.status_code != 202:
+                    raise MirrorError(f"PATCH blob {digest[:19]}: HTTP {patch.status_code}")
+                offset += part
+                location = self.dest.absolute(patch.headers.get("location", location))
+                marks.append((offset, hasher.copy(), location))
+            try:
+                extra = reader.read(1)
+            except httpx.TransportError:
+                extra = b""
+            if extra:
+                raise DigestMismatch(f"{what}: source sent more than the {size} bytes its manifest declares")
+        finally:
+            response.close()
+        return location
+
+
+class _SourceBroke(Exception):
+    pass
+
+
+def raise_not_found(ref: ImageRef) -> None:
+    from tootstack.mirror.client import ImageNotFound
+
+    raise ImageNotFound(f"image not found: {ref}")
+
+
+def _parse_manifest(body: bytes, media_type: str, what: str) -> dict[str, Any]:
+    try:
+        manifest = json.loads(body)
+    except ValueError:
+        raise MirrorError(f"{what}: manifest is not JSON") from None
+    if manifest.get("schemaVersion") == 1 or "signatures" in manifest:
+        raise MirrorError(f"{what}: Docker schema 1 manifests are not supported")
+    if media_type not in MANIFEST_TYPES:
+        raise MirrorError(f"{what}: unsupported manifest type {media_type!r}")
+    return manifest
+
+
+def _collect_blobs(manifest: dict[str, Any], blobs: dict[str, dict[str, Any]]) -> None:
+    for desc in [manifest.get("config") or {}, *(manifest.get("layers") or [])]:
+        if desc.get("digest") and not desc.get("urls"):   # foreign (non-distributable) layers stay where they are
+            blobs.setdefault(desc["digest"], desc)
+
+
+def mirror_image(source: str, destination: str, src_creds: tuple[str, str] | None = None,
+                 dest_creds: tuple[str, str] | None = None, plain_http: bool = False,
+                 concurrency: int = 4, part_size: int = PART_SIZE, retry: RetryPolicy | None = None,
+                 mount_from: tuple[str, ...] = (), progress: Callable[[str], None] | None = None) -> MirrorResult:
+    """Copy SOURCE to DESTINATION (tag defaults to the source tag). Raises TootstackError subclasses."""
+    src = parse_ref(source)
+    dst = parse_ref(destination, default_tag=None)
+    if dst.digest:
+        raise InvalidInput(f"destination {destination} must name a tag, not a digest")
+    if not dst.tag:
+        dst = ImageRef(dst.registry, dst.repository, src.tag or "latest")
+    source_client = RegistryClient(src.registry, *(src_creds or (None, None)), plain_http=plain_http, retry=retry,
+                                   max_connections=concurrency + 2)
+    dest_client = RegistryClient(dst.registry, *(dest_creds or (None, None)), plain_http=plain_http, retry=retry,
+                                 max_connections=concurrency + 2)
+    with source_client, dest_client:
+        return Mirror(source_client, dest_client, concurrency=concurrency, part_size=part_size,
+                      mount_from=mount_from, progress=progress).copy(src, dst)

@@ -1,0 +1,140 @@
+"""What the Redis Lambda functions run: configuration from the environment, then one action.
+
+Two functions, because a Lambda attached to the VPC's public subnets gets no public IP and so cannot
+reach AWS APIs without a NAT gateway or interface endpoints (which this stack avoids for cost):
+
+- RedisRotationFunction (outside the VPC): the rotation protocol and the first-boot setup; talks to
+  Secrets Manager, ECS and ElastiCache. It reaches Redis only through the probe.
+- RedisProbeFunction (in the VPC, LambdaSecurityGroup, public subnets): AUTH + PING against the Redis
+  endpoint with the credential it is given, over TLS. No AWS API access, no logging of its event.
+
+Environment of the rotation function:
+  REDIS_SECRET_ARN            the secret it serves (events for other secrets are refused)
+  REDIS_BACKEND               "elasticache" (RBAC; default) or "acl" (self-hosted Redis: needs network access)
+  ELASTICACHE_USER_ID, ELASTICACHE_USER_GROUP_ID   (elasticache)
+  REDIS_ADMIN_SECRET_ARN      (acl) {"username","password"} of a user allowed to run ACL commands
+  REDIS_HOST, REDIS_PORT, REDIS_TLS ("true"), REDIS_CA_FILE (optional)   (acl, or direct verification)
+  REDIS_PROBE_FUNCTION        name/ARN of the probe (when set, verification goes through it)
+  CLUSTER_NAME, SERVICE_NAMES (comma separated)  services to redeploy before the old password is retired
+  REDEPLOY_WAIT_SECONDS       upper bound of the wait (also bounded by the Lambda's remaining time)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Callable, Mapping
+
+from tootstack.errors import DependencyUnavailable, InvalidInput, TootstackError
+from tootstack.redis_auth.backends import AclBackend, ElastiCacheRbacBackend, RedisAuthBackend
+from tootstack.redis_auth.credentials import AuthenticationFailed, Credential, Endpoint, verify
+from tootstack.redis_auth.redeploy import EcsRedeployer
+from tootstack.redis_auth.rotation import RedisRotation, check_secret_matches
+
+_MARGIN_SECONDS = 60
+
+
+def endpoint_from_env(env: Mapping[str, str]) -> Endpoint:
+    host = env.get("REDIS_HOST")
+    if not host:
+        raise InvalidInput("REDIS_HOST is not set")
+    try:
+        port = int(env.get("REDIS_PORT") or 6379)
+    except ValueError:
+        raise InvalidInput("REDIS_PORT must be a number") from None
+    return Endpoint(host, port, tls=(env.get("REDIS_TLS", "true").lower() != "false"), ca_file=env.get("REDIS_CA_FILE") or None)
+
+
+def probe_verifier(function: str, lambda_client: Any = None) -> Callable[[Credential, str], None]:
+    """Verify through the in-VPC probe function (synchronous invoke; its payload is not stored or logged)."""
+    import boto3
+
+    client = lambda_client or boto3.client("lambda")
+
+    def check(credential: Credential, what: str) -> None:
+        response = client.invoke(
+            FunctionName=function, InvocationType="RequestResponse",
+            Payload=json.dumps({"username": credential.username, "password": credential.password, "what": what}).encode(),
+        )
+        body = json.loads(response["Payload"].read() or b"{}")
+        if response.get("FunctionError"):
+            raise DependencyUnavailable(f"Redis probe failed: {body.get('errorType', 'error')}: {str(body.get('errorMessage', ''))[:200]}")
+        if body.get("ok") is True:
+            return
+        if body.get("error") == "AuthenticationFailed":
+            raise AuthenticationFailed(body.get("message", f"{what} refused"))
+        raise DependencyUnavailable(body.get("message", "Redis probe could not check the credential"))
+
+    return check
+
+
+def backend_from_env(env: Mapping[str, str], sm: Any = None) -> RedisAuthBackend:
+    import boto3
+
+    kind = (env.get("REDIS_BACKEND") or "elasticache").lower()
+    if kind == "elasticache":
+        user_id, group_id = env.get("ELASTICACHE_USER_ID"), env.get("ELASTICACHE_USER_GROUP_ID")
+        if not user_id or not group_id:
+            raise InvalidInput("ELASTICACHE_USER_ID and ELASTICACHE_USER_GROUP_ID are required for the elasticache backend")
+        return ElastiCacheRbacBackend(boto3.client("elasticache"), user_id, group_id)
+    if kind == "acl":
+        admin_arn = env.get("REDIS_ADMIN_SECRET_ARN")
+        if not admin_arn:
+            raise InvalidInput("REDIS_ADMIN_SECRET_ARN is required for the acl backend")
+        sm = sm or boto3.client("secretsmanager")
+        admin = Credential.from_document(json.loads(sm.get_secret_value(SecretId=admin_arn)["SecretString"]), "Redis admin secret")
+        endpoint = endpoint_from_env(env)
+        return AclBackend(lambda: endpoint.client(admin))
+    raise InvalidInput(f"REDIS_BACKEND must be 'elasticache' or 'acl', not {kind!r}")
+
+
+def rotation_from_env(env: Mapping[str, str], remaining_seconds: float | None = None,
+                      backend: RedisAuthBackend | None = None, verifier: Callable[[Credential, str], None] | None = None) -> RedisRotation:
+    import boto3
+
+    secret_arn = env.get("REDIS_SECRET_ARN")
+    if not secret_arn:
+        raise InvalidInput("REDIS_SECRET_ARN is not set")
+    sm = boto3.client("secretsmanager")
+    if verifier is None:
+        if env.get("REDIS_PROBE_FUNCTION"):
+            verifier = probe_verifier(env["REDIS_PROBE_FUNCTION"])
+        else:
+            endpoint = endpoint_from_env(env)
+            verifier = lambda cred, what: verify(endpoint, cred, what)  # noqa: E731
+    redeployer = None
+    services = [s.strip() for s in (env.get("SERVICE_NAMES") or "").split(",") if s.strip()]
+    if services:
+        if not env.get("CLUSTER_NAME"):
+            raise InvalidInput("SERVICE_NAMES needs CLUSTER_NAME")
+        wait = float(env.get("REDEPLOY_WAIT_SECONDS") or 600)
+        if remaining_seconds is not None:
+            wait = max(0.0, min(wait, remaining_seconds - _MARGIN_SECONDS))
+        redeployer = EcsRedeployer(boto3.client("ecs"), env["CLUSTER_NAME"], services, wait_seconds=wait)
+    return RedisRotation(sm, secret_arn, backend or backend_from_env(env, sm), verifier, redeployer)
+
+
+def handle(event: dict[str, Any], rotation: RedisRotation) -> dict[str, str]:
+    """A Secrets Manager rotation event ({"Step","SecretId","ClientRequestToken"}) or {"Action": "setup"}."""
+    if not isinstance(event, dict):
+        raise InvalidInput("event must be a JSON object")
+    if "Step" in event:
+        described = rotation.sm.describe_secret(SecretId=event.get("SecretId") or "")
+        check_secret_matches(described, rotation.secret_id)
+        return rotation.run_step(event["Step"], event.get("ClientRequestToken") or "")
+    if event.get("Action") == "setup":
+        return rotation.setup()
+    raise InvalidInput("expected a rotation event (Step, SecretId, ClientRequestToken) or {\"Action\": \"setup\"}")
+
+
+def probe(event: dict[str, Any], env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The probe function's work: AUTH + PING; the answer says ok or why not, never the password."""
+    env = os.environ if env is None else env
+    try:
+        credential = Credential.from_document(event, "probe event")
+        verify(endpoint_from_env(env), credential, str(event.get("what") or "credential"))
+    except AuthenticationFailed as exc:
+        return {"ok": False, "error": "AuthenticationFailed", "message": str(exc)}
+    except TootstackError as exc:
+        return {"ok": False, "error": type(exc).__name__, "message": str(exc)}
+    return {"ok": True}

@@ -1,0 +1,190 @@
+"""Rehearsal stage "create-admin": the create-admin state machine against the moto-deployed stack.
+
+The deployed Lambda function (routed to its real handler by the deploy stage, with the environment
+CloudFormation resolved) and the deployed AdminTaskDefinition and pending secret are used. moto's
+CloudFormation stores a state machine without applying DefinitionSubstitutions, so unless the deployed
+definition is already substituted, the stage creates the same statemachines/create_admin.asl.json with
+the substitutions resolved from the deployed resources (and says so in its detail).
+
+The simulated admin container checks that ECS `secrets` gave it the password that the per-user secret
+holds (and that neither its command nor its environment did), then reports "created". A second run
+must report the account as existing. Every captured sink is scanned for the password.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+
+from tootstack.errors import TootstackError
+from tootstack.rehearsal.context import RehearsalContext
+
+NAME = "create-admin"
+USERNAME = "rehearsal_admin"
+STATE_MACHINE = "CreateAdminStateMachine"
+FUNCTION = "CreateAdminFunction"
+TASK_DEFINITION = "AdminTaskDefinition"
+
+
+def run(ctx: RehearsalContext) -> str:
+    if ctx.aws is None:
+        raise TootstackError("no LocalAws harness in the rehearsal context")
+    ids = ctx.physical_ids
+    missing = [x for x in (FUNCTION, TASK_DEFINITION, "AdminPendingSecret") if x not in ids]
+    if missing:
+        raise TootstackError(f"the deployed stack lacks {', '.join(missing)}: template.yaml's admin section is missing")
+    region = ctx.region
+    sm = boto3.client("secretsmanager", region_name=region)
+    ecs = boto3.client("ecs", region_name=region)
+    sfn = boto3.client("stepfunctions", region_name=region)
+    taskdef = ecs.describe_task_definition(taskDefinition=ids[TASK_DEFINITION])["taskDefinition"]
+    secret_name = f"{ctx.stack_name}/admin/{USERNAME}"
+    seen: dict[str, Any] = {}
+
+    def admin_container(task_run: Any) -> Any:
+        from tootstack.local.aws import TaskResult
+
+        stored = sm.get_secret_value(SecretId=secret_name)["SecretString"]
+        injected = task_run.secrets.get("ADMIN_PASSWORD")
+        seen.update(
+            got_secret=injected == stored,
+            in_environment="ADMIN_PASSWORD" in task_run.environment or stored in json.dumps(task_run.environment),
+            in_command=stored in json.dumps(task_run.command) or stored in json.dumps(task_run.overrides),
+            runner=task_run.command[:2],
+            request_matches=task_run.secrets.get("ADMIN_PENDING_REQUEST") == task_run.environment.get("ADMIN_REQUEST"),
+        )
+        if not (seen["got_secret"] and seen["request_matches"]):
+            return TaskResult(exit_code=1, log_lines=("tootstack create-admin: failed: no usable pending secret",))
+        existed = seen.get("runs", 0) > 0
+        seen["runs"] = seen.get("runs", 0) + 1
+        if existed:
+            return TaskResult(exit_code=10, log_lines=(f"tootstack create-admin: @{USERNAME} existed: password unchanged",))
+        return TaskResult(exit_code=0, log_lines=(f"tootstack create-admin: created @{USERNAME} as Owner, confirmed and approved",))
+
+    ctx.aws.tasks.on(taskdef["family"], admin_container)
+    filled = fill_missing_secret_keys(sm, taskdef)
+
+    arn, how = _state_machine(ctx, sfn, ecs)
+    domain = ctx.parameters.get("DomainName") or "rehearsal.test"
+    data = {"username": USERNAME, "email": f"admin@{domain}", "role": "Owner"}
+    first = ctx.aws.run_state_machine(arn, data)
+    if first.status != "SUCCEEDED":
+        raise TootstackError(f"create-admin {first.status}: {first.error}: {first.cause}")
+    if first.output.get("status") != "created" or not first.output.get("password_secret_arn"):
+        raise TootstackError(f"create-admin reported {first.output.get('status')!r}, expected 'created'")
+    if not seen.get("got_secret") or seen.get("in_environment") or seen.get("in_command"):
+        raise TootstackError("the admin task did not get the password through ECS secrets only")
+    if seen.get("runs") != 1 or seen.get("runner") != ["bin/rails", "runner"]:
+        raise TootstackError(f"the admin task ran unexpectedly: {seen.get('runner')}")
+    second = ctx.aws.run_state_machine(arn, data)
+    if second.status != "SUCCEEDED" or second.output.get("status") != "existing":
+        raise TootstackError(f"re-run of create-admin: {second.status} {second.error or ''} {(second.output or {}).get('status')}")
+
+    password = sm.get_secret_value(SecretId=first.output["password_secret_arn"])["SecretString"]
+    sinks = {
+        "execution history/input/output": first.raw + second.raw,
+        "task log events": "\n".join(m for _, _, m in ctx.aws.tasks.log_events),
+        "task commands and overrides": json.dumps([(r.command, r.overrides, r.environment) for r in ctx.aws.tasks.runs], default=str),
+        "stack outputs": json.dumps(ctx.outputs),
+    }
+    leaked = [name for name, text in sinks.items() if password in text]
+    if leaked:
+        raise TootstackError(f"the admin password appears in: {', '.join(leaked)}")
+    pending = json.loads(sm.get_secret_value(SecretId=ids["AdminPendingSecret"])["SecretString"])
+    if pending.get("password"):
+        raise TootstackError("the pending admin secret still holds a password after the execution")
+    scanned = sum(len(t) for t in sinks.values())
+    by_secret: dict[str, int] = {}
+    for item in filled:
+        name = item.split(":", 1)[0].rsplit("/", 1)[-1].rsplit("-", 1)[0]
+        by_secret[name] = by_secret.get(name, 0) + 1
+    note = ("; secret keys no first-boot stage had filled got rehearsal placeholders: "
+            + ", ".join(f"{k} ({v})" for k, v in sorted(by_secret.items()))) if filled else ""
+    return (
+        f"@{USERNAME} created (exit 0) then reported existing on re-run; the task got the password via ECS "
+        f"secrets only; {how}; no password in {scanned} characters of history, task logs, commands and outputs{note}"
+    )
+
+
+def fill_missing_secret_keys(sm: Any, taskdef: dict[str, Any]) -> list[str]:
+    """ECS cannot start a task whose `secrets` name a JSON key its secret lacks. When no first-boot stage
+    has filled the stack's secrets before this stage, give each missing key a random placeholder (never
+    overwriting a value) so the admin task can start; the stage's detail lists them."""
+    import secrets as random_source
+
+    missing: dict[str, list[str]] = {}
+    for container in taskdef.get("containerDefinitions", []):
+        for entry in container.get("secrets", []):
+            parts = entry["valueFrom"].split(":")
+            if len(parts) < 8 or not parts[7]:
+                continue
+            missing.setdefault(":".join(parts[:7]), []).append(parts[7])
+    filled: list[str] = []
+    for secret_id, keys in missing.items():
+        try:
+            document = json.loads(sm.get_secret_value(SecretId=secret_id)["SecretString"])
+        except (ValueError, TypeError):
+            document = {}
+        absent = [k for k in keys if k not in document]
+        if not absent:
+            continue
+        document.update({k: f"rehearsal-{random_source.token_hex(16)}" for k in absent})
+        sm.put_secret_value(SecretId=secret_id, SecretString=json.dumps(document))
+        name = secret_id.split(":secret:", 1)[-1]
+        filled.extend(f"{name}:{k}" for k in absent)
+    return filled
+
+
+def _state_machine(ctx: RehearsalContext, sfn: Any, ecs: Any) -> tuple[str, str]:
+    """The deployed state machine if moto holds it substituted, else the same file with resolved substitutions."""
+    deployed = ctx.physical_ids.get(STATE_MACHINE)
+    if deployed:
+        try:
+            definition = sfn.describe_state_machine(stateMachineArn=deployed)["definition"]
+        except Exception:  # noqa: BLE001 - moto may not have created it: fall back below
+            definition = ""
+        if definition and "${" not in definition:
+            return deployed, "ran the deployed state machine"
+    substitutions = resolve_substitutions(ctx, ecs)
+    arn = ctx.aws.create_state_machine_from_file(
+        ctx.root / "statemachines" / "create_admin.asl.json", f"{ctx.stack_name}-create-admin-rehearsal", substitutions
+    )
+    return arn, "ran statemachines/create_admin.asl.json with the deployed resources (moto does not apply DefinitionSubstitutions)"
+
+
+def resolve_substitutions(ctx: RehearsalContext, ecs: Any) -> dict[str, str]:
+    """The DefinitionSubstitutions of CreateAdminStateMachine, resolved against the deployed resources."""
+    resource = ctx.sam_template.get("Resources", {}).get(STATE_MACHINE, {})
+    declared = resource.get("Properties", {}).get("DefinitionSubstitutions", {})
+    lam = boto3.client("lambda", region_name=ctx.region)
+    ec2 = boto3.client("ec2", region_name=ctx.region)
+    resolved: dict[str, str] = {}
+    for key, value in declared.items():
+        resolved[key] = _resolve(value, ctx, ecs, lam, ec2)
+    return resolved
+
+
+def _resolve(value: Any, ctx: RehearsalContext, ecs: Any, lam: Any, ec2: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if "Ref" in value:
+        physical = ctx.physical_ids[value["Ref"]]
+        if value["Ref"].endswith("SecurityGroup") and not physical.startswith("sg-"):
+            groups = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": [physical]}])["SecurityGroups"]
+            return groups[0]["GroupId"] if groups else physical
+        return physical
+    if "Fn::GetAtt" in value:
+        target = value["Fn::GetAtt"]
+        logical, attribute = target.split(".", 1) if isinstance(target, str) else target
+        physical = ctx.physical_ids[logical]
+        if attribute == "Arn" and physical.startswith("arn:"):
+            return physical
+        if attribute == "Arn":
+            template_type = ctx.sam_template["Resources"][logical]["Type"]
+            if template_type == "AWS::ECS::Cluster":
+                return ecs.describe_clusters(clusters=[physical])["clusters"][0]["clusterArn"]
+            if template_type == "AWS::Serverless::Function":
+                return lam.get_function(FunctionName=physical)["Configuration"]["FunctionArn"]
+    raise TootstackError(f"cannot resolve the definition substitution {value!r} in a rehearsal")

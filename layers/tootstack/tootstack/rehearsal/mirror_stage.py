@@ -1,0 +1,62 @@
+"""Rehearsal stage "mirror": images from the "Docker Hub" stand-in into the "ECR" stand-in, pinned by digest.
+
+A small generated multi-arch image for each image the stack runs is pushed into ctx.hub (token auth),
+mirrored into ctx.ecr (basic auth, as ECR takes `AWS:<token>`) by the mirror Lambda's own logic
+(tootstack.mirror.service: validation, copy, pinned reference into SSM in moto), every digest checked
+on the ECR side, then mirrored again: the warm run must reach the source with HEAD requests only.
+"""
+
+from __future__ import annotations
+
+import boto3
+
+from tootstack.errors import TootstackError
+from tootstack.local.images import push_image
+from tootstack.mirror.client import ACCEPT
+from tootstack.mirror.service import parse_jobs, run_jobs
+
+NAME = "mirror"
+IMAGES = (("mastodon/mastodon", "mastodon"), ("mastodon/mastodon-streaming", "mastodon-streaming"))
+TAG = "v4.5.2"
+
+
+def run(ctx) -> str:
+    hub, ecr = ctx.hub, ctx.ecr
+    src_creds, dest_creds = (hub.username, hub.password), (ecr.username, ecr.password)
+    ssm = boto3.client("ssm", region_name=ctx.region)
+    prefix = f"/{ctx.stack_name}/images"
+    pushed = {key: push_image(hub, upstream, TAG, [192 * 1024, 16 * 1024]) for upstream, key in IMAGES}
+    jobs = parse_jobs([{"source": f"{hub.host_port}/{upstream}:{TAG}", "repository": key} for upstream, key in IMAGES],
+                      {key: key for _, key in IMAGES})
+
+    results = run_jobs(jobs, ecr.host_port, dest_creds, ssm, prefix, src_creds=src_creds, plain_http=True)
+    blobs = nbytes = 0
+    with ecr.client() as client:
+        for result, (_, key) in zip(results, IMAGES):
+            image = pushed[key]
+            if result["digest"] != image.digest:
+                raise TootstackError(f"{key}: mirrored digest {result['digest']} != upstream {image.digest}")
+            head = client.head(f"/v2/{key}/manifests/{TAG}", headers={"Accept": ACCEPT})
+            if head.headers.get("docker-content-digest") != image.digest:
+                raise TootstackError(f"{key}:{TAG} in ECR is not {image.digest}")
+            for manifest in image.manifests.values():
+                if client.head(f"/v2/{key}/manifests/{manifest}", headers={"Accept": ACCEPT}).status_code != 200:
+                    raise TootstackError(f"{key}: platform manifest {manifest} missing in ECR")
+            recorded = ssm.get_parameter(Name=f"{prefix}/{key}")["Parameter"]["Value"]
+            if recorded != f"{ecr.host_port}/{key}@{image.digest}":
+                raise TootstackError(f"SSM {prefix}/{key} holds {recorded!r}, not the pinned mirror")
+            blobs += result["blobs_copied"] + result["blobs_skipped"]
+            nbytes += result["bytes_copied"]
+
+    mark = hub.mark()
+    warm = run_jobs(jobs, ecr.host_port, dest_creds, ssm, prefix, src_creds=src_creds, plain_http=True)
+    gets = sum(r["source_requests"]["GET"] for r in warm)
+    heads = sum(r["source_requests"]["HEAD"] for r in warm)
+    if gets or not all(r["warm"] for r in warm):
+        raise TootstackError(f"warm mirror made {gets} source GETs")
+    served = {method for method, _, _ in hub.requests_since(mark)}
+    if served - {"HEAD"}:
+        raise TootstackError(f"warm mirror: the source registry served {sorted(served)}, expected HEAD only")
+    ctx.extras["mirrored_images"] = {r["repository"]: r["image"] for r in results}
+    return (f"{len(results)} multi-arch images mirrored hub->ecr ({blobs} blobs, {nbytes // 1024} KiB), digests "
+            f"verified, pinned refs in SSM {prefix}/*; warm rerun: 0 source GETs, {heads} HEADs")

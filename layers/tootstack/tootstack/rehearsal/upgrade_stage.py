@@ -1,0 +1,80 @@
+"""Rehearsal stage "upgrade": v4.5.2 -> v4.5.3 through the deployed UpgradeStateMachine.
+
+The release's images are pushed into the "Docker Hub" stand-in; the upgrade Lambda (its real handler) is
+pointed at the stand-in registries (plain HTTP, their credentials in a rehearsal secret) and polls without
+waiting. ECS deployments complete as ECS reports them (tootstack.local.ecs_deployments). Checked: every
+service on a task definition pinned to the mirrored digest, pre- then post-deployment migrations, the
+scheduler replaced stop-first, the version recorded, the lock released; then a downgrade is refused.
+"""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+
+from tootstack.errors import TootstackError
+from tootstack.local.aws import TaskResult
+from tootstack.local.ecs_deployments import ecs_deployments
+from tootstack.local.images import push_image
+from tootstack.local.template import local_functions
+
+NAME = "upgrade"
+TARGET = "v4.5.3"
+
+
+def run(ctx) -> str:
+    arn = ctx.physical_ids.get("UpgradeStateMachine")
+    function = ctx.physical_ids.get("UpgradeFunction")
+    if not arn or not function:
+        raise TootstackError("UpgradeStateMachine/UpgradeFunction are not in the deployed stack")
+    hub, ecr = ctx.hub, ctx.ecr
+    for upstream in ("mastodon/mastodon", "mastodon/mastodon-streaming"):
+        push_image(hub, upstream, TARGET, [8192], platforms=("linux/amd64", "linux/arm64"))
+    secret = boto3.client("secretsmanager", region_name=ctx.region).create_secret(
+        Name=f"{ctx.stack_name}/rehearsal/mirror-credentials",
+        SecretString=json.dumps({"source": {"username": hub.username, "password": hub.password},
+                                 "dest": {"username": ecr.username, "password": ecr.password}}))["ARN"]
+    config = boto3.client("lambda", region_name=ctx.region).get_function_configuration(FunctionName=function)
+    env = dict(config.get("Environment", {}).get("Variables", {}))
+    env.update({
+        "IMAGE_SOURCES": f"mastodon={hub.host_port}/mastodon/mastodon,streaming={hub.host_port}/mastodon/mastodon-streaming",
+        "IMAGE_DESTINATIONS": f"mastodon={ecr.host_port}/mastodon,streaming={ecr.host_port}/mastodon-streaming",
+        "MIRROR_CREDENTIALS_SECRET": secret, "MIRROR_PLAIN_HTTP": "true", "GUARD_POLL_SECONDS": "0",
+    })
+    ctx.aws.route_function(function, local_functions(ctx.sam_template, ctx.root)["UpgradeFunction"], environment=env)
+
+    ecs = boto3.client("ecs", region_name=ctx.region)
+    family = ecs.describe_task_definition(taskDefinition=ctx.physical_ids["ToolboxTaskDefinition"])["taskDefinition"]["family"]
+    behaviors = getattr(ctx.aws.tasks, "_behaviors", {})
+    previous = behaviors.get(family)
+    migrations: list[str] = []
+
+    def toolbox(run) -> TaskResult:
+        migrations.append("pre" if run.environment.get("SKIP_POST_DEPLOYMENT_MIGRATIONS") == "true" else "post")
+        return TaskResult(0, ["== migrated =="])
+
+    ctx.aws.tasks.on(family, toolbox)
+    try:
+        with ecs_deployments():
+            done = ctx.aws.run_state_machine(arn, {"version": TARGET}, timeout=45)
+            if done.status != "SUCCEEDED":
+                raise TootstackError(f"upgrade {TARGET}: {done.status} {done.error}: {done.cause}")
+            if migrations != ["pre", "post"]:
+                raise TootstackError(f"migrations ran as {migrations}, expected pre then post")
+            pinned = {}
+            for service, td in (done.output or {}).get("task_definitions", {}).items():
+                images = [c["image"] for c in ecs.describe_task_definition(taskDefinition=td)["taskDefinition"]["containerDefinitions"]]
+                if not any(i.startswith(f"{ecr.host_port}/") and "@sha256:" in i for i in images):
+                    raise TootstackError(f"{service}: {td} is not pinned to a mirrored digest: {images}")
+                pinned[service] = td
+            downgrade = ctx.aws.run_state_machine(arn, {"version": "v4.5.1"}, timeout=30)
+            if downgrade.status != "FAILED" or downgrade.error != "InvalidInput":
+                raise TootstackError(f"downgrade not refused: {downgrade.status} {downgrade.error}")
+    finally:
+        if previous is None:
+            behaviors.pop(family, None)
+        else:
+            ctx.aws.tasks.on(family, previous)
+    return (f"{TARGET}: {len(pinned)} services on task definitions pinned to mirrored digests, migrations pre -> post, "
+            "version recorded, lock released; downgrade to v4.5.1 refused")

@@ -1,0 +1,245 @@
+"""The upgrade's steps, each one call of functions/upgrade from statemachines/upgrade.asl.json.
+
+Every step is idempotent: a re-run of the same version re-mirrors warm (no copy), reuses the task
+definition revisions already pinned to the digests, and leaves services already on them alone. State
+data carries names, ARNs and digests only: never a secret.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from tootstack.errors import DependencyUnavailable, InvalidInput, TootstackError
+from tootstack.upgrade.version import compare, parse_version, version_of_image
+
+VERSION_TAG = "tootstack:mastodon-version"
+REGISTER_KEYS = ("family", "taskRoleArn", "executionRoleArn", "networkMode", "containerDefinitions", "volumes",
+                 "placementConstraints", "requiresCompatibilities", "cpu", "memory", "pidMode", "ipcMode",
+                 "proxyConfiguration", "ephemeralStorage", "runtimePlatform")
+
+
+class UpgradeInProgress(TootstackError):
+    """Another upgrade execution holds the upgrade lock."""
+
+
+class UpgradeBlocked(TootstackError):
+    """A service is halted by the crashloop detector: resume it (or fix it) before upgrading."""
+
+
+@dataclass
+class UpgradeConfig:
+    cluster: str
+    services: list[str]                       # every service that runs the Mastodon images
+    scheduler_service: str                    # the one that must never run twice
+    toolbox_family: str
+    lock_parameter: str
+    version_parameter: str
+    images: dict[str, dict[str, str]] = field(default_factory=dict)   # role -> {"source", "dest"}
+    max_checks: int = 60
+
+
+def image_role(image: str, images: dict[str, dict[str, str]]) -> str | None:
+    """Which of our images a container runs ("mastodon" / "streaming"), by repository."""
+    repo = image.split("@", 1)[0]
+    last = repo.rsplit("/", 1)[-1]
+    if ":" in last:
+        repo = repo.rsplit(":", 1)[0]
+    for role, spec in images.items():
+        if repo in (spec["source"], spec["dest"]):
+            return role
+    base = repo.rsplit("/", 1)[-1]
+    if base.endswith("mastodon-streaming"):
+        return "streaming" if "streaming" in images else None
+    if base.endswith("mastodon"):
+        return "mastodon" if "mastodon" in images else None
+    return None
+
+
+# --- prepare -------------------------------------------------------------------------------------
+def current_version(ecs: Any, ssm: Any, cfg: UpgradeConfig) -> str | None:
+    try:
+        return ssm.get_parameter(Name=cfg.version_parameter)["Parameter"]["Value"]
+    except ssm.exceptions.ParameterNotFound:
+        pass
+    service = ecs.describe_services(cluster=cfg.cluster, services=cfg.services[:1]).get("services", [])
+    if not service:
+        return None
+    td = ecs.describe_task_definition(taskDefinition=service[0]["taskDefinition"], include=["TAGS"])
+    for tag in td.get("tags", []):
+        if tag.get("key") == VERSION_TAG:
+            return tag["value"]
+    for container in td["taskDefinition"]["containerDefinitions"]:
+        found = version_of_image(container.get("image", ""))
+        if found:
+            return found
+    return None
+
+
+def prepare(event_input: Any, execution: str, *, ecs: Any, ssm: Any, cfg: UpgradeConfig,
+            is_halted: Callable[[str], bool], now: float | None = None) -> dict[str, Any]:
+    if not isinstance(event_input, dict) or set(event_input) - {"version"}:
+        raise InvalidInput('upgrade input must be {"version": "v4.5.3"}')
+    version = event_input.get("version")
+    parse_version(version)
+    current = current_version(ecs, ssm, cfg)
+    kind = compare(version, current)                      # InvalidInput on a downgrade
+    halted = [s for s in cfg.services if is_halted(s)]
+    if halted:
+        raise UpgradeBlocked(f"service(s) halted by the crashloop detector: {', '.join(halted)}; resume them first")
+    lock = {"version": version, "execution": execution, "since": int(time.time() if now is None else now)}
+    try:
+        ssm.put_parameter(Name=cfg.lock_parameter, Value=json.dumps(lock), Type="String", Overwrite=False)
+    except ssm.exceptions.ParameterAlreadyExists:
+        held = _lock(ssm, cfg.lock_parameter)
+        if held is not None and held.get("execution") != execution:
+            raise UpgradeInProgress(f"upgrade lock held by {held.get('execution')} ({held.get('version')})") from None
+        ssm.put_parameter(Name=cfg.lock_parameter, Value=json.dumps(lock), Type="String", Overwrite=True)
+    return {"version": version, "current": current, "kind": kind, "execution": execution}
+
+
+def _lock(ssm: Any, name: str) -> dict[str, Any] | None:
+    try:
+        value = ssm.get_parameter(Name=name)["Parameter"]["Value"]
+    except ssm.exceptions.ParameterNotFound:
+        return None
+    if value.strip().lower() in ("", "none"):
+        return None
+    try:
+        held = json.loads(value)
+    except ValueError:
+        return {"execution": value}
+    return held if isinstance(held, dict) else {"execution": str(held)}
+
+
+def release(ssm: Any, cfg: UpgradeConfig, execution: str) -> bool:
+    held = _lock(ssm, cfg.lock_parameter)
+    if held is not None and held.get("execution") == execution:
+        ssm.delete_parameter(Name=cfg.lock_parameter)
+        return True
+    return False
+
+
+# --- mirror --------------------------------------------------------------------------------------
+def mirror(version: str, cfg: UpgradeConfig, mirror_image: Callable[..., Any], **kwargs: Any) -> dict[str, str]:
+    """Mirror each image of the release into ECR; returns role -> pinned reference (dest@digest)."""
+    from tootstack.mirror.client import ImageNotFound
+
+    pinned: dict[str, str] = {}
+    for role, spec in sorted(cfg.images.items()):
+        source = f"{spec['source']}:{version}"
+        try:
+            result = mirror_image(source, f"{spec['dest']}:{version}", **kwargs)
+        except ImageNotFound:
+            raise InvalidInput(f"unknown version {version}: {source} does not exist upstream") from None
+        pinned[role] = f"{spec['dest']}@{result.digest}"
+    return pinned
+
+
+# --- register ------------------------------------------------------------------------------------
+def _service_task_definitions(ecs: Any, cfg: UpgradeConfig) -> dict[str, str]:
+    found = ecs.describe_services(cluster=cfg.cluster, services=cfg.services).get("services", [])
+    by_name = {s["serviceName"]: s["taskDefinition"] for s in found if s.get("status") == "ACTIVE"}
+    missing = [s for s in cfg.services if s not in by_name]
+    if missing:
+        raise DependencyUnavailable(f"ECS service(s) not found in {cfg.cluster}: {', '.join(missing)}")
+    return by_name
+
+
+def _pinned_revision(ecs: Any, arn: str, pinned: dict[str, str], version: str, cfg: UpgradeConfig) -> str:
+    described = ecs.describe_task_definition(taskDefinition=arn, include=["TAGS"])
+    td = described["taskDefinition"]
+    containers = []
+    changed = False
+    for container in td["containerDefinitions"]:
+        role = image_role(container.get("image", ""), cfg.images)
+        if role and role in pinned and container["image"] != pinned[role]:
+            container = dict(container, image=pinned[role])
+            changed = True
+        containers.append(container)
+    if not changed:
+        return td["taskDefinitionArn"]
+    kwargs = {k: td[k] for k in REGISTER_KEYS if td.get(k) not in (None, [], {})}
+    kwargs["containerDefinitions"] = containers
+    tags = [t for t in described.get("tags", []) if t.get("key") != VERSION_TAG] + [{"key": VERSION_TAG, "value": version}]
+    return ecs.register_task_definition(**kwargs, tags=tags)["taskDefinition"]["taskDefinitionArn"]
+
+
+def register(version: str, pinned: dict[str, str], *, ecs: Any, cfg: UpgradeConfig) -> dict[str, Any]:
+    current = _service_task_definitions(ecs, cfg)
+    new_by_old: dict[str, str] = {}
+    for arn in dict.fromkeys(current.values()):
+        new_by_old[arn] = _pinned_revision(ecs, arn, pinned, version, cfg)
+    toolbox = ecs.describe_task_definition(taskDefinition=cfg.toolbox_family)["taskDefinition"]["taskDefinitionArn"]
+    return {
+        "previous": current,
+        "target": {service: new_by_old[arn] for service, arn in current.items()},
+        "toolbox": _pinned_revision(ecs, toolbox, pinned, version, cfg),
+    }
+
+
+# --- deploy, guard, rollback ---------------------------------------------------------------------
+def _update(ecs: Any, cfg: UpgradeConfig, service: str, task_definition: str) -> None:
+    kwargs: dict[str, Any] = {"cluster": cfg.cluster, "service": service, "taskDefinition": task_definition}
+    if service == cfg.scheduler_service:
+        # Stop the old scheduler before the new one starts: never two processes on the scheduler queue.
+        kwargs["deploymentConfiguration"] = {"maximumPercent": 100, "minimumHealthyPercent": 0,
+                                             "deploymentCircuitBreaker": {"enable": True, "rollback": True}}
+    ecs.update_service(**kwargs)
+
+
+def deploy(plan: dict[str, Any], *, ecs: Any, cfg: UpgradeConfig) -> dict[str, Any]:
+    live = _service_task_definitions(ecs, cfg)
+    changed = []
+    for service, target in plan["target"].items():
+        if live.get(service) != target:
+            _update(ecs, cfg, service, target)
+            changed.append(service)
+    return {"deployed": changed, "checks": 0}
+
+
+def check(plan: dict[str, Any], checks: int, *, ecs: Any, cfg: UpgradeConfig, is_halted: Callable[[str], bool]) -> dict[str, Any]:
+    """"steady", "in_progress", "failed" (circuit breaker / rolled back), "halted" or "timed_out"."""
+    found = {s["serviceName"]: s for s in ecs.describe_services(cluster=cfg.cluster, services=list(plan["target"])).get("services", [])}
+    waiting = []
+    for service, target in plan["target"].items():
+        if is_halted(service):
+            return {"status": "halted", "detail": f"{service} was halted by the crashloop detector", "checks": checks + 1}
+        svc = found.get(service)
+        if svc is None:
+            return {"status": "failed", "detail": f"{service} not found", "checks": checks + 1}
+        primary = next((d for d in svc.get("deployments", []) if d.get("status") == "PRIMARY"), None)
+        if primary is None or primary.get("taskDefinition") != target or svc.get("taskDefinition") != target:
+            return {"status": "failed", "detail": f"{service} is not on the new task definition (circuit breaker rollback?)",
+                    "checks": checks + 1}
+        if primary.get("rolloutState") == "FAILED":
+            return {"status": "failed", "detail": f"{service}: deployment failed: {primary.get('rolloutStateReason', '')}"[:300],
+                    "checks": checks + 1}
+        others = [d for d in svc.get("deployments", []) if d.get("status") != "PRIMARY"]
+        done = primary.get("rolloutState") == "COMPLETED" or (
+            primary.get("rolloutState") is None and not others and primary.get("runningCount") == primary.get("desiredCount"))
+        if not done:
+            waiting.append(service)
+    if not waiting:
+        return {"status": "steady", "detail": "every service reached steady state", "checks": checks + 1}
+    if checks + 1 >= cfg.max_checks:
+        return {"status": "timed_out", "detail": f"not steady after {checks + 1} checks: {', '.join(waiting)}", "checks": checks + 1}
+    return {"status": "in_progress", "detail": f"waiting for {', '.join(waiting)}", "checks": checks + 1}
+
+
+def rollback(plan: dict[str, Any], *, ecs: Any, cfg: UpgradeConfig) -> dict[str, Any]:
+    live = _service_task_definitions(ecs, cfg)
+    restored = []
+    for service, previous in plan["previous"].items():
+        if live.get(service) != previous:
+            _update(ecs, cfg, service, previous)
+            restored.append(service)
+    return {"rolled_back": restored}
+
+
+def finish(version: str, execution: str, *, ssm: Any, cfg: UpgradeConfig) -> dict[str, Any]:
+    ssm.put_parameter(Name=cfg.version_parameter, Value=version, Type="String", Overwrite=True)
+    release(ssm, cfg, execution)
+    return {"version": version, "status": "upgraded"}

@@ -1,0 +1,153 @@
+"""`tootstack cost`: figures checked against line items computed by hand from tests/data/cost_template.yaml."""
+
+import json
+
+import pytest
+
+from tootstack import cli
+from tootstack.cost.model import estimate, load_prices, split_capacity
+from tootstack.local.template import load_template, project_root
+
+ROOT = project_root()
+FIXTURE = ROOT / "tests/data/cost_template.yaml"
+H = 730  # hours per month
+
+
+@pytest.fixture(scope="module")
+def template():
+    return load_template(FIXTURE)
+
+
+def _items(report):
+    return {i.name: i for i in report.items}
+
+
+def test_standard_profile_line_items_by_hand(template):
+    report = estimate(template, "standard")
+    items = _items(report)
+    # Web: ARM64 0.5 vCPU + 2 GB; autoscaled 1-4 so 1 task at no load (not DesiredCount 2).
+    web = items["Fargate WebService (ARM64 on-demand)"]
+    assert web.quantity == 1
+    assert web.daily == pytest.approx((0.5 * 0.03238 + 2 * 0.00356) * 24)          # 0.55944
+    assert web.monthly == pytest.approx((0.5 * 0.03238 + 2 * 0.00356) * H)         # 17.0163
+    # Sidekiq: 2 tasks, base 1 on FARGATE, the rest by weight on FARGATE_SPOT; X86_64 0.5 vCPU + 1 GB.
+    assert items["Fargate SidekiqService (X86_64 on-demand)"].daily == pytest.approx((0.5 * 0.04048 + 0.004445) * 24)
+    assert items["Fargate SidekiqService (X86_64 Spot)"].daily == pytest.approx((0.5 * 0.01334053 + 0.00146489) * 24)
+    assert not any("SpareService" in name for name in items)  # DesiredCount 0 costs nothing
+    assert items["ALB LoadBalancer"].daily == pytest.approx(0.54)
+    assert items["ALB LoadBalancer capacity units (idle)"].daily == pytest.approx(0.05 * 0.008 * 24)
+    # 1 web task with a public IP + 2 internet-facing ALB nodes (Sidekiq has none in standard).
+    assert report.public_ipv4 == 3
+    assert items["Public IPv4 addresses"].daily == pytest.approx(3 * 0.005 * 24)
+    assert items["RDS Database db.t4g.small"].daily == pytest.approx(0.032 * 24)
+    assert items["RDS Database storage (gp3)"].monthly == pytest.approx(40 * 0.115)
+    assert items["ElastiCache Redis cache.t4g.small (redis)"].daily == pytest.approx(2 * 0.032 * 24)
+    assert items["S3 MediaBucket (Standard)"].monthly == pytest.approx(0.023)
+    assert items["CloudFront Distribution data out"].monthly == 0
+    assert items["Secrets Manager secrets"].monthly == pytest.approx(2 * 0.40)
+    # Logs: 3 running tasks x 20 MB/day, $0.50/GB in; held at $0.03/GB-month: web's group keeps 14 days,
+    # Sidekiq logs to no group of the template (priced as 30 days held).
+    assert items["CloudWatch Logs ingestion"].daily == pytest.approx(3 * 20 / 1024 * 0.5)
+    assert items["CloudWatch Logs storage"].monthly == pytest.approx((1 * 14 + 2 * 30) * 20 / 1024 * 0.03)
+    assert items["CloudWatch alarms"].monthly == pytest.approx(3 * 0.10)  # 1 alarm + 2 for one target-tracking policy
+    assert items["Route 53 hosted zone (existing, outside the stack)"].monthly == pytest.approx(0.50)
+    assert report.daily == pytest.approx(sum(i.monthly for i in report.items) * 24 / H)
+    expected_daily = (
+        (0.5 * 0.03238 + 2 * 0.00356) * 24 + (0.5 * 0.04048 + 0.004445) * 24 + (0.5 * 0.01334053 + 0.00146489) * 24
+        + 0.54 + 0.05 * 0.008 * 24 + 3 * 0.005 * 24 + 0.032 * 24 + 40 * 0.115 * 24 / H + 2 * 0.032 * 24
+        + 0.023 * 24 / H + 0.8 * 24 / H + 3 * 20 / 1024 * 0.5 + (1 * 14 + 2 * 30) * 20 / 1024 * 0.03 * 24 / H
+        + 0.3 * 24 / H + 0.5 * 24 / H
+    )
+    assert report.daily == pytest.approx(expected_daily)
+    assert report.target()["met"] is (expected_daily < 2.37)
+
+
+def test_micro_profile_follows_conditions(template):
+    report = estimate(template, "micro")
+    items = _items(report)
+    assert items["Fargate WebService (ARM64 on-demand)"].daily == pytest.approx((0.25 * 0.03238 + 1 * 0.00356) * 24)
+    # Internal ALB: no node addresses; web 1 + Sidekiq 2 tasks now carry public IPs.
+    assert report.public_ipv4 == 3
+    assert "LoadBalancer: 2 node addresses" not in items["Public IPv4 addresses"].detail
+    assert items["RDS Database db.t4g.micro"].daily == pytest.approx(0.384)
+    assert items["RDS Database storage (gp3)"].monthly == pytest.approx(20 * 0.115)
+    assert not any(name.startswith("ElastiCache Redis") for name in items)
+    assert items["ElastiCache Serverless MicroCache (valkey) storage"].daily == pytest.approx(0.1 * 0.0837 * 24)
+    assert items["ElastiCache Serverless MicroCache (valkey) requests"].daily == pytest.approx(1.5 * 0.0023)
+    assert items["Secrets Manager secrets"].quantity == 1
+    assert items["CloudWatch alarms"].quantity == 1
+    assert report.profile == "micro" and report.target()["usd_per_day"] == 1.50
+
+
+def test_every_assumption_is_stated(template):
+    text = " ".join(estimate(template, "standard").assumptions)
+    for needle in ("20 MB/day", "0.05 LCU", "1 GB", "730 h", "2026-11-26", "CloudFront serves 0 GB", "Spot"):
+        assert needle in text
+
+
+def test_every_price_has_a_source_and_a_date():
+    prices = load_prices()
+    assert prices["date"] and prices["region"] == "us-east-1"
+    for key, entry in prices["prices"].items():
+        assert entry["source"] and entry["checked"], key
+    assert prices["prices"]["public_ipv4_hour"]["usd"] == 0.005
+
+
+@pytest.mark.parametrize(
+    ("count", "strategy", "expected"),
+    [
+        (3, [], {"FARGATE": 3}),
+        (0, [], {}),
+        (4, [{"CapacityProvider": "FARGATE", "Base": 1, "Weight": 1}, {"CapacityProvider": "FARGATE_SPOT", "Weight": 2}],
+         {"FARGATE": 2, "FARGATE_SPOT": 2}),
+        (1, [{"CapacityProvider": "FARGATE_SPOT", "Weight": 1}], {"FARGATE_SPOT": 1}),
+    ],
+)
+def test_capacity_split(count, strategy, expected):
+    assert split_capacity(count, strategy) == expected
+
+
+def test_spot_with_arm64_is_flagged(template):
+    import copy
+
+    broken = copy.deepcopy(template)
+    broken["Resources"]["SidekiqTaskDefinition"]["Properties"]["RuntimePlatform"]["CpuArchitecture"] = "ARM64"
+    assert any("Spot is X86_64 only" in w for w in estimate(broken, "standard").warnings)
+
+
+def test_cli_text_and_json(capsys):
+    assert cli.main(["cost", "--template", str(FIXTURE), "--profile", "micro"]) == 0
+    out = capsys.readouterr().out
+    assert "profile micro" in out and "assumptions:" in out and "Fargate WebService" in out and "target (micro)" in out
+    assert cli.main(["cost", "--template", str(FIXTURE), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["profile"] == "standard"
+    assert data["total_daily"] == pytest.approx(sum(i["daily"] for i in data["items"]), abs=1e-3)
+    assert {"monthly", "daily", "price_ids", "quantity", "unit_price"} <= set(data["items"][0])
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["cost", "--template", "/nonexistent/template.yaml"],
+        ["cost", "--template", str(FIXTURE), "-p", "NoSuchParameter=1"],
+        ["cost", "--template", str(FIXTURE), "-p", "Profile=micro"],
+        ["cost", "--template", str(FIXTURE), "-p", "garbage"],
+    ],
+)
+def test_bad_input_exits_2(argv, capsys):
+    assert cli.main(argv) == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_unknown_profile_is_rejected_by_argparse():
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["cost", "--profile", "huge"])
+    assert exc.value.code == 2
+
+
+@pytest.mark.parametrize("profile", ["micro", "standard"])
+def test_project_template_prices_without_errors(profile):
+    report = estimate(load_template(ROOT / "template.yaml"), profile)
+    assert report.daily >= 0
+    assert all(i.monthly >= 0 for i in report.items)

@@ -1,0 +1,329 @@
+"""Crashloop halt actions against moto: the real Lambda handler with its sample event, DynamoDB state,
+ECS UpdateService, tags, Application Auto Scaling, SNS (read back through an SQS subscription), resume."""
+
+import copy
+import json
+import uuid
+from datetime import timedelta
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from tootstack import cli
+from tootstack.crashloop import synth
+from tootstack.crashloop.actions import HALT_TAG, halt_record, is_halted
+from tootstack.crashloop.detector import Detector
+from tootstack.crashloop.store import Crash, Deployment, DynamoStore
+from tootstack.errors import DependencyUnavailable
+from tootstack.local.template import LocalFunction, project_root
+
+ROOT = project_root()
+REGION = "us-east-1"
+TABLE = "tootstack-crashloop"
+SAMPLE = json.loads((ROOT / "events/crashloop_detector.json").read_text())
+
+
+class _Context:
+    function_name = "crashloop-detector"
+    memory_limit_in_mb = 256
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:crashloop-detector"
+    aws_request_id = "req-1"
+
+    @staticmethod
+    def get_remaining_time_in_millis():
+        return 60_000
+
+
+def create_table(client, name=TABLE):
+    client.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    client.update_time_to_live(TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"})
+
+
+class Env:
+    def __init__(self):
+        self.ecs = boto3.client("ecs", region_name=REGION)
+        self.ddb = boto3.client("dynamodb", region_name=REGION)
+        self.sns = boto3.client("sns", region_name=REGION)
+        self.sqs = boto3.client("sqs", region_name=REGION)
+        create_table(self.ddb)
+        self.ecs.create_cluster(clusterName="tootstack")
+        self.td = [
+            self.ecs.register_task_definition(family="web", containerDefinitions=[{"name": "web", "image": f"mastodon:{i}", "memory": 512}])[
+                "taskDefinition"]["taskDefinitionArn"]
+            for i in (1, 2)
+        ]
+        svc = self.ecs.create_service(cluster="tootstack", serviceName="web", taskDefinition=self.td[0], desiredCount=2)["service"]
+        self.service_arn = svc["serviceArn"]
+        self.deployment = svc["deployments"][0]["id"]
+        self.topic = self.sns.create_topic(Name="crashloop-alerts")["TopicArn"]
+        self.queue = self.sqs.create_queue(QueueName="alerts")["QueueUrl"]
+        queue_arn = self.sqs.get_queue_attributes(QueueUrl=self.queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        self.sns.subscribe(TopicArn=self.topic, Protocol="sqs", Endpoint=queue_arn)
+        self.env = {"CRASHLOOP_TABLE": TABLE, "ALERT_TOPIC_ARN": self.topic, "CLUSTER_NAME": "tootstack",
+                    "CRASH_THRESHOLD": "3", "CRASH_WINDOW_SECONDS": "600", "POWERTOOLS_SERVICE_NAME": "tootstack"}
+
+    def service(self):
+        return self.ecs.describe_services(cluster="tootstack", services=["web"])["services"][0]
+
+    def alerts(self):
+        messages = self.sqs.receive_message(QueueUrl=self.queue, MaxNumberOfMessages=10).get("Messages", [])
+        return [json.loads(m["Body"]) for m in messages]
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    with mock_aws():
+        env = Env()
+        for k, v in env.env.items():
+            monkeypatch.setenv(k, v)
+        yield env
+
+
+@pytest.fixture
+def handler():
+    return LocalFunction("CrashloopDetectorFunction", ROOT / "functions/crashloop_detector", "app.handler", {}).entrypoint
+
+
+def crash_from_sample(i, task_definition=None, minutes=1):
+    """The sample event file with a fresh event id / task id / time: the n-th crash of a loop."""
+    event = copy.deepcopy(SAMPLE)
+    task_id = uuid.uuid4().hex
+    event["id"] = str(uuid.uuid4())
+    at = synth.EPOCH + timedelta(minutes=i * minutes)
+    stamp = at.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    event["time"] = at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    detail = event["detail"]
+    detail["taskArn"] = detail["taskArn"].rsplit("/", 1)[0] + "/" + task_id
+    detail["stoppedAt"] = detail["updatedAt"] = stamp
+    if task_definition:
+        detail["taskDefinitionArn"] = task_definition
+    return event
+
+
+def test_sample_event_is_processed_and_changes_nothing_on_its_own(aws, handler):
+    result = handler(SAMPLE, _Context())
+    assert result["stop_kind"] == "exit_nonzero" and result["action"] is None
+    assert aws.service()["desiredCount"] == 2 and aws.alerts() == []
+
+
+def test_third_crash_scales_to_zero_tags_alerts_and_marks_halted(aws, handler):
+    aas = boto3.client("application-autoscaling", region_name=REGION)
+    aas.register_scalable_target(ServiceNamespace="ecs", ResourceId="service/tootstack/web",
+                                 ScalableDimension="ecs:service:DesiredCount", MinCapacity=1, MaxCapacity=4)
+    events = [crash_from_sample(i, aws.td[0]) for i in range(3)]
+    results = [handler(e, _Context()) for e in events]
+    assert [r["action"] for r in results] == [None, None, "scale_to_zero"]
+    svc = aws.service()
+    assert svc["desiredCount"] == 0
+    tags = {t["key"]: t["value"] for t in aws.ecs.list_tags_for_resource(resourceArn=aws.service_arn)["tags"]}
+    assert tags[HALT_TAG].startswith("scale_to_zero ")
+    target = aas.describe_scalable_targets(ServiceNamespace="ecs", ResourceIds=["service/tootstack/web"])["ScalableTargets"][0]
+    assert all(target["SuspendedState"].values())
+    assert is_halted("web") is True
+    record = halt_record("web")
+    assert record["applied"] is True and record["previous_desired_count"] == 2
+    [alert] = aws.alerts()
+    assert alert["Subject"] == "tootstack crashloop: web halted (scale_to_zero)"
+    for event in events:
+        assert event["detail"]["taskArn"].rsplit("/", 1)[-1] in alert["Message"]
+    assert "web=1" in alert["Message"] and "Essential container in task exited" in alert["Message"]
+    assert "tootstack crashloop resume web" in alert["Message"]
+    # a fourth crash (late event) does nothing more
+    assert handler(crash_from_sample(3, aws.td[0]), _Context())["action"] is None
+    assert aws.alerts() == []
+
+
+def test_crash_during_deployment_rolls_back_to_the_stable_definition(aws, handler):
+    completed = synth.deployment_event("SERVICE_DEPLOYMENT_COMPLETED", deployment=aws.deployment)
+    assert handler(completed, _Context())["action"] is None          # resolver: DescribeServices deployments
+    aws.ecs.update_service(cluster="tootstack", service="web", taskDefinition=aws.td[1])
+    results = [handler(crash_from_sample(i, aws.td[1]), _Context()) for i in range(1, 4)]
+    assert results[-1]["action"] == "rollback" and results[-1]["target_task_definition"] == aws.td[0]
+    svc = aws.service()
+    assert svc["taskDefinition"] == aws.td[0] and svc["desiredCount"] == 2
+    assert is_halted("web")
+    [alert] = aws.alerts()
+    assert "rollback" in alert["Subject"] and aws.td[0] in alert["Message"]
+
+
+def test_duplicate_delivery_is_idempotent_on_the_event_id(aws, handler):
+    event = crash_from_sample(0, aws.td[0])
+    first = handler(event, _Context())
+    for _ in range(4):
+        assert handler(copy.deepcopy(event), _Context()) == first
+    crashes = DynamoStore(TABLE, aws.ddb).list_crashes("tootstack/web", aws.td[0])
+    assert len(crashes) == 1
+    # the same task's STOPPED event delivered under another event id counts once as well
+    again = copy.deepcopy(event)
+    again["id"] = str(uuid.uuid4())
+    handler(again, _Context())
+    assert len(DynamoStore(TABLE, aws.ddb).list_crashes("tootstack/web", aws.td[0])) == 1
+    assert aws.service()["desiredCount"] == 2
+
+
+def test_a_failed_action_is_retried_on_redelivery(aws, handler, monkeypatch):
+    monkeypatch.setenv("ALERT_TOPIC_ARN", aws.topic + "-missing")
+    events = [crash_from_sample(i, aws.td[0]) for i in range(3)]
+    handler(events[0], _Context())
+    handler(events[1], _Context())
+    with pytest.raises(DependencyUnavailable, match="SNS publish"):
+        handler(events[2], _Context())
+    monkeypatch.setenv("ALERT_TOPIC_ARN", aws.topic)
+    assert handler(events[2], _Context())["action"] == "scale_to_zero"     # EventBridge retry
+    assert len(aws.alerts()) == 1 and halt_record("web")["applied"] is True
+    assert halt_record("web")["previous_desired_count"] == 2
+
+
+def test_scale_in_and_spot_stops_through_the_handler_never_halt(aws, handler):
+    for i in range(6):
+        kind = ("scale_in", "spot_interruption", "deployment_replacement")[i % 3]
+        handler(synth.task_stopped(kind, task_definition=aws.td[0], at=synth.EPOCH + timedelta(seconds=i)), _Context())
+    assert aws.service()["desiredCount"] == 2 and not is_halted("web")
+
+
+def _halt(aws, handler):
+    for i in range(3):
+        handler(crash_from_sample(i, aws.td[0]), _Context())
+    assert aws.service()["desiredCount"] == 0
+
+
+def test_resume_cli_restores_the_count_and_clears_the_marker(aws, handler, capsys):
+    _halt(aws, handler)
+    capsys.readouterr()   # the handler's log lines
+    assert cli.main(["crashloop", "resume", "web", "--cluster", "tootstack", "--table", TABLE]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["desired_count"] == 2 and out["was"] == "scale_to_zero"
+    assert aws.service()["desiredCount"] == 2
+    assert not is_halted("web")
+    assert aws.ecs.list_tags_for_resource(resourceArn=aws.service_arn)["tags"] == []
+    # not halted any more: a clear error, exit 2
+    assert cli.main(["crashloop", "resume", "web", "--cluster", "tootstack", "--table", TABLE]) == 2
+    assert "is not halted" in capsys.readouterr().err
+    # old crashes no longer count: one new crash does not halt again
+    handler(crash_from_sample(4, aws.td[0]), _Context())
+    assert aws.service()["desiredCount"] == 2
+
+
+def test_resume_with_explicit_count_and_bad_input_changes_nothing(aws, handler, capsys):
+    _halt(aws, handler)
+    capsys.readouterr()
+    assert cli.main(["crashloop", "resume", "nope", "--cluster", "tootstack", "--table", TABLE]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert cli.main(["crashloop", "resume", "web", "--cluster", "tootstack", "--table", TABLE, "--desired-count", "-1"]) == 2
+    assert is_halted("web") and aws.service()["desiredCount"] == 0
+    assert cli.main(["crashloop", "resume", "web", "--cluster", "tootstack", "--table", TABLE, "--desired-count", "1"]) == 0
+    assert aws.service()["desiredCount"] == 1
+
+
+def test_console_resume_through_the_lambda(aws, handler):
+    _halt(aws, handler)
+    result = handler({"action": "resume", "service": "web", "desired_count": 3}, _Context())
+    assert result["resumed"] is True and aws.service()["desiredCount"] == 3
+    assert not is_halted("web")
+    from tootstack.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="service"):
+        handler({"action": "resume"}, _Context())
+
+
+def test_is_halted_falls_back_to_the_service_tag(aws, handler, monkeypatch):
+    _halt(aws, handler)
+    monkeypatch.delenv("CRASHLOOP_TABLE")
+    assert is_halted("web") is True
+    assert is_halted(aws.service_arn) is True
+
+
+def test_dynamo_store_is_idempotent_and_ordered(aws):
+    store = DynamoStore(TABLE, aws.ddb)
+    crash = Crash("arn:task/1", "td:1", 100.0, "exit_nonzero", "r", {"web": 1}, "e1")
+    store.add_crash("c/s", crash, 1e9)
+    store.add_crash("c/s", Crash("arn:task/1", "td:1", 999.0, "exit_nonzero", "r", {"web": 1}, "e2"), 1e9)
+    assert store.list_crashes("c/s", "td:1") == [crash]
+    store.record_deployment("c/s", Deployment("ecs-svc/2", "SERVICE_DEPLOYMENT_COMPLETED", "", 200.0))
+    store.record_deployment("c/s", Deployment("ecs-svc/1", "SERVICE_DEPLOYMENT_IN_PROGRESS", "", 100.0))  # older: ignored
+    store.set_stable("c/s", "td:2", 200.0)
+    store.set_stable("c/s", "td:1", 100.0)
+    state = store.get_service("c/s")
+    assert state.deployment.deployment_id == "ecs-svc/2" and state.stable_task_definition == "td:2"
+    assert store.put_halt("c/s", {"action": "rollback"}) is True
+    assert store.put_halt("c/s", {"action": "rollback"}) is False
+    assert store.put_halt("c/s", {"action": "scale_to_zero"}) is True          # escalation
+    assert store.put_halt("c/s", {"action": "scale_to_zero"}) is False
+    assert store.clear_halt("c/s", 300.0) == {"action": "scale_to_zero"}
+    assert store.get_service("c/s").halt is None and store.get_service("c/s").resumed_at == 300.0
+    ttl = aws.ddb.describe_time_to_live(TableName=TABLE)["TimeToLiveDescription"]
+    assert ttl["AttributeName"] == "expires_at"
+
+
+def test_detector_with_dynamo_store_matches_the_memory_store(aws):
+    events = [synth.task_stopped("image_pull", at=synth.EPOCH + timedelta(seconds=30 * i)) for i in range(5)]
+    from tootstack.crashloop.store import MemoryStore
+
+    def run(store):
+        detector = Detector(store=store)
+        out = []
+        for e in events + events[:2]:
+            d = detector.process(e)
+            if d:
+                store.update_halt(d.service, {"applied": True})
+                out.append((d.action, d.crash_count))
+        return out
+
+    assert run(DynamoStore(TABLE, aws.ddb)) == run(MemoryStore()) == [("scale_to_zero", 3)]
+
+
+def test_missing_table_is_a_dependency_error(aws):
+    with pytest.raises(DependencyUnavailable, match="no-such-table"):
+        DynamoStore("no-such-table", aws.ddb).get_service("c/s")
+
+
+def test_no_secret_value_reaches_logs_alerts_or_state(aws, handler, capsys):
+    """The detector reads event metadata only: a task definition's secret values never surface."""
+    secret_value = "s3cr3t-" + uuid.uuid4().hex
+    arn = boto3.client("secretsmanager", region_name=REGION).create_secret(Name="mastodon/app", SecretString=secret_value)["ARN"]
+    td = aws.ecs.register_task_definition(
+        family="web", containerDefinitions=[{"name": "web", "image": "mastodon:3", "memory": 512,
+                                             "secrets": [{"name": "SECRET_KEY_BASE", "valueFrom": arn}]}])["taskDefinition"]["taskDefinitionArn"]
+    aws.ecs.update_service(cluster="tootstack", service="web", taskDefinition=td)
+    results = [handler(crash_from_sample(i, td), _Context()) for i in range(3)]
+    handler({"action": "resume", "service": "web"}, _Context())
+    captured = capsys.readouterr()
+    items = aws.ddb.scan(TableName=TABLE)["Items"]
+    alerts = aws.alerts()
+    assert results[-1]["action"] == "scale_to_zero" and len(alerts) == 1
+    haystack = json.dumps([results, items, alerts], default=str) + captured.out + captured.err
+    assert secret_value not in haystack
+
+
+def test_config_from_env():
+    from tootstack.crashloop.runtime import config_from_env
+    from tootstack.errors import InvalidInput
+
+    assert config_from_env({"CRASH_THRESHOLD": "4", "CRASH_WINDOW_MINUTES": "5"}).window_seconds == 300
+    assert config_from_env({"CRASH_WINDOW_SECONDS": "90", "CRASH_WINDOW_MINUTES": "5"}).window_seconds == 90
+    assert config_from_env({}).threshold == 3 and config_from_env({}).window_seconds == 600
+    with pytest.raises(InvalidInput, match="CRASH_THRESHOLD"):
+        config_from_env({"CRASH_THRESHOLD": "three"})
+
+
+def test_resume_cli_finds_table_and_cluster_in_the_stack_outputs(aws, handler, capsys, monkeypatch):
+    _halt(aws, handler)
+    monkeypatch.delenv("CRASHLOOP_TABLE")
+    monkeypatch.delenv("CLUSTER_NAME")
+    template = {
+        "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {"CrashloopTableName": {"Value": TABLE}, "ClusterName": {"Value": "tootstack"}},
+    }
+    boto3.client("cloudformation", region_name=REGION).create_stack(StackName="mastodon", TemplateBody=json.dumps(template))
+    capsys.readouterr()
+    assert cli.main(["crashloop", "resume", "web", "--stack", "mastodon", "--desired-count", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["service"] == "tootstack/web"
+    assert aws.service()["desiredCount"] == 1
+    assert cli.main(["crashloop", "resume", "web", "--stack", "no-such-stack"]) == 2
+    assert "no crashloop table" in capsys.readouterr().err

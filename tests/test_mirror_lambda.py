@@ -1,0 +1,141 @@
+"""The mirror Lambda through its real handler and sample event: ECR login and SSM in moto, real registries."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from tootstack.errors import InvalidInput
+from tootstack.local.images import push_image
+from tootstack.local.registry import Registry
+from tootstack.local.template import LocalFunction, load_template, project_root
+from tootstack.mirror.service import parse_jobs
+
+ROOT = project_root()
+ECR_PASSWORD = "123456789012-auth-token"     # what moto's ecr:GetAuthorizationToken hands out
+REPOS = {"mastodon": "tootstack-mastodon", "mastodon-streaming": "tootstack-streaming"}
+
+
+class _Context:
+    function_name = "mirror"
+    memory_limit_in_mb = 1024
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:mirror"
+    aws_request_id = "req-1"
+
+    def get_remaining_time_in_millis(self):
+        return 900_000
+
+
+@pytest.fixture
+def ecr_standin():
+    with Registry(auth="basic", username="AWS", password=ECR_PASSWORD) as registry:
+        yield registry
+
+
+@pytest.fixture
+def handler(monkeypatch, registry_token, ecr_standin):
+    """The handler with env as the template sets it; ghcr.io stands at the token registry."""
+    with mock_aws():
+        monkeypatch.setenv("REPOSITORIES", json.dumps(REPOS))
+        monkeypatch.setenv("PARAMETER_PREFIX", "/tootstack/images")
+        monkeypatch.setenv("SOURCE_CREDENTIALS_SECRET_ARN", "")
+        monkeypatch.setenv("MIRROR_REGISTRY_OVERRIDE", ecr_standin.host_port)
+        secret = boto3.client("secretsmanager").create_secret(
+            Name="hub-creds", SecretString=json.dumps({"username": registry_token.username, "password": registry_token.password}))
+        monkeypatch.setenv("SOURCE_CREDENTIALS_SECRET_ARN", secret["ARN"])
+        fn = LocalFunction("MirrorFunction", ROOT / "functions/mirror", "app.handler", {})
+        yield lambda event: fn.entrypoint(event, _Context())
+
+
+def _local_event(hub):
+    """events/mirror.json with ghcr.io replaced by the local token registry."""
+    text = (ROOT / "events/mirror.json").read_text().replace("ghcr.io", hub.host_port)
+    return json.loads(text)
+
+
+def test_sample_event_mirrors_both_images_and_records_digests(handler, registry_token, ecr_standin, capsys):
+    pushed = {name: push_image(registry_token, f"mastodon/{name}", "v4.5.2", [40_000]) for name in REPOS}
+    out = handler(_local_event(registry_token))
+    by_repo = {r["repository"]: r for r in out["images"]}
+    assert set(by_repo) == set(REPOS.values())
+    ssm = boto3.client("ssm")
+    for key, repo in REPOS.items():
+        result = by_repo[repo]
+        assert result["digest"] == pushed[key].digest and not result["warm"]
+        assert result["image"] == f"{ecr_standin.host_port}/{repo}@{pushed[key].digest}"
+        assert ssm.get_parameter(Name=f"/tootstack/images/{key}")["Parameter"]["Value"] == result["image"]
+    again = handler(_local_event(registry_token))
+    assert all(r["warm"] and r["source_requests"]["GET"] == 0 for r in again["images"])
+    logs = capsys.readouterr()
+    assert registry_token.password not in logs.out + logs.err and ECR_PASSWORD not in logs.out + logs.err
+
+
+def test_custom_resource_answers_cloudformation_with_pinned_images(handler, registry_token, ecr_standin):
+    pushed = push_image(registry_token, "mastodon/mastodon", "v4.5.2", [10_000])
+    push_image(registry_token, "mastodon/mastodon-streaming", "v4.5.2", [10_000])
+    replies = []
+
+    class Reply(BaseHTTPRequestHandler):
+        def do_PUT(self):  # noqa: N802
+            replies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Reply)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        sam = load_template(ROOT / "template.yaml")
+        images = sam["Resources"]["ImageMirror"]["Properties"]["Images"]
+        sources = {"MastodonImage": f"{registry_token.host_port}/mastodon/mastodon:v4.5.2",
+                   "StreamingImage": f"{registry_token.host_port}/mastodon/mastodon-streaming:v4.5.2"}
+        props = [{"Name": i["Name"], "Source": sources[i["Name"]], "Repository": i["Repository"]} for i in images]
+        event = {"RequestType": "Create", "ResponseURL": f"http://127.0.0.1:{server.server_address[1]}/reply",
+                 "StackId": "stack", "RequestId": "r1", "LogicalResourceId": "ImageMirror",
+                 "ResourceType": "Custom::ImageMirror", "ResourceProperties": {"Images": props}}
+        assert handler(event)["status"] == "SUCCESS"
+        bad = dict(event, ResourceProperties={"Images": [{"Source": "x/y:z", "Repository": "not-ours"}]})
+        assert handler(bad)["status"] == "FAILED"
+    finally:
+        server.shutdown()
+    assert replies[0]["Status"] == "SUCCESS"
+    assert replies[0]["Data"]["MastodonImage"] == f"{ecr_standin.host_port}/tootstack-mastodon@{pushed.digest}"
+    assert "@sha256:" in replies[0]["Data"]["StreamingImage"]
+    assert replies[1]["Status"] == "FAILED" and "not-ours" in replies[1]["Reason"]
+
+
+@pytest.mark.parametrize("images, message", [
+    ([], "non-empty list"),
+    ("ghcr.io/mastodon/mastodon:v4.5.2", "non-empty list"),
+    (["ghcr.io/someone/else:v1"], "not one of this stack's mirrors"),
+    ([{"source": "ghcr.io/mastodon/mastodon:v1", "repo": "x"}], "unknown keys"),
+    (["Not A Ref"], "invalid image reference"),
+    ([42], "string or an object"),
+])
+def test_bad_input_is_rejected_before_anything_is_copied(images, message):
+    with pytest.raises(InvalidInput, match=message):
+        parse_jobs(images, REPOS)
+
+
+def test_handler_requires_images(handler):
+    with pytest.raises(InvalidInput, match='"images"'):
+        handler({"detail": {}})
+
+
+def test_template_pins_task_definitions_and_schedules_the_mirror():
+    sam = load_template(ROOT / "template.yaml")
+    res = sam["Resources"]
+    for repo in ("MastodonRepository", "StreamingRepository"):
+        props = res[repo]["Properties"]
+        assert props["ImageTagMutability"] == "IMMUTABLE" and props["ImageScanningConfiguration"]["ScanOnPush"] is True
+        assert "imageCountMoreThan" in json.dumps(props["LifecyclePolicy"])
+    assert res["MirrorSchedule"]["Type"] == "AWS::Scheduler::Schedule"
+    schedule_input = res["MirrorSchedule"]["Properties"]["Target"]["Input"]["Fn::Sub"]
+    assert json.loads(schedule_input.replace("${MastodonImage}", "a/b:c").replace("${StreamingImage}", "d/e:f"))["images"]
+    assert {i["Repository"] for i in res["ImageMirror"]["Properties"]["Images"]} == set(REPOS)

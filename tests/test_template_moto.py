@@ -1,0 +1,91 @@
+"""template.yaml deploys into moto's CloudFormation (what the rehearsal's deploy stage does), per profile."""
+
+import json
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from tootstack.local.template import load_template, project_root
+from tootstack.rehearsal.standins import StandIn, default_stand_ins, substitute
+from tootstack.rehearsal.translate import package, sam_transform
+
+ROOT = project_root()
+REGION = "us-east-1"
+DOMAIN = "social.rehearsal.test"
+
+
+def deploy(parameters):
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket="artifacts")
+    transformed = sam_transform(package(load_template(ROOT / "template.yaml"), ROOT, s3, "artifacts"), REGION, "123456789012")
+    template, skipped = substitute(transformed, default_stand_ins(None, REGION))
+    zone = boto3.client("route53", region_name=REGION).create_hosted_zone(Name=DOMAIN, CallerReference="t")["HostedZone"]["Id"]
+    values = {"DomainName": DOMAIN, "HostedZoneId": zone.rsplit("/", 1)[-1], **parameters}
+    cfn = boto3.client("cloudformation", region_name=REGION)
+    cfn.create_stack(StackName="tootstack", TemplateBody=json.dumps(template),
+                     Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in values.items()],
+                     Capabilities=["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"])
+    stack = cfn.describe_stacks(StackName="tootstack")["Stacks"][0]
+    resources = {r["LogicalResourceId"]: r["PhysicalResourceId"]
+                 for r in cfn.list_stack_resources(StackName="tootstack")["StackResourceSummaries"]}
+    return stack, resources, skipped
+
+
+@pytest.mark.parametrize("parameters", [{}, {"Profile": "micro", "UseCloudFront": "false"}, {"ServicesLaunched": "true"}],
+                         ids=["standard", "micro-no-cloudfront", "launched"])
+def test_template_deploys_into_moto(parameters):
+    with mock_aws():
+        stack, resources, skipped = deploy(parameters)
+        assert stack["StackStatus"] == "CREATE_COMPLETE", stack.get("StackStatusReason")
+        stood_in = {s["type"] for s in skipped}
+        assert {"AWS::ElastiCache::ReplicationGroup", "AWS::SecretsManager::Secret", "AWS::CertificateManager::Certificate"} <= stood_in
+        ecs = boto3.client("ecs", region_name=REGION)
+        cluster = resources["Cluster"]
+        services = ecs.describe_services(cluster=cluster, services=ecs.list_services(cluster=cluster)["serviceArns"])["services"]
+        counts = {s["serviceName"]: s["desiredCount"] for s in services}
+        assert set(counts) == {"web", "streaming", "sidekiq-default", "sidekiq-pull", "sidekiq-scheduler"}
+        if parameters.get("ServicesLaunched") == "true":
+            assert counts["sidekiq-scheduler"] == 1 and counts["web"] >= 1
+        else:
+            assert set(counts.values()) == {0}  # nothing starts before first boot
+        # every injected secret is a real (moto) secret, referenced by ARN and JSON key
+        secretsmanager = boto3.client("secretsmanager", region_name=REGION)
+        web = ecs.describe_task_definition(taskDefinition="tootstack-web")["taskDefinition"]
+        for secret in web["containerDefinitions"][0]["secrets"]:
+            arn, key = secret["valueFrom"].rsplit(":", 3)[0], secret["valueFrom"].rsplit(":", 3)[1]
+            assert key and secretsmanager.describe_secret(SecretId=arn)["ARN"] == arn
+        database = json.loads(secretsmanager.get_secret_value(SecretId=next(
+            s["ref"] for s in skipped if s["logical_id"] == "DatabaseSecret"))["SecretString"])
+        assert database["username"] == "mastodon" and len(database["password"]) == 40
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
+        assert outputs["Url"] == f"https://{DOMAIN}/"
+        assert all(database["password"] not in value for value in outputs.values())
+
+
+def test_factories_may_take_the_resource():
+    seen = {}
+
+    def with_resource(logical_id, resource):
+        seen[logical_id] = resource["Properties"]
+        return StandIn("x", "ref-x")
+
+    template = {"Resources": {"A": {"Type": "AWS::SecretsManager::Secret", "Properties": {"Name": "n"}},
+                              "B": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": {"Ref": "A"}}}}}
+    result, skipped = substitute(template, {"AWS::SecretsManager::Secret": with_resource})
+    assert seen == {"A": {"Name": "n"}}
+    assert result["Resources"]["B"]["Properties"]["QueueName"] == "ref-x"
+    assert skipped == [{"logical_id": "A", "type": "AWS::SecretsManager::Secret", "stand_in": "x", "ref": "ref-x"}]
+
+
+def test_preflight_sees_the_deployed_services_and_secrets():
+    from tootstack.preflight import run_preflight
+
+    with mock_aws():
+        _, resources, _ = deploy({})
+        result = run_preflight(resources["Cluster"], DOMAIN, region=REGION)
+        checks = {c["name"]: c for c in result["checks"]}
+        assert checks["services"]["status"] == "ok" and "sidekiq-scheduler 0/0" in checks["services"]["detail"]
+        assert checks["secrets"]["status"] == "ok", checks["secrets"]["detail"]
+        assert checks["images"]["status"] == "warn"  # ghcr.io until the mirror pins ECR digests
+        assert checks["email"]["status"] in ("warn", "fail")  # moto's CloudFormation has no SES identity

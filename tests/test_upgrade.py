@@ -1,0 +1,240 @@
+"""Upgrade state machine in moto's engine (LocalAws) with the real upgrade handler, real registries for the
+mirror step (a plain "upstream" and a basic-auth "ECR"), simulated ECS tasks for the migrations."""
+
+import json
+
+import boto3
+import pytest
+
+from tootstack.crashloop import HALT_TAG
+from tootstack.errors import InvalidInput
+from tootstack.local.aws import TaskResult
+from tootstack.local.ecs_deployments import ecs_deployments
+from tootstack.local.images import push_image
+from tootstack.local.registry import Registry
+from tootstack.local.template import LocalFunction, project_root
+from tootstack.upgrade import steps
+from tootstack.upgrade.version import compare, parse_version, version_of_image
+
+ROOT = project_root()
+STACK = "up"
+LOCK = f"/{STACK}/upgrade/lock"
+VERSION = f"/{STACK}/mastodon/version"
+SERVICES = {"web": "mastodon", "streaming": "streaming", "sidekiq-default": "mastodon", "scheduler": "mastodon"}
+
+
+OUTCOMES = {}
+
+
+@pytest.fixture(scope="module")
+def registries():
+    """One "upstream" (anonymous) and one "ECR" (basic auth) for the module: the release is pushed once;
+    mirroring into ECR again is the idempotent warm path the re-run test wants anyway."""
+    with Registry(auth="none") as upstream, Registry(auth="basic") as ecr:
+        for repo in ("mastodon/mastodon", "mastodon/mastodon-streaming"):
+            push_image(upstream, repo, "v4.5.3", [4096], platforms=("linux/amd64", "linux/arm64"))
+        yield upstream, ecr
+
+
+@pytest.fixture
+def upgrade(local_aws, registries):
+    OUTCOMES.clear()
+    with ecs_deployments(lambda service, td: OUTCOMES.get(service, "COMPLETED")):
+        yield _setup(local_aws, *registries)
+
+
+def _setup(local_aws, registry_plain, registry_basic):
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24")["Subnet"]["SubnetId"] for i in (1, 2)]
+    sg = ec2.create_security_group(GroupName="worker", Description="w", VpcId=vpc)["GroupId"]
+    ecs = boto3.client("ecs", region_name="us-east-1")
+    cluster = ecs.create_cluster(clusterName=STACK)["cluster"]["clusterArn"]
+    images = {"mastodon": "ghcr.io/mastodon/mastodon:v4.5.2", "streaming": "ghcr.io/mastodon/mastodon-streaming:v4.5.2"}
+
+    def register(family, role):
+        return ecs.register_task_definition(
+            family=family, networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="512", memory="1024",
+            containerDefinitions=[{"name": family.split("-")[-1], "image": images[role], "essential": True,
+                                   "environment": [{"name": "RAILS_ENV", "value": "production"}]}],
+        )["taskDefinition"]["taskDefinitionArn"]
+
+    toolbox = register(f"{STACK}-toolbox", "mastodon")
+    for name, role in SERVICES.items():
+        ecs.create_service(cluster=STACK, serviceName=name, taskDefinition=register(f"{STACK}-{name}", role), desiredCount=1)
+    secret = boto3.client("secretsmanager", region_name="us-east-1").create_secret(
+        Name=f"{STACK}/mirror", SecretString=json.dumps({"dest": {"username": registry_basic.username,
+                                                                   "password": registry_basic.password}}))["ARN"]
+    env = {
+        "CLUSTER_NAME": STACK, "SERVICE_NAMES": ",".join(SERVICES), "SCHEDULER_SERVICE": "scheduler",
+        "TOOLBOX_FAMILY": f"{STACK}-toolbox", "UPGRADE_LOCK_PARAMETER": LOCK, "VERSION_PARAMETER": VERSION,
+        "IMAGE_SOURCES": f"mastodon={registry_plain.host_port}/mastodon/mastodon,"
+                         f"streaming={registry_plain.host_port}/mastodon/mastodon-streaming",
+        "IMAGE_DESTINATIONS": f"mastodon={registry_basic.host_port}/mastodon,streaming={registry_basic.host_port}/mastodon-streaming",
+        "MIRROR_CREDENTIALS_SECRET": secret, "MIRROR_PLAIN_HTTP": "true", "GUARD_POLL_SECONDS": "0",
+        "GUARD_MAX_CHECKS": "5", "STACK_NAME": STACK,
+    }
+    fn = LocalFunction("UpgradeFunction", ROOT / "functions/upgrade", "app.handler", {})
+    arn = local_aws.create_state_machine_from_file(
+        ROOT / "statemachines/upgrade.asl.json", "upgrade",
+        {"UpgradeFunctionArn": local_aws.create_function("upgrade", fn, env), "ClusterArn": cluster,
+         "SubnetA": subnets[0], "SubnetB": subnets[1], "SecurityGroup": sg},
+    )
+    return local_aws, arn, ecs, toolbox, registry_basic
+
+
+def _live(ecs):
+    found = ecs.describe_services(cluster=STACK, services=list(SERVICES))["services"]
+    return {s["serviceName"]: s for s in found}
+
+
+def _images(ecs, arn):
+    return [c["image"] for c in ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"]["containerDefinitions"]]
+
+
+def _lock_held():
+    try:
+        boto3.client("ssm", region_name="us-east-1").get_parameter(Name=LOCK)
+        return True
+    except Exception:  # noqa: BLE001 - ParameterNotFound
+        return False
+
+
+def test_upgrade_in_order_pinned_and_idempotent(upgrade):
+    aws, arn, ecs, toolbox, ecr = upgrade
+    before = {n: s["taskDefinition"] for n, s in _live(ecs).items()}
+    execution = aws.run_state_machine(arn, {"version": "v4.5.3"})
+    assert execution.status == "SUCCEEDED", (execution.error, execution.cause)
+    live = _live(ecs)
+    for name, role in SERVICES.items():
+        assert live[name]["taskDefinition"] != before[name]
+        (image,) = _images(ecs, live[name]["taskDefinition"])
+        repo = "mastodon" if role == "mastodon" else "mastodon-streaming"
+        assert image.startswith(f"{ecr.host_port}/{repo}@sha256:")
+    # Migrations: pre-deployment (skip post) first, then post-deployment, both with the new pinned toolbox.
+    runs = aws.tasks.runs
+    assert [r.command for r in runs] == [["bundle", "exec", "rails", "db:migrate"]] * 2
+    assert runs[0].environment.get("SKIP_POST_DEPLOYMENT_MIGRATIONS") == "true"
+    assert "SKIP_POST_DEPLOYMENT_MIGRATIONS" not in runs[1].environment
+    assert runs[0].task_definition_arn != toolbox and _images(ecs, runs[0].task_definition_arn)[0].startswith(f"{ecr.host_port}/mastodon@sha256:")
+    # The scheduler is replaced stop-first: never two schedulers.
+    config = live["scheduler"]["deploymentConfiguration"]
+    assert config["maximumPercent"] == 100 and config["minimumHealthyPercent"] == 0
+    ssm = boto3.client("ssm", region_name="us-east-1")
+    assert ssm.get_parameter(Name=VERSION)["Parameter"]["Value"] == "v4.5.3"
+    assert not _lock_held()
+    assert execution.output["status"] == "upgraded" and execution.output["previous"] == "v4.5.2"
+    # Re-run: same version, no new revision, nothing redeployed.
+    again = aws.run_state_machine(arn, {"version": "v4.5.3"})
+    assert again.status == "SUCCEEDED"
+    assert {n: s["taskDefinition"] for n, s in _live(ecs).items()} == {n: s["taskDefinition"] for n, s in live.items()}
+
+
+@pytest.mark.parametrize(("version", "needle"), [("v4.5.1", "downgrade"), ("latest", "v4.5.3"), ("v4.5", "v4.5.3")])
+def test_refuses_downgrade_and_bad_versions_changing_nothing(upgrade, version, needle):
+    aws, arn, ecs, _, _ = upgrade
+    before = {n: s["taskDefinition"] for n, s in _live(ecs).items()}
+    execution = aws.run_state_machine(arn, {"version": version})
+    assert execution.status == "FAILED" and execution.error == "InvalidInput"
+    assert needle in execution.cause
+    assert aws.tasks.runs == [] and not _lock_held()
+    assert {n: s["taskDefinition"] for n, s in _live(ecs).items()} == before
+
+
+def test_unknown_version_is_refused_after_asking_upstream(upgrade):
+    aws, arn, ecs, _, _ = upgrade
+    execution = aws.run_state_machine(arn, {"version": "v4.9.9"})
+    assert execution.status == "FAILED" and execution.error == "InvalidInput"
+    assert aws.tasks.runs == [] and not _lock_held()
+
+
+def test_concurrent_upgrade_is_refused(upgrade):
+    aws, arn, _, _, _ = upgrade
+    boto3.client("ssm", region_name="us-east-1").put_parameter(
+        Name=LOCK, Type="String", Value=json.dumps({"execution": "other", "version": "v4.5.3"}))
+    execution = aws.run_state_machine(arn, {"version": "v4.5.3"})
+    assert execution.status == "FAILED" and execution.error == "UpgradeInProgress"
+    assert _lock_held()   # the other execution's lock is left alone
+
+
+def test_failed_pre_migration_deploys_nothing(upgrade):
+    aws, arn, ecs, _, _ = upgrade
+    aws.tasks.on(f"{STACK}-toolbox", TaskResult(1, ["PG::UndefinedColumn"]))
+    before = {n: s["taskDefinition"] for n, s in _live(ecs).items()}
+    execution = aws.run_state_machine(arn, {"version": "v4.5.3"})
+    assert execution.status == "FAILED" and execution.error == "PreDeploymentMigrationFailed"
+    assert {n: s["taskDefinition"] for n, s in _live(ecs).items()} == before
+    assert len(aws.tasks.runs) == 1 and not _lock_held()
+
+
+def test_circuit_breaker_failure_rolls_every_service_back(upgrade):
+    aws, arn, ecs, _, _ = upgrade
+    OUTCOMES["streaming"] = "FAILED"
+    before = {n: s["taskDefinition"] for n, s in _live(ecs).items()}
+    execution = aws.run_state_machine(arn, {"version": "v4.5.3"})
+    assert execution.status == "FAILED" and execution.error == "UpgradeRolledBack"
+    assert {n: s["taskDefinition"] for n, s in _live(ecs).items()} == before
+    assert len(aws.tasks.runs) == 1 and not _lock_held()
+    guard = [json.loads(e["stateExitedEventDetails"]["output"])["guard"]["value"] for e in execution.history
+             if e.get("stateExitedEventDetails", {}).get("name") == "Guard"]
+    assert guard and guard[-1]["status"] == "failed" and "streaming" in guard[-1]["detail"]
+
+
+def test_crashloop_halt_during_rollout_rolls_back(upgrade):
+    aws, arn, ecs, _, _ = upgrade
+    before = {n: s["taskDefinition"] for n, s in _live(ecs).items()}
+
+    def halt_web_on_first_run(run):
+        if len(aws.tasks.runs) == 0:   # the pre-deployment migration: the web service then crashloops
+            web = ecs.describe_services(cluster=STACK, services=["web"])["services"][0]["serviceArn"]
+            ecs.tag_resource(resourceArn=web, tags=[{"key": HALT_TAG, "value": "scale_to_zero"}])
+        return TaskResult(0)
+
+    aws.tasks.on(f"{STACK}-toolbox", halt_web_on_first_run)
+    execution = aws.run_state_machine(arn, {"version": "v4.5.3"})
+    assert execution.status == "FAILED" and execution.error == "UpgradeRolledBack"
+    assert {n: s["taskDefinition"] for n, s in _live(ecs).items()} == before
+    assert len(aws.tasks.runs) == 1          # no post-deployment migration
+    assert not _lock_held()
+
+
+class _Ecs:
+    """describe_services answers for the guard's unit tests."""
+
+    def __init__(self, deployments):
+        self.deployments = deployments
+
+    def describe_services(self, cluster, services):
+        return {"services": [{"serviceName": s, "taskDefinition": "td:2", "deployments": self.deployments} for s in services]}
+
+
+CFG = steps.UpgradeConfig("c", ["web"], "scheduler", "tb", "/l", "/v", {}, max_checks=3)
+PLAN = {"target": {"web": "td:2"}, "previous": {"web": "td:1"}}
+
+
+@pytest.mark.parametrize(("deployments", "checks", "status"), [
+    ([{"status": "PRIMARY", "taskDefinition": "td:2", "rolloutState": "COMPLETED"}], 0, "steady"),
+    ([{"status": "PRIMARY", "taskDefinition": "td:2", "rolloutState": "IN_PROGRESS"},
+      {"status": "ACTIVE", "taskDefinition": "td:1"}], 0, "in_progress"),
+    ([{"status": "PRIMARY", "taskDefinition": "td:2", "rolloutState": "IN_PROGRESS"}], 2, "timed_out"),
+    ([{"status": "PRIMARY", "taskDefinition": "td:2", "rolloutState": "FAILED", "rolloutStateReason": "circuit breaker"}], 0, "failed"),
+    ([{"status": "PRIMARY", "taskDefinition": "td:1", "rolloutState": "COMPLETED"}], 0, "failed"),
+])
+def test_guard_reads_rollout_state(deployments, checks, status):
+    assert steps.check(PLAN, checks, ecs=_Ecs(deployments), cfg=CFG, is_halted=lambda s: False)["status"] == status
+
+
+def test_versions():
+    assert parse_version("v4.5.0-rc.1") < parse_version("v4.5.0") < parse_version("v4.5.3") < parse_version("v4.10.0")
+    assert compare("v4.5.3", "v4.5.3") == "same" and compare("v4.5.3", None) == "upgrade"
+    with pytest.raises(InvalidInput, match="downgrade"):
+        compare("v4.4.9", "v4.5.0")
+    assert version_of_image("ghcr.io/mastodon/mastodon:v4.5.2") == "v4.5.2"
+    assert version_of_image("123.dkr.ecr.us-east-1.amazonaws.com/mastodon@sha256:" + "a" * 64) is None
+    assert steps.image_role("127.0.0.1:5000/mastodon-streaming@sha256:x", {"mastodon": {"source": "a", "dest": "b"},
+                                                                          "streaming": {"source": "c", "dest": "d"}}) == "streaming"
+
+
+def test_sample_event_parses():
+    event = json.loads((ROOT / "events/upgrade.json").read_text())
+    parse_version(event["input"]["version"])
