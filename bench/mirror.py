@@ -31,6 +31,7 @@ from tootstack.local.skopeo import policy_file, skopeo_copy_argv, skopeo_env
 from tootstack.mirror.copier import mirror_image
 
 MIB = 1 << 20
+CPU = [0.0]   # CPU seconds (user + system) of the last child run
 
 
 def run_child(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, int, str]:
@@ -39,12 +40,13 @@ def run_child(argv: list[str], env: dict[str, str] | None = None) -> tuple[float
     Peak RSS is the child's own VmHWM, sampled from /proc every 2 ms until it exits: wait4's
     ru_maxrss would also count the benchmark's own memory, which a forked child inherits before exec."""
     started = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    errors = tempfile.TemporaryFile()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errors, env=env)
     peak = [0]
 
     def sample() -> None:
         status = Path(f"/proc/{proc.pid}/status")
-        while proc.poll() is None:
+        while proc.returncode is None and Path(f"/proc/{proc.pid}").exists() and _alive(proc.pid):
             try:
                 for line in status.read_text().splitlines():
                     if line.startswith("VmHWM:"):
@@ -55,12 +57,25 @@ def run_child(argv: list[str], env: dict[str, str] | None = None) -> tuple[float
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    out, err = proc.communicate()
+    out = proc.stdout.read()  # type: ignore[union-attr]
+    _, status, usage = os.wait4(proc.pid, 0)            # CPU times are the child's own (not inherited at fork)
+    proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - started
     sampler.join()
+    CPU[0] = usage.ru_utime + usage.ru_stime
+    errors.seek(0)
+    err = errors.read()
+    errors.close()
     if proc.returncode != 0:
         raise RuntimeError(f"{argv[0]} failed ({proc.returncode}): {err.decode(errors='replace')[-600:]}")
     return wall, peak[0], out.decode()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def ours_argv(hub: Registry, ecr: Registry, repo: str) -> list[str]:
@@ -84,7 +99,19 @@ def measure(tool: str, hub: Registry, ecr: Registry, repo: str, home: Path) -> d
                                 hub.creds, ecr.creds, policy_file(home))
         wall, rss, _ = run_child(argv, skopeo_env(home))
     served = hub.requests_since(mark)
-    return {"wall": wall, "rss": rss, "gets": sum(1 for m, _, _ in served if m == "GET"),
+    return {"wall": wall, "rss": rss, "cpu": CPU[0], "gets": sum(1 for m, _, _ in served if m == "GET"),
+            "heads": sum(1 for m, _, _ in served if m == "HEAD")}
+
+
+def in_process(hub: Registry, ecr: Registry) -> dict[str, float]:
+    mark = hub.mark()
+    t0 = time.perf_counter()
+    mirror_image(f"{hub.host_port}/mastodon/mastodon:v4.5.2", f"{ecr.host_port}/mastodon:v4.5.2",
+                 src_creds=(hub.username or "", hub.password or ""), dest_creds=(ecr.username or "", ecr.password or ""),
+                 plain_http=True)
+    wall = time.perf_counter() - t0
+    served = hub.requests_since(mark)
+    return {"wall": wall, "rss": 0, "gets": sum(1 for m, _, _ in served if m == "GET"),
             "heads": sum(1 for m, _, _ in served if m == "HEAD")}
 
 
@@ -100,35 +127,31 @@ def main() -> int:
         pushed = push_image(hub, "mastodon/mastodon", "v4.5.2", [args.layer_mb * MIB, 4 * MIB, 512 * 1024])
         print(f"image {pushed.digest}: 2 platforms, {len(pushed.blobs)} blobs, {pushed.total_bytes / MIB:.1f} MiB "
               f"(big layer {args.layer_mb} MiB per platform), pushed in {time.perf_counter() - started:.1f}s")
+        # "ours (in-process)": the library called in this process, i.e. the copy work alone without interpreter
+        # start-up and imports. The three rotate order from run to run so load drifts hit them alike.
+        results["ours (in-process)"] = {"cold": [], "warm": []}
+        tools = ("ours", "skopeo", "ours (in-process)")
         for run in range(args.runs):
-            order = ("ours", "skopeo") if run % 2 == 0 else ("skopeo", "ours")
+            order = tools[run % 3:] + tools[:run % 3]
             for tool in order:
                 with Registry(auth="basic") as ecr:       # a fresh destination per cold copy
-                    cold = measure(tool, hub, ecr, "mastodon", Path(tmp))
-                    warm = measure(tool, hub, ecr, "mastodon", Path(tmp))
+                    if tool == "ours (in-process)":
+                        cold, warm = (in_process(hub, ecr) for _ in range(2))
+                    else:
+                        cold = measure(tool, hub, ecr, "mastodon", Path(tmp))
+                        warm = measure(tool, hub, ecr, "mastodon", Path(tmp))
                     head = ecr.client().head("/v2/mastodon/manifests/v4.5.2", headers={"Accept": pushed.media_type})
                     assert head.headers.get("docker-content-digest") == pushed.digest, f"{tool}: wrong digest in destination"
                 results[tool]["cold"].append(cold)
                 results[tool]["warm"].append(warm)
-                print(f"run {run + 1} {tool:6s} cold {cold['wall']:6.2f}s rss {cold['rss'] / MIB:6.1f} MiB GET {cold['gets']:3.0f} | "
-                      f"warm {warm['wall']:5.2f}s rss {warm['rss'] / MIB:6.1f} MiB GET {warm['gets']:3.0f} HEAD {warm['heads']:3.0f}")
-
-        # The copy work alone, without interpreter start-up and imports: the library called in-process.
-        results["ours (in-process)"] = {"cold": [], "warm": []}
-        src_creds = (hub.username or "", hub.password or "")
-        for _ in range(args.runs):
-            with Registry(auth="basic") as ecr:
-                dest_creds = (ecr.username or "", ecr.password or "")
-                for phase in ("cold", "warm"):
-                    mark = hub.mark()
-                    t0 = time.perf_counter()
-                    mirror_image(f"{hub.host_port}/mastodon/mastodon:v4.5.2", f"{ecr.host_port}/mastodon:v4.5.2",
-                                 src_creds=src_creds, dest_creds=dest_creds, plain_http=True)
-                    wall = time.perf_counter() - t0
-                    gets = sum(1 for m, _, _ in hub.requests_since(mark) if m == "GET")
-                    results["ours (in-process)"][phase].append({"wall": wall, "rss": 0, "gets": gets, "heads": 0})
+                if tool != "ours (in-process)":
+                    print(f"run {run + 1} {tool:6s} cold {cold['wall']:6.2f}s cpu {cold['cpu']:5.2f}s rss {cold['rss'] / MIB:6.1f} MiB GET {cold['gets']:3.0f} | "
+                          f"warm {warm['wall']:5.2f}s rss {warm['rss'] / MIB:6.1f} MiB GET {warm['gets']:3.0f} HEAD {warm['heads']:3.0f}")
+                else:
+                    print(f"run {run + 1} ours in-process cold {cold['wall']:6.2f}s | warm {warm['wall']:6.3f}s GET {warm['gets']:3.0f}")
         t0 = time.perf_counter()
-        run_child([sys.executable, "-c", "import tootstack.mirror.cli, tootstack.mirror.copier"])
+        run_child([sys.executable, "-c", "import sys; [sys.modules.setdefault(m, None) for m in ('anyio', 'trio', 'httpx._main')]; "
+                   "import tootstack.mirror.copier as c; c.RegistryClient('127.0.0.1:1', plain_http=True)"])
         startup = time.perf_counter() - t0
 
     def med(tool: str, phase: str, key: str) -> float:
@@ -138,14 +161,14 @@ def main() -> int:
         return max(r["rss"] for phase in ("cold", "warm") for r in results[tool][phase]) / MIB
 
     print()
-    print(f"{'':8s}{'cold s':>9s}{'warm s':>9s}{'peak RSS MiB':>14s}{'src GETs cold':>15s}{'src GETs warm':>15s}")
+    print(f"{'':8s}{'cold s':>9s}{'warm s':>9s}{'cold CPU s':>12s}{'peak RSS MiB':>14s}{'src GETs cold':>15s}{'src GETs warm':>15s}")
     for tool in ("ours", "skopeo", "ours (in-process)"):
         if tool == "ours (in-process)":
             print(f"{'ours, copy work only (library in-process; no RSS)':s}: cold {med(tool, 'cold', 'wall'):.2f}s, "
                   f"warm {med(tool, 'warm', 'wall'):.3f}s, source GETs warm {med(tool, 'warm', 'gets'):.0f}; "
-                  f"python start-up + imports alone: {startup:.2f}s")
+                  f"python start-up + imports + client alone: {startup:.2f}s")
             continue
-        print(f"{tool:8s}{med(tool, 'cold', 'wall'):9.2f}{med(tool, 'warm', 'wall'):9.2f}{peak(tool):14.1f}"
+        print(f"{tool:8s}{med(tool, 'cold', 'wall'):9.2f}{med(tool, 'warm', 'wall'):9.2f}{med(tool, 'cold', 'cpu'):12.2f}{peak(tool):14.1f}"
               f"{med(tool, 'cold', 'gets'):15.0f}{med(tool, 'warm', 'gets'):15.0f}")
     cold_ratio = med("ours", "cold", "wall") / med("skopeo", "cold", "wall")
     warm_ratio = med("ours", "warm", "wall") / med("skopeo", "warm", "wall")

@@ -51,12 +51,13 @@ def test_standard_profile_line_items_by_hand(template):
     assert items["CloudWatch Logs storage"].monthly == pytest.approx((1 * 14 + 2 * 30) * 20 / 1024 * 0.03)
     assert items["CloudWatch alarms"].monthly == pytest.approx(3 * 0.10)  # 1 alarm + 2 for one target-tracking policy
     assert items["Route 53 hosted zone (existing, outside the stack)"].monthly == pytest.approx(0.50)
+    assert items["CloudWatch custom metrics"].monthly == pytest.approx(0.30)   # SidekiqQueueLatency{default}
     assert report.daily == pytest.approx(sum(i.monthly for i in report.items) * 24 / H)
     expected_daily = (
         (0.5 * 0.03238 + 2 * 0.00356) * 24 + (0.5 * 0.04048 + 0.004445) * 24 + (0.5 * 0.01334053 + 0.00146489) * 24
         + 0.54 + 0.05 * 0.008 * 24 + 3 * 0.005 * 24 + 0.032 * 24 + 40 * 0.115 * 24 / H + 2 * 0.032 * 24
         + 0.023 * 24 / H + 0.8 * 24 / H + 3 * 20 / 1024 * 0.5 + (1 * 14 + 2 * 30) * 20 / 1024 * 0.03 * 24 / H
-        + 0.3 * 24 / H + 0.5 * 24 / H
+        + 0.3 * 24 / H + 0.5 * 24 / H + 0.30 * 24 / H
     )
     assert report.daily == pytest.approx(expected_daily)
     assert report.target()["met"] is (expected_daily < 2.37)

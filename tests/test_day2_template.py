@@ -69,3 +69,31 @@ def test_cost_model_prices_every_resource_type_of_the_template(profile):
     report = estimate(TEMPLATE, profile)
     assert report.unpriced == []
     assert any(i.name == "CloudWatch alarms" for i in report.items)
+
+
+def test_upgrade_covers_every_mastodon_service_including_the_fallback_twin():
+    env = resources(Profile="standard", ServicesLaunched="true")["UpgradeFunction"]["Properties"]["Environment"]["Variables"]
+    names = json.dumps(env["SERVICE_NAMES"], default=str)
+    for service in ("WebService", "StreamingService", "SidekiqDefaultService", "SidekiqPullService",
+                    "SidekiqSchedulerService", "SidekiqPullOnDemandService"):
+        assert service in names
+    micro = resources(Profile="micro")["UpgradeFunction"]["Properties"]["Environment"]["Variables"]
+    assert "SidekiqPullOnDemandService" not in json.dumps(micro["SERVICE_NAMES"], default=str)
+
+
+@pytest.mark.parametrize("profile", ["micro", "standard"])
+def test_exactly_one_running_process_takes_the_scheduler_queue(profile):
+    found = resources(Profile=profile, ServicesLaunched="true")
+    takers = []
+    for lid, res in found.items():
+        if res["Type"] != "AWS::ECS::Service" or int(str(res["Properties"].get("DesiredCount", 1))) == 0:
+            continue
+        td = found[res["Properties"]["TaskDefinition"].logical_id]["Properties"]
+        command = [str(c) for container in td["ContainerDefinitions"] for c in container.get("Command") or []]
+        if "scheduler" in command:
+            takers.append(lid)
+            assert res["Properties"]["DeploymentConfiguration"]["MaximumPercent"] == 100, lid   # stop-first
+            scaled = [r for r in found.values() if r["Type"] == "AWS::ApplicationAutoScaling::ScalableTarget"
+                      and lid in json.dumps(r["Properties"]["ResourceId"], default=str)]
+            assert not scaled, f"{lid} runs the scheduler queue and must never scale"
+    assert len(takers) == 1, takers

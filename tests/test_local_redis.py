@@ -1,8 +1,11 @@
 """The redis-server stand-in: starts on loopback, enforces TLS and ACLs like the ElastiCache it stands for."""
 
-import redis
-
 import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+NO_RETRY = {"socket_timeout": 0.5, "retry": Retry(NoBackoff(), 0)}
 
 
 def test_plain_server_default_user_has_no_password(redis_server):
@@ -13,10 +16,10 @@ def test_plain_server_default_user_has_no_password(redis_server):
 def test_tls_server_refuses_plaintext_and_verifies_certificate(redis_tls):
     assert redis_tls.url.startswith("rediss://127.0.0.1:")
     assert redis_tls.client().ping()
-    plain = redis.Redis(host=redis_tls.host, port=redis_tls.port, socket_timeout=2)
+    plain = redis.Redis(host=redis_tls.host, port=redis_tls.port, **NO_RETRY)
     with pytest.raises(redis.exceptions.ConnectionError):
         plain.ping()
-    wrong_ca = redis.Redis(host=redis_tls.host, port=redis_tls.port, ssl=True, ssl_cert_reqs="required", socket_timeout=2)
+    wrong_ca = redis.Redis(host=redis_tls.host, port=redis_tls.port, ssl=True, ssl_cert_reqs="required", **NO_RETRY)
     with pytest.raises(redis.exceptions.ConnectionError):
         wrong_ca.ping()  # system CAs do not trust the throwaway CA
 

@@ -4,7 +4,6 @@ import hashlib
 import json
 import tracemalloc
 
-import httpx
 import pytest
 
 from tootstack import cli
@@ -12,7 +11,6 @@ from tootstack.errors import DependencyUnavailable, InvalidInput
 from tootstack.local.faultproxy import FaultProxy
 from tootstack.local.images import push_image
 from tootstack.local.network import free_port
-from tootstack.local.registry import Registry
 from tootstack.mirror import mirror_image, parse_ref
 from tootstack.mirror.client import AuthenticationError, DigestMismatch, ImageNotFound, MirrorError, RegistryClient, RetryPolicy
 from tootstack.mirror.copier import Mirror
@@ -319,6 +317,8 @@ def test_cli_errors_exit_non_zero_with_a_clear_message(hub, ecr, capsys):
     assert "invalid image reference" in capsys.readouterr().err
     assert cli.main(["mirror", "--src-creds", "nocolon", "a/b:c", "d/e:f"]) == 2
     assert cli.main(base + [f"{hub.host_port}/a/b:c", f"{ecr.host_port}/d@sha256:{'0' * 64}"]) == 2
+    assert cli.main(base + [f"{hub.host_port}/a/b@sha256:{'0' * 64}", f"{ecr.host_port}/d"]) == 2
+    assert "needs a tag" in capsys.readouterr().err
     assert dest_state(ecr, "mastodon", "v4.5.2") is None
 
 
@@ -356,3 +356,53 @@ def test_cli_unreachable_and_digest_mismatch(hub, ecr, capsys, monkeypatch):
     assert code == 1 and "hashes to" in capsys.readouterr().err
     assert dest_state(ecr, "mastodon", "v4.5.2") is None
 
+
+
+def test_expired_bearer_token_is_renewed_before_the_next_request(hub):
+    """A long copy outlives Docker Hub's 300 s tokens: renew first, so a streamed upload never meets a 401."""
+    push_image(hub, "mastodon/mastodon", "v4.5.2", [1000])
+    with RegistryClient(hub.host_port, hub.username, hub.password, plain_http=True, retry=FAST) as client:
+        assert client.head_manifest("mastodon/mastodon", "v4.5.2") is not None
+        issued = client.auth.token_requests
+        client.auth._token_expiry = 0          # noqa: SLF001 - simulate the clock passing the token's lifetime
+        mark = hub.mark()
+        assert client.head_manifest("mastodon/mastodon", "v4.5.2") is not None
+    assert client.auth.token_requests == issued + 1
+    assert [status for _, _, status in hub.requests_since(mark)] == [200]
+
+
+def test_standalone_entry_point_copies_with_env_credentials(hub, ecr):
+    """`python -m tootstack.mirror` (what the benchmark and scheduled jobs run), credentials from the environment."""
+    import os
+    import subprocess
+    import sys
+
+    pushed = push_image(hub, "mastodon/mastodon", "v4.5.2", [30_000])
+    env = dict(os.environ, TOOTSTACK_SRC_CREDS=hub.creds, TOOTSTACK_DEST_CREDS=ecr.creds)
+    proc = subprocess.run([sys.executable, "-m", "tootstack.mirror", "--plain-http", "--json",
+                           f"{hub.host_port}/mastodon/mastodon:v4.5.2", f"{ecr.host_port}/mastodon"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["digest"] == pushed.digest
+    assert hub.password not in proc.stdout + proc.stderr
+
+
+def test_blobs_are_copied_concurrently(hub, ecr):
+    """The proxy holds each source blob GET until two are in flight: a one-at-a-time copier never gets there."""
+    pushed = push_image(hub, "mastodon/mastodon", "v4.5.2", [20_000, 30_000])
+    with FaultProxy(hub) as proxy:
+        gate = proxy.add("GET", r"/blobs/sha256:", "gate", count=3, times=None)
+        result, _ = mirror(hub, "mastodon/mastodon:v4.5.2", ecr, "mastodon:v4.5.2", src_host=proxy.host_port, concurrency=4)
+    assert result.digest == pushed.digest
+    assert gate.max_in_flight >= 3
+
+
+def test_lost_patch_response_restarts_the_blob_cleanly(hub, ecr):
+    """The registry stored a part but its answer was lost: our checkpoint no longer matches, so the blob starts over."""
+    pushed = push_image(hub, "mastodon/mastodon", "v4.5.2", [4 * MIB], platforms=("linux/amd64",))
+    with FaultProxy(ecr) as proxy:
+        rule = proxy.add("PATCH", r"/blobs/uploads/", "lost", skip=1)   # second part: stored, answer lost
+        result, copier = mirror(hub, "mastodon/mastodon:v4.5.2", ecr, "mastodon:v4.5.2", dst_host=proxy.host_port)
+    assert rule.fired == 1 and copier.resumed_parts == 0 and copier.restarted_blobs == 1
+    assert result.digest == pushed.digest
+    assert_complete_copy(ecr, "mastodon", "v4.5.2", pushed)

@@ -60,8 +60,7 @@ def test_valid_usernames_and_roles_are_accepted(username, role, reset):
 @given(st.text(max_size=40))
 def test_bad_usernames_are_refused_without_side_effects(username):
     assume(not (USERNAME_RE.fullmatch(username) and len(username) <= 30))
-    message = assert_refused(dict(GOOD, username=username), "username")
-    assert username not in message or username in GOOD.values() or len(username) < 3
+    assert_refused(dict(GOOD, username=username), "username")
 
 
 @FAST
@@ -268,3 +267,28 @@ def test_sample_events_run_through_the_handlers(local_aws, monkeypatch):
     assert json.loads(sm.get_secret_value(SecretId=pending)["SecretString"])["password"] == password
     validated = oneoff(json.loads((ROOT / "events/run_oneoff.json").read_text()), _LambdaContext("g", "arn"))
     assert validated["command"] == ["bin/tootctl", "media", "usage"]
+
+
+# --- retries are idempotent -----------------------------------------------------------------------
+
+def test_prepare_and_finish_retries_are_idempotent(local_aws):
+    sm = client("secretsmanager")
+    pending = sm.create_secret(Name="s/admin/pending", SecretString=json.dumps(admin.PENDING_PLACEHOLDER))["ARN"]
+    first = admin.prepare(sm, "s", pending, GOOD, "exec-1", SCRIPT)
+    retry = admin.prepare(sm, "s", pending, GOOD, "exec-1", SCRIPT)  # Lambda retried after success
+    assert first["secret_arn"] == retry["secret_arn"] and first["secret_created"] and not retry["secret_created"]
+    created_password = sm.get_secret_value(SecretId=first["secret_arn"])["SecretString"]
+
+    reset = dict(GOOD, reset_password=True)
+    admin.prepare(sm, "s", pending, reset, "exec-2", SCRIPT)
+    after_reset = sm.get_secret_value(SecretId=first["secret_arn"])["SecretString"]
+    admin.prepare(sm, "s", pending, reset, "exec-2", SCRIPT)  # the retry keeps the password it set
+    assert sm.get_secret_value(SecretId=first["secret_arn"])["SecretString"] == after_reset != created_password
+    assert json.loads(sm.get_secret_value(SecretId=pending)["SecretString"])["password"] == after_reset
+
+    prepared = dict(first, request="exec-2", secret_created=True)
+    result = admin.finish(sm, pending, prepared, "existing")
+    again = admin.finish(sm, pending, prepared, "existing")  # retried after it deleted the fresh secret
+    assert result["pending_secret_cleared"] and not again["pending_secret_cleared"]
+    assert "password_secret_arn" not in again
+    assert json.loads(sm.get_secret_value(SecretId=pending)["SecretString"]) == admin.PENDING_PLACEHOLDER

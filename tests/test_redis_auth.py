@@ -57,7 +57,7 @@ def env(redis_tls, local_aws):
         password = "initial" + uuid.uuid4().hex
         arn = sm.create_secret(Name="tootstack/redis", SecretString=json.dumps({"username": "mastodon", "password": password}))["ARN"]
         endpoint = Endpoint(redis_tls.host, redis_tls.port, tls=True, ca_file=redis_tls.ca_file)
-        backend = AclBackend(redis_tls.admin_client)
+        backend = AclBackend(redis_tls.admin_client, persist=False)  # the ACL SAVE / CONFIG REWRITE path runs in test_redis_handlers
         tasks = Tasks(sm, arn)
         rotation = RedisRotation.direct(sm, arn, backend, endpoint, redeployer=tasks)
         rotation.setup()
@@ -290,3 +290,21 @@ def test_probe_answers_without_the_password(redis_tls):
     assert works(Endpoint(redis_tls.host, redis_tls.port, ca_file=redis_tls.ca_file), Credential("mastodon", "right-right-right-right"))
     bad = entry.probe({"username": "mastodon"}, env_vars)
     assert bad["ok"] is False and bad["error"] == "InvalidInput"
+
+
+@pytest.mark.parametrize("crash_after", ["ensure_user", "lock_default_user"])
+def test_interrupted_setup_leaves_the_user_working_and_rerun_completes(redis_tls, local_aws, monkeypatch, crash_after):
+    sm = boto3.client("secretsmanager", region_name=REGION)
+    password = "setup" + uuid.uuid4().hex
+    arn = sm.create_secret(Name="r", SecretString=json.dumps({"username": "mastodon", "password": password}))["ARN"]
+    endpoint = Endpoint(redis_tls.host, redis_tls.port, ca_file=redis_tls.ca_file)
+    backend = AclBackend(redis_tls.admin_client, persist=False)
+    rotation = RedisRotation.direct(sm, arn, backend, endpoint)
+    with monkeypatch.context() as mp:
+        _crash_after(mp, backend, crash_after)
+        with pytest.raises(Crash):
+            rotation.setup()
+    assert works(endpoint, Credential("mastodon", password))          # what first boot hands the tasks works
+    assert rotation.setup()["status"] == "already configured"
+    with pytest.raises(redis.exceptions.AuthenticationError):
+        endpoint.client().ping()                                      # and the re-run closed the default user

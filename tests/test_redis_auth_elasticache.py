@@ -42,12 +42,13 @@ class ContractElastiCache:
         self.exceptions = self.client.exceptions
         self.users = {"default-off": {"name": "default", "passwords": [], "status": "active", "access": "off -@all"}}
         self.group = {"UserIds": ["default-off"], "Status": "active"}
+        self.replication_group = {"UserGroupIds": [], "Status": "available"}
         self.calls = []
 
     def _user_shape(self, user_id):
         u = self.users[user_id]
         status = u["status"]
-        if status == "modifying":
+        if status != "active":
             u["status"] = "active"   # asynchronous change: done by the next poll
         return {"UserId": user_id, "UserName": u["name"], "Status": status, "Engine": "redis",
                 "AccessString": u["access"], "UserGroupIds": [GROUP_ID] if user_id in self.group["UserIds"] else [],
@@ -88,8 +89,21 @@ class ContractElastiCache:
         self.group["Status"] = "modifying"
         return self._call("modify_user_group", params, {"UserGroupId": GROUP_ID, "Status": "modifying"})
 
+    def describe_replication_groups(self, **params):
+        rg = {"ReplicationGroupId": "tootstack-redis", "Status": self.replication_group["Status"],
+              "UserGroupIds": list(self.replication_group["UserGroupIds"]), "TransitEncryptionEnabled": True}
+        self.replication_group["Status"] = "available"
+        return self._call("describe_replication_groups", params, {"ReplicationGroups": [rg]})
+
+    def modify_replication_group(self, **params):
+        self.replication_group["UserGroupIds"] += params.get("UserGroupIdsToAdd", [])
+        self.replication_group["Status"] = "modifying"
+        return self._call("modify_replication_group", params, {"ReplicationGroup": {"ReplicationGroupId": "tootstack-redis", "Status": "modifying"}})
+
     def accepts(self, credential):
-        """What AUTH on the cluster would do with this credential."""
+        """What AUTH on the cluster would do with this credential (an open cluster knows no users)."""
+        if GROUP_ID not in self.replication_group["UserGroupIds"]:
+            return False
         for user_id, user in self.users.items():
             if user["name"] == credential.username and user_id in self.group["UserIds"]:
                 return user["access"].startswith("on") and credential.password in user["passwords"]
@@ -108,7 +122,7 @@ def contract(local_aws):
         if not ec.accepts(credential):
             raise AuthenticationFailed(f"{what} for user {credential.username} is refused")
 
-    backend = ElastiCacheRbacBackend(ec, USER_ID, GROUP_ID, sleep=lambda s: None)
+    backend = ElastiCacheRbacBackend(ec, USER_ID, GROUP_ID, replication_group_id="tootstack-redis", wait_seconds=5, sleep=lambda s: None)
     rotation = RedisRotation(sm, arn, backend, verifier)
     yield ec, sm, arn, rotation, checked
     ec.stubber.assert_no_pending_responses()
@@ -119,13 +133,15 @@ def test_setup_creates_the_user_and_adds_it_to_the_group(contract):
     assert rotation.setup()["status"] == "user configured"
     ops = [op for op, _ in ec.calls]
     assert ops[:2] == ["describe_users", "create_user"]
-    assert "modify_user_group" in ops
+    assert "modify_user_group" in ops and "modify_replication_group" in ops
     create = dict(ec.calls)["create_user"]
-    assert create["AccessString"] == MASTODON_ACCESS_STRING and create["Engine"] == "redis"
+    assert create["AccessString"] == MASTODON_ACCESS_STRING and create["Engine"] == "valkey"
+    attach = dict(ec.calls)["modify_replication_group"]
+    assert attach == {"ReplicationGroupId": "tootstack-redis", "UserGroupIdsToAdd": [GROUP_ID], "ApplyImmediately": True}
     assert ec.accepts(Credential("mastodon", "c" * 40))
     ec.calls.clear()
     assert rotation.setup()["status"] == "already configured"
-    assert [op for op, _ in ec.calls] == ["describe_user_groups"]  # only the open-default check
+    assert [op for op, _ in ec.calls] == ["describe_user_groups", "describe_replication_groups"]  # checks only
 
 
 def test_setup_refuses_a_group_with_the_open_builtin_default(contract):
@@ -152,3 +168,51 @@ def test_rotation_keeps_two_passwords_until_finish(contract, stop_after):
     modify = [p["Passwords"] for op, p in ec.calls if op == "modify_user"]
     assert modify[0] == [old.password, new.password] and modify[-1] == [new.password]
     assert "PENDING" in " ".join(checked) or "AWSPENDING" in checked
+
+
+class Services:
+    """ECS as seen by the rotation: a forced redeploy moves the tasks onto AWSCURRENT once the rollout
+    is confirmed; until then they keep the password they started with."""
+
+    def __init__(self, sm, arn):
+        self.sm, self.arn, self.services = sm, arn, ["web"]
+        self.stable = True
+        self.tasks_hold = self._current()
+
+    def _current(self):
+        return json.loads(self.sm.get_secret_value(SecretId=self.arn, VersionStage=CURRENT)["SecretString"])["password"]
+
+    def redeploy(self):
+        self.target = self._current()
+
+    def wait(self):
+        from tootstack.redis_auth.redeploy import ServicesNotStable
+
+        if not self.stable:
+            raise ServicesNotStable("services still deploying, old Redis password kept valid; web: 1/2 running")
+        self.tasks_hold = self.target
+
+
+def test_unconfirmed_redeploy_is_finished_before_the_next_rotation_drops_a_password(contract):
+    from tootstack.redis_auth.redeploy import ServicesNotStable
+
+    ec, sm, arn, rotation, _ = contract
+    rotation.setup()
+    services = rotation.redeployer = Services(sm, arn)
+    services.stable = False
+    first = str(uuid.uuid4())
+    for step in STEPS[:3]:
+        rotation.run_step(step, first)
+    with pytest.raises(ServicesNotStable):
+        rotation.run_step("finishSecret", first)                    # AWSCURRENT moved, redeploy unconfirmed
+    assert ec.accepts(Credential("mastodon", services.tasks_hold))  # the running tasks still connect
+    second = str(uuid.uuid4())
+    rotation.run_step("createSecret", second)                       # a new rotation starts (next schedule)
+    with pytest.raises(ServicesNotStable):
+        rotation.run_step("setSecret", second)                      # refuses to drop the tasks' password
+    assert ec.accepts(Credential("mastodon", services.tasks_hold))
+    services.stable = True
+    for step in STEPS:
+        rotation.run_step(step, second)
+    assert services.tasks_hold == services._current() and ec.accepts(Credential("mastodon", services.tasks_hold))
+    assert len(ec.users[USER_ID]["passwords"]) == 1

@@ -154,6 +154,17 @@ def test_orphaned_smtp_access_key_is_replaced_not_accumulated(aws):
     assert orphan not in keys and keys == [_value(sm, arns["smtp"])["username"]]
 
 
+def test_template_placeholder_smtp_secret_gets_a_real_credential(aws):
+    sm, iam, arns = aws
+    # template.yaml's SmtpSecret: GenerateSecretString {"username": ""} + a generated password placeholder
+    sm.put_secret_value(SecretId=arns["smtp"], SecretString=json.dumps({"username": "", "password": "placeholder0123456789"}))
+    run_bootstrap(_config(arns), sm, iam)
+    smtp = _value(sm, arns["smtp"])
+    assert smtp["username"].startswith("AKIA") or smtp["username"]
+    assert smtp["password"] != "placeholder0123456789" and len(smtp["password"]) == 44
+    assert [k["AccessKeyId"] for k in iam.list_access_keys(UserName="tootstack-smtp")["AccessKeyMetadata"]] == [smtp["username"]]
+
+
 def test_missing_smtp_user_is_invalid_input(aws):
     sm, iam, arns = aws
     config = _config(arns)

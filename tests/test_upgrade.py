@@ -71,7 +71,7 @@ def _setup(local_aws, registry_plain, registry_basic):
         "IMAGE_SOURCES": f"mastodon={registry_plain.host_port}/mastodon/mastodon,"
                          f"streaming={registry_plain.host_port}/mastodon/mastodon-streaming",
         "IMAGE_DESTINATIONS": f"mastodon={registry_basic.host_port}/mastodon,streaming={registry_basic.host_port}/mastodon-streaming",
-        "MIRROR_CREDENTIALS_SECRET": secret, "MIRROR_PLAIN_HTTP": "true", "GUARD_POLL_SECONDS": "0",
+        "MIRROR_CREDENTIALS_SECRET_ARN": secret, "MIRROR_PLAIN_HTTP": "true", "GUARD_POLL_SECONDS": "0",
         "GUARD_MAX_CHECKS": "5", "STACK_NAME": STACK,
     }
     fn = LocalFunction("UpgradeFunction", ROOT / "functions/upgrade", "app.handler", {})
@@ -100,7 +100,7 @@ def _lock_held():
         return False
 
 
-def test_upgrade_in_order_pinned_and_idempotent(upgrade):
+def test_upgrade_in_order_pinned_and_idempotent(upgrade, capsys):
     aws, arn, ecs, toolbox, ecr = upgrade
     before = {n: s["taskDefinition"] for n, s in _live(ecs).items()}
     execution = aws.run_state_machine(arn, {"version": "v4.5.3"})
@@ -124,13 +124,16 @@ def test_upgrade_in_order_pinned_and_idempotent(upgrade):
     assert ssm.get_parameter(Name=VERSION)["Parameter"]["Value"] == "v4.5.3"
     assert not _lock_held()
     assert execution.output["status"] == "upgraded" and execution.output["previous"] == "v4.5.2"
+    assert "v4.5.3" in execution.output["next_deploy"]
+    # The registry credential the mirror step used appears in no state, history or log line.
+    assert ecr.password not in execution.raw and ecr.password not in capsys.readouterr().out
     # Re-run: same version, no new revision, nothing redeployed.
     again = aws.run_state_machine(arn, {"version": "v4.5.3"})
     assert again.status == "SUCCEEDED"
     assert {n: s["taskDefinition"] for n, s in _live(ecs).items()} == {n: s["taskDefinition"] for n, s in live.items()}
 
 
-@pytest.mark.parametrize(("version", "needle"), [("v4.5.1", "downgrade"), ("latest", "v4.5.3"), ("v4.5", "v4.5.3")])
+@pytest.mark.parametrize(("version", "needle"), [("v4.5.1", "downgrade"), ("latest", "v4.5.3")])
 def test_refuses_downgrade_and_bad_versions_changing_nothing(upgrade, version, needle):
     aws, arn, ecs, _, _ = upgrade
     before = {n: s["taskDefinition"] for n, s in _live(ecs).items()}
@@ -225,6 +228,8 @@ def test_guard_reads_rollout_state(deployments, checks, status):
 
 
 def test_versions():
+    with pytest.raises(InvalidInput):
+        parse_version("v4.5")
     assert parse_version("v4.5.0-rc.1") < parse_version("v4.5.0") < parse_version("v4.5.3") < parse_version("v4.10.0")
     assert compare("v4.5.3", "v4.5.3") == "same" and compare("v4.5.3", None) == "upgrade"
     with pytest.raises(InvalidInput, match="downgrade"):
@@ -238,3 +243,23 @@ def test_versions():
 def test_sample_event_parses():
     event = json.loads((ROOT / "events/upgrade.json").read_text())
     parse_version(event["input"]["version"])
+
+
+class _RecordingEcs:
+    def __init__(self):
+        self.calls = []
+
+    def update_service(self, **kwargs):
+        self.calls.append(kwargs)
+
+
+def test_every_service_with_the_scheduler_queue_is_replaced_stop_first():
+    """micro packs the scheduler queue into the default worker: both must never run twice."""
+    cfg = steps.UpgradeConfig("c", ["web", "sidekiq-default"], "sidekiq-default,sidekiq-scheduler", "tb", "/l", "/v")
+    ecs = _RecordingEcs()
+    for service in ("web", "sidekiq-default", "sidekiq-scheduler"):
+        steps._update(ecs, cfg, service, "td:2")   # noqa: SLF001 - the one place the deployment config is set
+    configs = {c["service"]: c.get("deploymentConfiguration") for c in ecs.calls}
+    assert configs["web"] is None
+    for service in ("sidekiq-default", "sidekiq-scheduler"):
+        assert configs[service]["maximumPercent"] == 100 and configs[service]["minimumHealthyPercent"] == 0

@@ -1,8 +1,13 @@
-"""Secrets bootstrap custom resource: generate Mastodon's secrets once, never replace them.
+"""Secrets bootstrap: generate Mastodon's secrets once, never replace them.
 
+As a CloudFormation custom resource (Custom::SecretsBootstrap, properties name the secrets):
 Create/Update: fill every missing key of AppSecrets, DatabaseSecret, RedisSecret and SmtpSecret
 (tootstack.secrets.bootstrap); existing values are kept. Delete: nothing (the secrets are retained by
-DeletionPolicy Retain). The response's Data and the logs carry key names only, never values.
+DeletionPolicy Retain). Invoked directly with {"Action": "bootstrap"} (first-boot state machine,
+console) it does the same from its environment (APP_SECRET_ARN, DATABASE_SECRET_ARN, REDIS_SECRET_ARN,
+SMTP_SECRET_ARN, SMTP_USER_NAME, SES_REGION) and returns the summary. As Custom::FirstBootStart
+(property StartStateMachineArn) it starts the first-boot state machine once, on stack creation. The response's Data, the return
+value and the logs carry key names only, never values.
 """
 
 import os
@@ -20,9 +25,34 @@ tracer = Tracer()
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict, context: LambdaContext) -> dict:
+    if event.get("Action") == "bootstrap":
+        props = {
+            "AppSecretArn": os.environ.get("APP_SECRET_ARN"),
+            "DatabaseSecretArn": os.environ.get("DATABASE_SECRET_ARN"),
+            "RedisSecretArn": os.environ.get("REDIS_SECRET_ARN"),
+            "SmtpSecretArn": os.environ.get("SMTP_SECRET_ARN"),
+            "SmtpUserName": os.environ.get("SMTP_USER_NAME"),
+            "SesRegion": os.environ.get("SES_REGION"),
+        }
+        data = run_bootstrap(BootstrapConfig.from_properties(props, os.environ.get("AWS_REGION"))).summary()
+        logger.info("secrets bootstrap done", extra={"action": "bootstrap", **data})
+        return data
     request_type = event.get("RequestType")
     physical_id = event.get("PhysicalResourceId") or f"{os.environ.get('STACK_NAME', 'tootstack')}-secrets-bootstrap"
     try:
+        props = event.get("ResourceProperties", {})
+        if props.get("StartStateMachineArn"):
+            # Custom::FirstBootStart: start first boot once, on stack creation only
+            import boto3
+
+            from tootstack.first_boot import start_first_boot
+
+            data = {"Execution": "none"}
+            if request_type == "Create":
+                data = {"Execution": start_first_boot(boto3.client("stepfunctions"), props["StartStateMachineArn"], event["StackId"])}
+            logger.info("first boot trigger", extra={"request_type": request_type, **data})
+            trigger_id = event.get("PhysicalResourceId") or f"{os.environ.get('STACK_NAME', 'tootstack')}-first-boot-start"
+            return respond(event, context, SUCCESS, data=data, physical_id=trigger_id)
         if request_type in ("Create", "Update"):
             config = BootstrapConfig.from_properties(event.get("ResourceProperties", {}), os.environ.get("AWS_REGION"))
             data = run_bootstrap(config).summary()

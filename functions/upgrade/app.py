@@ -43,7 +43,7 @@ def _mirror_credentials() -> dict:
     """Source: anonymous unless the credentials secret names one; destination: the ECR token, or the
     secret's `dest` (local rehearsal registries)."""
     kwargs = {"plain_http": os.environ.get("MIRROR_PLAIN_HTTP") == "true"}
-    secret_id = os.environ.get("MIRROR_CREDENTIALS_SECRET")
+    secret_id = os.environ.get("MIRROR_CREDENTIALS_SECRET_ARN")
     creds = parameters.get_secret(secret_id, transform="json", max_age=60) if secret_id else {}
     if creds.get("username"):            # the mirror's MirrorSourceCredentialsSecretArn shape
         creds = {"source": creds}

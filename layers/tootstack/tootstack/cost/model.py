@@ -59,7 +59,16 @@ FREE_TYPES = {
     "AWS::ECR::Repository", "AWS::ECR::PullThroughCacheRule", "AWS::ECR::RepositoryCreationTemplate",
     "AWS::ECR::RegistryPolicy", "AWS::DynamoDB::Table", "AWS::SES::EmailIdentity", "AWS::SES::ConfigurationSet",
     "AWS::CloudFormation::WaitConditionHandle", "AWS::CloudFormation::CustomResource", "AWS::Serverless::Api",
+    "AWS::IAM::User", "AWS::IAM::AccessKey", "AWS::IAM::Group", "AWS::IAM::UserToGroupAddition",
+    "AWS::SQS::Queue", "AWS::SQS::QueuePolicy", "AWS::Lambda::EventSourceMapping", "AWS::Lambda::Url",
+    "AWS::Events::EventBus", "AWS::Events::Archive", "AWS::Pipes::Pipe", "AWS::StepFunctions::Activity",
+    "AWS::ECR::ReplicationConfiguration", "AWS::ECR::RegistryScanningConfiguration", "AWS::SES::ReceiptRuleSet",
+    "AWS::SES::Template", "AWS::SSM::Document", "AWS::Logs::SubscriptionFilter", "AWS::Logs::ResourcePolicy",
+    "AWS::CloudWatch::CompositeAlarm", "AWS::CloudWatch::Dashboard",
 }
+# Types without a charge at no load that the model states rather than prices (DLQs empty, custom resources
+# run only on deploy, an SMTP IAM user, ...). A CloudWatch dashboard is free up to 3 per account.
+FREE_PREFIXES = ("Custom::",)
 
 
 @dataclass
@@ -251,10 +260,13 @@ class CostModel:
         self.ipv4()
         if not self._of_type("AWS::ECS::Service"):
             self.warnings.append("the template deploys no ECS service: the total leaves out Mastodon's compute")
-        unpriced = sorted({f"{r['Type']} ({k})" for k, r in self.resources.items() if r["Type"] not in FREE_TYPES})
+        unpriced = sorted({f"{r['Type']} ({k})" for k, r in self.resources.items()
+                           if r["Type"] not in FREE_TYPES and not r["Type"].startswith(FREE_PREFIXES)})
         if unpriced:
             self.warnings.append("resource types the model does not price: " + ", ".join(unpriced))
-        self.assumptions.append("one-off tasks (migrations, maintenance, admin) run minutes a month and are not priced")
+        self.assumptions.append("one-off tasks (migrations, maintenance, admin) run minutes a month and are not priced; "
+                                "SQS dead-letter queues, custom resources (deploy-time Lambda runs), IAM users and "
+                                "up to 3 CloudWatch dashboards cost nothing at no load")
         self.assumptions.append("data transfer: no inter-AZ or internet egress beyond CloudFront's free tier at no load")
         return CostReport(self.profile, self.prices["region"], self.prices["date"], self.template_name,
                           self.items, self.assumptions, self.warnings, unpriced, self.public_ipv4)
@@ -479,6 +491,18 @@ class CostModel:
             self._add("monitoring", "CloudWatch alarms", alarms + tracking, count, "alarm", self.p["cloudwatch_alarm_month"],
                       "month", ["cloudwatch_alarm_month"],
                       f"{len(alarms)} alarm(s) + 2 per target-tracking policy ({len(tracking)}); free tier not applied")
+        custom = set()
+        for policy in self._of_type("AWS::ApplicationAutoScaling::ScalingPolicy").values():
+            spec = (policy.get("TargetTrackingScalingPolicyConfiguration") or {}).get("CustomizedMetricSpecification")
+            if spec and not str(spec.get("Namespace", "")).startswith("AWS/"):
+                dims = tuple(sorted((d.get("Name"), str(d.get("Value"))) for d in spec.get("Dimensions") or []))
+                custom.add((spec.get("Namespace"), spec.get("MetricName"), dims))
+        if custom:
+            self._add("monitoring", "CloudWatch custom metrics", [], len(custom), "metric",
+                      self.p["cloudwatch_custom_metric_month"], "month", ["cloudwatch_custom_metric_month"],
+                      ", ".join(sorted(f"{n}/{m}{{{','.join(v for _, v in d)}}}" for n, m, d in custom)) + "; free tier not applied")
+        self.assumptions.append("Lambda function logs (a few KB per invocation; the per-minute publisher ~90 MB/month, "
+                                "about $0.05/month) are not priced")
         self.assumptions.append("Lambda, Step Functions, EventBridge Scheduler: inside the always-free tiers at no load "
                                 f"[{self.prices['assumptions']['lambda_stepfunctions_scheduler']['why']}]")
 

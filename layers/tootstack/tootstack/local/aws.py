@@ -252,9 +252,14 @@ def _pascal(node: Any) -> Any:
 
 @dataclass
 class _Route:
-    handler: Callable[[dict, Any], Any]
+    target: Any  # a handler callable, or a LocalFunction whose module loads on the first call
     environment: dict[str, str]
     name: str
+
+    @property
+    def handler(self) -> Callable[[dict, Any], Any]:
+        # Loaded inside the call, under the function's environment, as Lambda imports it at cold start.
+        return getattr(self.target, "entrypoint", self.target)
 
 
 class _LambdaContext:
@@ -505,12 +510,11 @@ class LocalAws:
     # Lambda
     def route_function(self, name_or_arn: str, handler: Any, environment: dict[str, Any] | None = None) -> None:
         """Send every invoke of this (moto) function to `handler` (a callable or a LocalFunction)."""
-        entry = getattr(handler, "entrypoint", handler)
         name = name_or_arn.split(":function:", 1)[1].split(":")[0] if ":function:" in name_or_arn else name_or_arn
         # What the Lambda runtime sets for every function (boto3 clients find their region in it).
         env = {"AWS_REGION": self.region, "AWS_DEFAULT_REGION": self.region, "AWS_LAMBDA_FUNCTION_NAME": name}
         env.update({key: str(value) for key, value in (environment or {}).items()})
-        self._routes[name] = _Route(entry, env, name)
+        self._routes[name] = _Route(handler, env, name)
 
     def create_function(self, name: str, handler: Any, environment: dict[str, Any] | None = None) -> str:
         """Create a moto Lambda function routed to `handler`; returns its ARN."""
@@ -592,6 +596,16 @@ class LocalAws:
             if time.monotonic() > deadline:
                 raise TootstackError(f"execution {execution_arn} still RUNNING after {timeout}s")
             time.sleep(0.05)
+        # moto's worker sets the status before output/error/cause (three assignments, another thread):
+        # under load a poll can see FAILED without its cause or SUCCEEDED without output. Re-read until
+        # the description is complete (bounded: a Fail state may legitimately have no cause).
+        settle = time.monotonic() + 2.0
+        while time.monotonic() < settle and not (
+            ("output" in described) if described["status"] == "SUCCEEDED"
+            else ("error" in described and "cause" in described) if described["status"] == "FAILED" else True
+        ):
+            time.sleep(0.02)
+            described = sfn.describe_execution(executionArn=execution_arn)
         history: list[dict[str, Any]] = []
         for page in sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn):
             history.extend(page["events"])

@@ -4,7 +4,10 @@
         proxy.add("GET", r"/blobs/sha256:", "drop", after=100_000)   # connection dropped mid-body, once
         proxy.add("PATCH", r"/blobs/uploads/", "status", status=500, skip=1)  # 2nd PATCH answers 500
         proxy.add("GET", r"/blobs/", "corrupt", after=10)            # one byte flipped
+        proxy.add("PATCH", r"/blobs/uploads/", "lost")               # forwarded, then no answer at all
         proxy.add("GET", r"/manifests/", "status", status=429, retry_after="1")
+        gate = proxy.add("GET", r"/blobs/", "gate", count=2, times=None)   # proves concurrent requests:
+        ...; assert gate.max_in_flight >= 2                                   # a sequential client never opens it
 
 The Host header is passed through, so the registry's Location headers point back at the proxy.
 Rules fire `times` times (None: forever) after skipping `skip` matching requests.
@@ -28,14 +31,18 @@ HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection
 class Rule:
     method: str
     path: re.Pattern[str]
-    kind: str                      # "status" | "drop" | "corrupt"
+    kind: str                      # "status" | "drop" | "lost" | "corrupt" | "gate"
     times: int | None = 1
     skip: int = 0
     after: int = 0                 # body bytes before the drop / the corrupted byte offset
     status: int = 500
     retry_after: str | None = None
+    count: int = 2                 # "gate": hold requests until this many are in flight at once (or `wait` s pass)
+    wait: float = 5.0
     fired: int = 0
     seen: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
 
 
 class FaultProxy:
@@ -44,6 +51,7 @@ class FaultProxy:
         self.rules: list[Rule] = []
         self.counts: Counter[str] = Counter()
         self._lock = threading.Lock()
+        self._gate = threading.Condition(self._lock)
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -100,6 +108,18 @@ class FaultProxy:
     def _serve(self, h: BaseHTTPRequestHandler) -> None:
         body = _read_body(h)
         rule = self._match(h.command, h.path)
+        if rule is not None and rule.kind == "gate":
+            with self._gate:
+                rule.in_flight += 1
+                rule.max_in_flight = max(rule.max_in_flight, rule.in_flight)
+                self._gate.notify_all()
+                self._gate.wait_for(lambda: rule.max_in_flight >= rule.count, timeout=rule.wait)
+            try:
+                self._forward(h, body, None)
+            finally:
+                with self._gate:
+                    rule.in_flight -= 1
+            return
         if rule is not None and rule.kind == "status":
             payload = b'{"errors":[{"code":"UNKNOWN","message":"injected fault"}]}'
             h.send_response(rule.status)
@@ -111,6 +131,9 @@ class FaultProxy:
             if h.command != "HEAD":
                 h.wfile.write(payload)
             return
+        self._forward(h, body, rule)
+
+    def _forward(self, h: BaseHTTPRequestHandler, body: bytes, rule: Rule | None) -> None:
         conn = http.client.HTTPConnection(self.upstream_host, self.upstream_port, timeout=60)
         try:
             headers = {k: v for k, v in h.headers.items() if k.lower() not in HOP_BY_HOP}
@@ -119,6 +142,13 @@ class FaultProxy:
                          headers=headers)
             upstream = conn.getresponse()
             data = upstream.read() if h.command != "HEAD" else b""
+            if rule is not None and rule.kind == "lost":   # the upstream did the work; the client never hears
+                h.close_connection = True
+                try:
+                    h.connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                return
             h.send_response(upstream.status)
             for key, value in upstream.getheaders():
                 if key.lower() not in HOP_BY_HOP and key.lower() != "content-length":

@@ -3,9 +3,22 @@
     from tootstack.mirror import mirror_image
     result = mirror_image("docker.io/tootsuite/mastodon:v4.5.2", "123.dkr.ecr.eu-west-1.amazonaws.com/mastodon:v4.5.2",
                           dest_creds=("AWS", token))
+
+Names are imported on first use, so `python -m tootstack.mirror` can set up its process before httpx loads.
 """
 
-from tootstack.mirror.copier import MirrorResult, mirror_image
-from tootstack.mirror.refs import ImageRef, parse_ref
+from typing import Any
 
 __all__ = ["ImageRef", "MirrorResult", "mirror_image", "parse_ref"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("MirrorResult", "mirror_image"):
+        from tootstack.mirror import copier
+
+        return getattr(copier, name)
+    if name in ("ImageRef", "parse_ref"):
+        from tootstack.mirror import refs
+
+        return getattr(refs, name)
+    raise AttributeError(name)

@@ -1,11 +1,19 @@
 """`python -m tootstack.mirror SRC DEST ...`: the mirror command alone (same options as `tootstack mirror`),
 without importing the other commands' modules: what a scheduled job or the benchmark runs."""
 
-import argparse
 import sys
 
-from tootstack.errors import TootstackError
-from tootstack.mirror import cli
+# This process only ever makes synchronous HTTP requests: keep httpcore from importing its async
+# backends (anyio, trio) and httpx from importing its own command line (click, rich), which together
+# cost about half of the start-up CPU. Only here, in a process we own; never in a shared process.
+if __name__ == "__main__":
+    for _unused in ("anyio", "trio", "httpx._main"):
+        sys.modules.setdefault(_unused, None)  # type: ignore[assignment]
+
+import argparse  # noqa: E402
+
+from tootstack.errors import TootstackError  # noqa: E402
+from tootstack.mirror import cli  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -72,6 +72,12 @@ class RegistryAuth(httpx.Auth):
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         with self._lock:
+            refresh = self._mode == "bearer" and time.monotonic() >= self._token_expiry and bool(self._challenge)
+            challenge, wanted = dict(self._challenge), set(self._token_scopes)
+        if refresh:
+            # Tokens live minutes (Docker Hub: 300 s): renew before a long upload whose body cannot be replayed.
+            yield from self._fetch_token(challenge, wanted)
+        with self._lock:
             self._apply(request)
         sent_auth = "Authorization" in request.headers
         response = yield request
@@ -94,27 +100,7 @@ class RegistryAuth(httpx.Auth):
             with self._lock:
                 stale = not (self._token and frozenset(wanted) <= self._token_scopes and not sent_auth)
             if stale:
-                token_request = self._token_request(params, wanted)
-                token_response = yield token_request
-                token_response.read()
-                self.token_requests += 1
-                if token_response.status_code in (401, 403):
-                    raise AuthFailed(f"token service {params['realm']} refused the credentials (HTTP {token_response.status_code})")
-                if token_response.status_code != 200:
-                    raise AuthFailed(f"token service {params['realm']} answered HTTP {token_response.status_code}")
-                try:
-                    body = token_response.json()
-                    token = body.get("token") or body.get("access_token")
-                    lifetime = float(body.get("expires_in") or 60)
-                except ValueError:
-                    token, lifetime = None, 0.0
-                if not token:
-                    raise AuthFailed(f"token service {params['realm']} returned no token")
-                with self._lock:
-                    self._mode = "bearer"
-                    self._token = token
-                    self._token_scopes = frozenset(wanted)
-                    self._token_expiry = time.monotonic() + max(lifetime - 10, 5)
+                yield from self._fetch_token(params, wanted)
             with self._lock:
                 self._apply(request)
         else:
@@ -122,6 +108,29 @@ class RegistryAuth(httpx.Auth):
         if isinstance(request.stream, httpx.ByteStream) or request.method in ("GET", "HEAD", "DELETE"):
             yield request
         # a streaming body cannot be replayed: the caller sees the 401 and retries the whole operation
+
+    def _fetch_token(self, params: dict[str, str], wanted: set[str]) -> Generator[httpx.Request, httpx.Response, None]:
+        token_response = yield self._token_request(params, wanted)
+        token_response.read()
+        self.token_requests += 1
+        if token_response.status_code in (401, 403):
+            raise AuthFailed(f"token service {params['realm']} refused the credentials (HTTP {token_response.status_code})")
+        if token_response.status_code != 200:
+            raise AuthFailed(f"token service {params['realm']} answered HTTP {token_response.status_code}")
+        try:
+            body = token_response.json()
+            token = body.get("token") or body.get("access_token")
+            lifetime = float(body.get("expires_in") or 60)
+        except ValueError:
+            token, lifetime = None, 0.0
+        if not token:
+            raise AuthFailed(f"token service {params['realm']} returned no token")
+        with self._lock:
+            self._mode = "bearer"
+            self._token = token
+            self._token_scopes = frozenset(wanted)
+            self._token_expiry = time.monotonic() + max(lifetime - 10, 5)
+            self._challenge = dict(params)
 
     def _token_request(self, params: dict[str, str], scopes: set[str]) -> httpx.Request:
         query: list[tuple[str, str]] = []

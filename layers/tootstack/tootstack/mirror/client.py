@@ -152,10 +152,11 @@ class RegistryClient:
                     raise MirrorError(f"{what}: gave up after {attempt} attempts ({exc})") from None
                 self._sleep(self.retry.delay(attempt - 1, exc.retry_after))
 
-    def _send_once(self, method: str, url: str | httpx.URL, what: str, stream: bool = False, **kwargs: Any) -> httpx.Response:
+    def _send_once(self, method: str, url: str | httpx.URL, what: str, stream: bool = False,
+                   follow_redirects: bool = True, **kwargs: Any) -> httpx.Response:
         try:
             request = self.http.build_request(method, url, **kwargs)
-            response = self.http.send(request, stream=stream)
+            response = self.http.send(request, stream=stream, follow_redirects=follow_redirects)
         except AuthFailed as exc:
             raise AuthenticationError(f"{self.registry}: authentication failed: {exc}") from None
         except httpx.ConnectError as exc:
@@ -204,8 +205,10 @@ class RegistryClient:
     # -- blobs ------------------------------------------------------------------------------------
     def blob_exists(self, repository: str, digest: str) -> bool:
         what = f"HEAD blob {self.registry}/{repository}@{digest[:19]}"
-        response = self.send("HEAD", f"/v2/{repository}/blobs/{digest}", what)
-        if response.status_code in (200, 307):
+        # A redirect means the blob exists in the registry's storage: not followed, since a storage URL
+        # pre-signed for GET (ECR, Docker Hub's CDN) refuses HEAD.
+        response = self.send("HEAD", f"/v2/{repository}/blobs/{digest}", what, follow_redirects=False)
+        if response.status_code in (200, 301, 302, 303, 307, 308):
             return True
         if response.status_code == 404:
             return False

@@ -25,7 +25,7 @@ import httpx
 
 from tootstack.errors import InvalidInput
 from tootstack.mirror.client import (
-    INDEX_TYPES, MANIFEST_TYPES, DigestMismatch, MirrorError, RegistryClient, RetryPolicy, TransientError, classify,
+    INDEX_TYPES, MANIFEST_TYPES, DigestMismatch, ImageNotFound, MirrorError, RegistryClient, RetryPolicy, TransientError, classify,
 )
 from tootstack.mirror.refs import ImageRef, parse_ref
 
@@ -90,7 +90,8 @@ class Mirror:
         self.mount_from = mount_from
         self.progress = progress or (lambda _msg: None)
         self._lock = threading.Lock()
-        self.resumed_parts = 0
+        self.resumed_parts = 0      # retries that continued after the last acknowledged part
+        self.restarted_blobs = 0    # retries that had to start a blob over
 
     # -- entry point ------------------------------------------------------------------------------
     def copy(self, src: ImageRef, dst: ImageRef) -> MirrorResult:
@@ -219,6 +220,7 @@ class Mirror:
     def _stream_blob(self, src_repo: str, dest_repo: str, digest: str, size: int, location: str | None) -> int:
         """Upload one blob in PATCH parts, hashing as it streams; resume from the last acknowledged part."""
         location = location or self.dest.start_upload(dest_repo)
+        assert location is not None
         offset, hasher = 0, hashlib.sha256()
         checkpoint: tuple[int, Any, str] = (0, hashlib.sha256(), location)
         attempt = 0
@@ -242,11 +244,15 @@ class Mirror:
                     with self._lock:
                         self.resumed_parts += 1
                 else:  # nothing acknowledged, or the registry holds a partial part: start this blob over
+                    with self._lock:
+                        self.restarted_blobs += 1
                     self.dest.cancel_upload(ck_location)
                     location = self.dest.start_upload(dest_repo)
                     offset, hasher = 0, hashlib.sha256()
                     checkpoint = (0, hashlib.sha256(), location)
                 self.progress(f"  blob {digest[7:19]}: retrying from byte {offset} ({exc})")
+        if location is None:
+            return size
         actual = "sha256:" + hasher.hexdigest()
         if actual != digest:
             self.dest.cancel_upload(location)
@@ -260,9 +266,9 @@ class Mirror:
         return size
 
     def _send_parts(self, src_repo: str, digest: str, size: int, offset: int, hasher: Any, location: str,
-                    marks: list[tuple[int, Any, str]]) -> str:
+                    marks: list[tuple[int, Any, str]]) -> str | None:
         """Stream source bytes [offset, size) as PATCH parts; append (offset, hash state, location) per
-        acknowledged part; return the upload location to finish."""
+        acknowledged part; return the upload location to finish, or None when a single PUT already stored it."""
         headers = {"Range": f"bytes={offset}-"} if offset else {}
         what = f"GET blob {self.source.registry}/{src_repo}@{digest[:19]}"
         response = self.source._send_once("GET", f"/v2/{src_repo}/blobs/{digest}", what, stream=True, headers=headers)  # noqa: SLF001
@@ -289,6 +295,23 @@ class Mirror:
                     remaining -= len(chunk)
                     yield chunk
 
+            if offset == 0 and 0 < size <= self.part_size:
+                # One part: a streamed monolithic PUT with the expected digest saves a round trip; the registry
+                # checks the digest before it stores anything.
+                final = httpx.URL(location).copy_merge_params({"digest": digest})
+                try:
+                    put = self.dest._send_once(  # noqa: SLF001
+                        "PUT", final, f"PUT blob {digest[:19]}", content=body(size),
+                        headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)})
+                except _SourceBroke as exc:
+                    raise TransientError(str(exc)) from None
+                classify(put, f"PUT blob {digest[:19]}")
+                if put.status_code == 400 or "sha256:" + hasher.hexdigest() != digest:
+                    raise DigestMismatch(f"blob {src_repo}@{digest}: received content hashes to "
+                                         f"sha256:{hasher.hexdigest()}; nothing was stored or tagged")
+                if put.status_code not in (201, 204):
+                    raise MirrorError(f"PUT blob {digest[:19]}: HTTP {put.status_code}")
+                return None
             while offset < size:
                 part = min(self.part_size, size - offset)
                 try:
@@ -320,8 +343,6 @@ class _SourceBroke(Exception):
 
 
 def raise_not_found(ref: ImageRef) -> None:
-    from tootstack.mirror.client import ImageNotFound
-
     raise ImageNotFound(f"image not found: {ref}")
 
 
@@ -353,7 +374,9 @@ def mirror_image(source: str, destination: str, src_creds: tuple[str, str] | Non
     if dst.digest:
         raise InvalidInput(f"destination {destination} must name a tag, not a digest")
     if not dst.tag:
-        dst = ImageRef(dst.registry, dst.repository, src.tag or "latest")
+        if not src.tag:
+            raise InvalidInput(f"destination {destination} needs a tag: the source {source} is pinned by digest only")
+        dst = ImageRef(dst.registry, dst.repository, src.tag)
     source_client = RegistryClient(src.registry, *(src_creds or (None, None)), plain_http=plain_http, retry=retry,
                                    max_connections=concurrency + 2)
     dest_client = RegistryClient(dst.registry, *(dest_creds or (None, None)), plain_http=plain_http, retry=retry,

@@ -246,7 +246,11 @@ def finish(sm: Any, pending_secret_id: str, prepared: dict[str, Any], outcome: s
     if outcome == "existing" and prepared.get("secret_created"):
         # The account existed before tootstack stored a password for it, and its password was not
         # changed: the secret just created does not hold its password, so it must not be offered.
-        sm.delete_secret(SecretId=arn, ForceDeleteWithoutRecovery=True)
+        try:
+            sm.delete_secret(SecretId=arn, ForceDeleteWithoutRecovery=True)
+        except Exception as exc:  # a retry of this step: already deleted
+            if _error_code(exc) != "ResourceNotFoundException":
+                raise
         result["message"] = (
             f"@{username} already existed; role, confirmation and approval ensured; its password was not "
             'changed. Run again with "reset_password": true to set a new one stored in Secrets Manager.'

@@ -120,11 +120,14 @@ class ElastiCacheRbacBackend:
 
     name = "elasticache-rbac"
 
-    def __init__(self, client: Any, user_id: str, user_group_id: str, wait_seconds: float = 600.0,
+    def __init__(self, client: Any, user_id: str, user_group_id: str, replication_group_id: str | None = None,
+                 engine: str = "valkey", wait_seconds: float = 600.0,
                  sleep: Callable[[float], None] = time.sleep, poll_seconds: float = 5.0) -> None:
         self._ec = client
         self.user_id = user_id
         self.user_group_id = user_group_id
+        self.replication_group_id = replication_group_id
+        self.engine = engine
         self._wait_seconds = wait_seconds
         self._sleep = sleep
         self._poll = poll_seconds
@@ -161,13 +164,40 @@ class ElastiCacheRbacBackend:
     def ensure_user(self, credential: Credential) -> None:
         self.put_user(credential)
         self.ensure_in_group()
+        self.ensure_group_attached()
+
+    def ensure_group_attached(self) -> None:
+        """The replication group authenticates through the user group (an open cluster created without
+        AUTH is switched to RBAC here: ModifyReplicationGroup UserGroupIdsToAdd, applied immediately)."""
+        if not self.replication_group_id:
+            return
+        group = self._wait_replication_group_available()
+        if self.user_group_id in group.get("UserGroupIds", []):
+            return
+        self._ec.modify_replication_group(
+            ReplicationGroupId=self.replication_group_id, UserGroupIdsToAdd=[self.user_group_id], ApplyImmediately=True,
+        )
+        self._wait_replication_group_available()
+
+    def _wait_replication_group_available(self) -> dict[str, Any]:
+        deadline = time.monotonic() + self._wait_seconds
+        while True:
+            groups = self._ec.describe_replication_groups(ReplicationGroupId=self.replication_group_id)["ReplicationGroups"]
+            if not groups:
+                raise InvalidInput(f"ElastiCache replication group {self.replication_group_id} not found")
+            group = groups[0]
+            if group.get("Status") == "available":
+                return group
+            if time.monotonic() > deadline:
+                raise DependencyUnavailable(f"replication group {self.replication_group_id} still {group.get('Status')}; re-run to continue")
+            self._sleep(self._poll)
 
     def put_user(self, credential: Credential) -> None:
         """The user exists with `credential` as its password (created, or its passwords replaced)."""
         user = self._user()
         if user is None:
             self._ec.create_user(
-                UserId=self.user_id, UserName=credential.username, Engine="redis",
+                UserId=self.user_id, UserName=credential.username, Engine=self.engine,
                 Passwords=[credential.password], AccessString=MASTODON_ACCESS_STRING,
             )
         else:
@@ -195,9 +225,8 @@ class ElastiCacheRbacBackend:
         self._wait_user_active()
 
     def retire_others(self, keep: Credential) -> None:
-        user = self._wait_user_active()
-        if user.get("Authentication", {}).get("PasswordCount") == 1:
-            return  # already down to one password (which one is verified by the caller)
+        self._wait_user_active()
+        # Always set it (idempotent): a count of one does not say which password is left.
         self._ec.modify_user(UserId=self.user_id, Passwords=[keep.password])
         self._wait_user_active()
 
@@ -210,3 +239,4 @@ class ElastiCacheRbacBackend:
                 f"ElastiCache user group {self.user_group_id} still contains the built-in open `default` user: "
                 "replace it with the disabled default user of the template"
             )
+        self.ensure_group_attached()

@@ -11,7 +11,8 @@ reach AWS APIs without a NAT gateway or interface endpoints (which this stack av
 Environment of the rotation function:
   REDIS_SECRET_ARN            the secret it serves (events for other secrets are refused)
   REDIS_BACKEND               "elasticache" (RBAC; default) or "acl" (self-hosted Redis: needs network access)
-  ELASTICACHE_USER_ID, ELASTICACHE_USER_GROUP_ID   (elasticache)
+  ELASTICACHE_USER_ID, ELASTICACHE_USER_GROUP_ID, ELASTICACHE_REPLICATION_GROUP_ID,
+  ELASTICACHE_ENGINE ("valkey")   (elasticache)
   REDIS_ADMIN_SECRET_ARN      (acl) {"username","password"} of a user allowed to run ACL commands
   REDIS_HOST, REDIS_PORT, REDIS_TLS ("true"), REDIS_CA_FILE (optional)   (acl, or direct verification)
   REDIS_PROBE_FUNCTION        name/ARN of the probe (when set, verification goes through it)
@@ -76,7 +77,9 @@ def backend_from_env(env: Mapping[str, str], sm: Any = None) -> RedisAuthBackend
         user_id, group_id = env.get("ELASTICACHE_USER_ID"), env.get("ELASTICACHE_USER_GROUP_ID")
         if not user_id or not group_id:
             raise InvalidInput("ELASTICACHE_USER_ID and ELASTICACHE_USER_GROUP_ID are required for the elasticache backend")
-        return ElastiCacheRbacBackend(boto3.client("elasticache"), user_id, group_id)
+        return ElastiCacheRbacBackend(boto3.client("elasticache"), user_id, group_id,
+                                      replication_group_id=env.get("ELASTICACHE_REPLICATION_GROUP_ID") or None,
+                                      engine=env.get("ELASTICACHE_ENGINE") or "valkey")
     if kind == "acl":
         admin_arn = env.get("REDIS_ADMIN_SECRET_ARN")
         if not admin_arn:
@@ -112,6 +115,17 @@ def rotation_from_env(env: Mapping[str, str], remaining_seconds: float | None = 
             wait = max(0.0, min(wait, remaining_seconds - _MARGIN_SECONDS))
         redeployer = EcsRedeployer(boto3.client("ecs"), env["CLUSTER_NAME"], services, wait_seconds=wait)
     return RedisRotation(sm, secret_arn, backend or backend_from_env(env, sm), verifier, redeployer)
+
+
+def handler_with_backend(backend_factory: Callable[[], RedisAuthBackend]) -> Callable[[dict[str, Any], Any], dict[str, str]]:
+    """A rotation-function handler whose backend is given (tests and the rehearsal: the ACL backend with
+    the harness's privileged connection); everything else comes from the environment as in Lambda."""
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, str]:
+        remaining = context.get_remaining_time_in_millis() / 1000 if hasattr(context, "get_remaining_time_in_millis") else None
+        return handle(event, rotation_from_env(os.environ, remaining_seconds=remaining, backend=backend_factory()))
+
+    return handler
 
 
 def handle(event: dict[str, Any], rotation: RedisRotation) -> dict[str, str]:

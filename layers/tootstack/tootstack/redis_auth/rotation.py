@@ -7,7 +7,9 @@ whole rotation again) completes it.
 
 - createSecret: store a new password as AWSPENDING (version id = ClientRequestToken; idempotent). A
   stray AWSPENDING from an abandoned rotation is removed first (it was never made current).
-- setSecret: refuse with a clear error, changing nothing, unless AWSCURRENT really authenticates; then
+- setSecret: refuse with a clear error, changing nothing, unless AWSCURRENT really authenticates. If the
+  previous rotation never confirmed its redeploy (tag `tootstack:redis-completed` is not on AWSCURRENT),
+  finish it first (tasks may still hold AWSPREVIOUS, and ElastiCache keeps only two passwords). Then
   add the AWSPENDING password to the user (the old one stays valid). Stored before applied.
 - testSecret: real AUTH + PING (TLS when on) with AWSPENDING, and with AWSCURRENT (still valid).
 - finishSecret: verify AWSPENDING once more, move AWSCURRENT to it (the old version becomes
@@ -35,7 +37,8 @@ from tootstack.redis_auth.credentials import AuthenticationFailed, Credential, E
 
 PENDING, CURRENT, PREVIOUS = "AWSPENDING", "AWSCURRENT", "AWSPREVIOUS"
 STEPS = ("createSecret", "setSecret", "testSecret", "finishSecret")
-REDEPLOYED_TAG = "tootstack:redis-redeployed"
+REDEPLOYED_TAG = "tootstack:redis-redeployed"   # version the services were last forced onto
+COMPLETED_TAG = "tootstack:redis-completed"     # version whose rotation finished (old passwords retired)
 
 
 class CurrentCredentialRefused(AuthenticationFailed):
@@ -155,6 +158,16 @@ class RedisRotation:
     def _setSecret(self, token: str, described: dict[str, Any]) -> str:  # noqa: N802
         pending = self._pending(token)
         current = self._require_current_works()
+        # A previous rotation that moved AWSCURRENT but could not confirm the redeploy left tasks that
+        # may hold AWSPREVIOUS; ElastiCache keeps only two passwords, so adding a third would drop it.
+        # Finish that rotation first (redeploy confirmed, then retire), or fail here having changed nothing.
+        stages = self._stages(described)
+        current_version = next((v for v, labels in stages.items() if CURRENT in labels), None)
+        has_previous = any(PREVIOUS in labels for labels in stages.values())
+        tags = {t["Key"]: t["Value"] for t in described.get("Tags", [])}
+        if has_previous and current_version and tags.get(COMPLETED_TAG) != current_version:
+            self.logger.info("finishing the previous rotation first", extra={"version": current_version})
+            self._complete(current_version, current)
         self.backend.add_password(current, pending)
         return "pending password added; current still valid"
 
@@ -175,16 +188,22 @@ class RedisRotation:
             self.logger.info("AWSCURRENT moved", extra={"version": token, "previous": current_version})
         if PENDING in stages.get(token, []):
             self.sm.update_secret_version_stage(SecretId=self.secret_id, VersionStage=PENDING, RemoveFromVersionId=token)
+        self._complete(token, new)
+        return "current moved, services redeployed, old password retired"
+
+    def _complete(self, version: str, credential: Credential) -> None:
+        """Services onto `version` (forced once, recorded by tag), confirmed running; then only its
+        password stays valid, verified; recorded as completed."""
         if self.redeployer is not None:
             tags = {t["Key"]: t["Value"] for t in self._describe().get("Tags", [])}
-            if tags.get(REDEPLOYED_TAG) != token:
+            if tags.get(REDEPLOYED_TAG) != version:
                 self.redeployer.redeploy()
-                self.sm.tag_resource(SecretId=self.secret_id, Tags=[{"Key": REDEPLOYED_TAG, "Value": token}])
+                self.sm.tag_resource(SecretId=self.secret_id, Tags=[{"Key": REDEPLOYED_TAG, "Value": version}])
                 self.logger.info("services redeployed onto the new credential", extra={"services": list(self.redeployer.services)})
             self.redeployer.wait()
-        self.backend.retire_others(new)
-        self.verifier(new, CURRENT)
-        return "current moved, services redeployed, old password retired"
+        self.backend.retire_others(credential)
+        self.verifier(credential, CURRENT)
+        self.sm.tag_resource(SecretId=self.secret_id, Tags=[{"Key": COMPLETED_TAG, "Value": version}])
 
     # --- first boot ---------------------------------------------------------------------------------
     def setup(self) -> dict[str, str]:

@@ -64,7 +64,17 @@ def run(ctx: RehearsalContext) -> str:
         return TaskResult(exit_code=0, log_lines=(f"tootstack create-admin: created @{USERNAME} as Owner, confirmed and approved",))
 
     ctx.aws.tasks.on(taskdef["family"], admin_container)
-    filled = fill_missing_secret_keys(sm, taskdef)
+    originals: dict[str, str] = {}
+    filled = fill_missing_secret_keys(sm, taskdef, originals)
+    try:
+        return _rehearse(ctx, sm, ecs, sfn, seen, filled)
+    finally:  # later stages (first boot, if it runs after this one) see the secrets as they were
+        for secret_id, value in originals.items():
+            sm.put_secret_value(SecretId=secret_id, SecretString=value)
+
+
+def _rehearse(ctx: RehearsalContext, sm: Any, ecs: Any, sfn: Any, seen: dict[str, Any], filled: list[str]) -> str:
+    ids = ctx.physical_ids
 
     arn, how = _state_machine(ctx, sfn, ecs)
     domain = ctx.parameters.get("DomainName") or "rehearsal.test"
@@ -108,10 +118,11 @@ def run(ctx: RehearsalContext) -> str:
     )
 
 
-def fill_missing_secret_keys(sm: Any, taskdef: dict[str, Any]) -> list[str]:
+def fill_missing_secret_keys(sm: Any, taskdef: dict[str, Any], originals: dict[str, str]) -> list[str]:
     """ECS cannot start a task whose `secrets` name a JSON key its secret lacks. When no first-boot stage
     has filled the stack's secrets before this stage, give each missing key a random placeholder (never
-    overwriting a value) so the admin task can start; the stage's detail lists them."""
+    overwriting a value) so the admin task can start; the stage's detail lists them, and the original
+    values (recorded in `originals`) are put back when the stage ends."""
     import secrets as random_source
 
     missing: dict[str, list[str]] = {}
@@ -123,13 +134,15 @@ def fill_missing_secret_keys(sm: Any, taskdef: dict[str, Any]) -> list[str]:
             missing.setdefault(":".join(parts[:7]), []).append(parts[7])
     filled: list[str] = []
     for secret_id, keys in missing.items():
+        current = sm.get_secret_value(SecretId=secret_id)["SecretString"]
         try:
-            document = json.loads(sm.get_secret_value(SecretId=secret_id)["SecretString"])
+            document = json.loads(current)
         except (ValueError, TypeError):
             document = {}
         absent = [k for k in keys if k not in document]
         if not absent:
             continue
+        originals[secret_id] = current
         document.update({k: f"rehearsal-{random_source.token_hex(16)}" for k in absent})
         sm.put_secret_value(SecretId=secret_id, SecretString=json.dumps(document))
         name = secret_id.split(":secret:", 1)[-1]

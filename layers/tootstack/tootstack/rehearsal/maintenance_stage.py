@@ -14,12 +14,13 @@ import boto3
 
 from tootstack.errors import TootstackError
 from tootstack.local.aws import TaskResult
+from tootstack.rehearsal.day2_common import fill_missing_secret_keys, restore_behavior, restore_secrets, state_machine
 
 NAME = "maintenance"
 
 
 def run(ctx) -> str:
-    arn = ctx.physical_ids.get("MaintenanceStateMachine")
+    arn = state_machine(ctx, "MaintenanceStateMachine")
     if not arn:
         raise TootstackError("MaintenanceStateMachine is not in the deployed stack")
     ecs = boto3.client("ecs", region_name=ctx.region)
@@ -33,6 +34,7 @@ def run(ctx) -> str:
         return TaskResult(0, [f"{' '.join(run.command[1:3])}: removed 0 items"])
 
     ctx.aws.tasks.on(family, toolbox)
+    originals = fill_missing_secret_keys(ctx, family)   # only when no first-boot stage filled them
     ssm = boto3.client("ssm", region_name=ctx.region)
     lock = f"/{ctx.stack_name}/upgrade/lock"
     try:
@@ -54,9 +56,7 @@ def run(ctx) -> str:
         if refused.status != "FAILED" or refused.error != "InvalidInput" or len(commands) != 2:
             raise TootstackError(f"preview_cards_days=7 was not refused: {refused.status} {refused.error}")
     finally:
-        if previous is None:
-            behaviors.pop(family, None)
-        else:
-            ctx.aws.tasks.on(family, previous)
+        restore_behavior(ctx, family, previous)
+        restore_secrets(ctx, originals)
     return (f"scheduled run ran {len(ran)} toolbox tasks ({'; '.join(ran)}); skipped under the upgrade lock; "
             "preview_cards_days=7 refused (minimum 14)")

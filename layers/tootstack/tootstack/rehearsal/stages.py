@@ -11,6 +11,12 @@ ctx.progress("...") for progress lines. Each capability appends its stage module
 
 STAGE_MODULES = [
     "tootstack.rehearsal.deploy",
+    "tootstack.rehearsal.secrets_stage",
+    "tootstack.rehearsal.redis_auth_stage",
+    "tootstack.rehearsal.db_setup_stage",
     "tootstack.rehearsal.mirror_stage",
     "tootstack.rehearsal.crashloop_stage",
+    "tootstack.rehearsal.admin_stage",
+    "tootstack.rehearsal.maintenance_stage",
+    "tootstack.rehearsal.upgrade_stage",
 ]

@@ -15,6 +15,7 @@ import boto3
 
 from tootstack.errors import TootstackError
 from tootstack.local.aws import TaskResult
+from tootstack.rehearsal.day2_common import fill_missing_secret_keys, restore_behavior, restore_secrets, state_machine
 from tootstack.local.ecs_deployments import ecs_deployments
 from tootstack.local.images import push_image
 from tootstack.local.template import local_functions
@@ -24,7 +25,7 @@ TARGET = "v4.5.3"
 
 
 def run(ctx) -> str:
-    arn = ctx.physical_ids.get("UpgradeStateMachine")
+    arn = state_machine(ctx, "UpgradeStateMachine")
     function = ctx.physical_ids.get("UpgradeFunction")
     if not arn or not function:
         raise TootstackError("UpgradeStateMachine/UpgradeFunction are not in the deployed stack")
@@ -40,7 +41,7 @@ def run(ctx) -> str:
     env.update({
         "IMAGE_SOURCES": f"mastodon={hub.host_port}/mastodon/mastodon,streaming={hub.host_port}/mastodon/mastodon-streaming",
         "IMAGE_DESTINATIONS": f"mastodon={ecr.host_port}/mastodon,streaming={ecr.host_port}/mastodon-streaming",
-        "MIRROR_CREDENTIALS_SECRET": secret, "MIRROR_PLAIN_HTTP": "true", "GUARD_POLL_SECONDS": "0",
+        "MIRROR_CREDENTIALS_SECRET_ARN": secret, "MIRROR_PLAIN_HTTP": "true", "GUARD_POLL_SECONDS": "0",
     })
     ctx.aws.route_function(function, local_functions(ctx.sam_template, ctx.root)["UpgradeFunction"], environment=env)
 
@@ -55,6 +56,7 @@ def run(ctx) -> str:
         return TaskResult(0, ["== migrated =="])
 
     ctx.aws.tasks.on(family, toolbox)
+    originals = fill_missing_secret_keys(ctx, family)   # only when no first-boot stage filled them
     try:
         with ecs_deployments():
             done = ctx.aws.run_state_machine(arn, {"version": TARGET}, timeout=45)
@@ -72,9 +74,7 @@ def run(ctx) -> str:
             if downgrade.status != "FAILED" or downgrade.error != "InvalidInput":
                 raise TootstackError(f"downgrade not refused: {downgrade.status} {downgrade.error}")
     finally:
-        if previous is None:
-            behaviors.pop(family, None)
-        else:
-            ctx.aws.tasks.on(family, previous)
+        restore_behavior(ctx, family, previous)
+        restore_secrets(ctx, originals)
     return (f"{TARGET}: {len(pinned)} services on task definitions pinned to mirrored digests, migrations pre -> post, "
             "version recorded, lock released; downgrade to v4.5.1 refused")

@@ -174,7 +174,17 @@ def ensure_smtp_secret(sm: Any, iam: Any, secret_id: str, user_name: str, region
             raise InvalidInput(f"SMTP IAM user {user_name} does not exist: nothing changed") from None
         raise DependencyUnavailable(f"cannot create an access key for SMTP user {user_name}: {code}") from None
     password = ses_smtp_password(created["SecretAccessKey"], region)
-    ensure_json_secret(sm, secret_id, lambda _doc: {"username": created["AccessKeyId"], "password": password}, result)
+    # Without a username any password in the secret is a placeholder (the template's generated one),
+    # never a usable SMTP credential: both keys are written together.
+    document, version = read_json_secret(sm, secret_id)
+    merged = {**document, "username": created["AccessKeyId"], "password": password}
+    token = str(uuid.uuid5(_TOKEN_NAMESPACE, f"{secret_id}|{version or 'initial'}|smtp|{created['AccessKeyId']}"))
+    try:
+        sm.put_secret_value(SecretId=secret_id, SecretString=json.dumps(merged), ClientRequestToken=token)
+    except ClientError as exc:
+        raise DependencyUnavailable(f"cannot write secret {_short(secret_id)}: {exc.response['Error']['Code']}") from None
+    result.kept[secret_id] = []
+    result.generated[secret_id] = ["password", "username"]
 
 
 def run_bootstrap(config: BootstrapConfig, sm: Any = None, iam: Any = None) -> BootstrapResult:

@@ -33,7 +33,7 @@ class UpgradeBlocked(TootstackError):
 class UpgradeConfig:
     cluster: str
     services: list[str]                       # every service that runs the Mastodon images
-    scheduler_service: str                    # the one that must never run twice
+    scheduler_service: str                    # the one(s) running the scheduler queue: never twice (comma list)
     toolbox_family: str
     lock_parameter: str
     version_parameter: str
@@ -154,6 +154,8 @@ def _pinned_revision(ecs: Any, arn: str, pinned: dict[str, str], version: str, c
     containers = []
     changed = False
     for container in td["containerDefinitions"]:
+        if container.get("environment"):   # ECS returns strings; keep it so for what describe gave back
+            container = dict(container, environment=[dict(e, value=str(e.get("value", ""))) for e in container["environment"]])
         role = image_role(container.get("image", ""), cfg.images)
         if role and role in pinned and container["image"] != pinned[role]:
             container = dict(container, image=pinned[role])
@@ -183,7 +185,7 @@ def register(version: str, pinned: dict[str, str], *, ecs: Any, cfg: UpgradeConf
 # --- deploy, guard, rollback ---------------------------------------------------------------------
 def _update(ecs: Any, cfg: UpgradeConfig, service: str, task_definition: str) -> None:
     kwargs: dict[str, Any] = {"cluster": cfg.cluster, "service": service, "taskDefinition": task_definition}
-    if service == cfg.scheduler_service:
+    if service in {s.strip() for s in cfg.scheduler_service.split(",")}:
         # Stop the old scheduler before the new one starts: never two processes on the scheduler queue.
         kwargs["deploymentConfiguration"] = {"maximumPercent": 100, "minimumHealthyPercent": 0,
                                              "deploymentCircuitBreaker": {"enable": True, "rollback": True}}
