@@ -406,3 +406,12 @@ def test_lost_patch_response_restarts_the_blob_cleanly(hub, ecr):
     assert rule.fired == 1 and copier.resumed_parts == 0 and copier.restarted_blobs == 1
     assert result.digest == pushed.digest
     assert_complete_copy(ecr, "mastodon", "v4.5.2", pushed)
+
+
+def test_blob_redirect_to_storage_counts_as_present_without_following(registry_plain):
+    """ECR and Docker Hub answer blob HEADs with a redirect to storage pre-signed for GET: never follow it."""
+    with FaultProxy(registry_plain) as proxy:
+        proxy.add("HEAD", r"/blobs/sha256:", "status", status=307, location=f"http://127.0.0.1:{free_port()}/s3", times=None)
+        with RegistryClient(proxy.host_port, plain_http=True, retry=FAST) as client:
+            assert client.blob_exists("any/repo", "sha256:" + "1" * 64) is True
+        assert proxy.counts["HEAD"] == 1

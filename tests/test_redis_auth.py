@@ -308,3 +308,25 @@ def test_interrupted_setup_leaves_the_user_working_and_rerun_completes(redis_tls
     assert rotation.setup()["status"] == "already configured"
     with pytest.raises(redis.exceptions.AuthenticationError):
         endpoint.client().ping()                                      # and the re-run closed the default user
+
+
+@pytest.mark.parametrize("boundary", [1, 2, 3])
+def test_operator_resume_finishes_an_interrupted_rotation(env, boundary):
+    old = _cred(env)
+    token = str(uuid.uuid4())
+    _rotate(env, token, STEPS[:boundary])
+    assert entry.handle({"Action": "resume"}, env.rotation)["status"] == f"rotation {token} finished"
+    _assert_rotated(env, token, old)
+    assert entry.handle({"Action": "resume"}, env.rotation)["status"] == "nothing to resume"
+
+
+def test_operator_resume_completes_an_unconfirmed_redeploy(env, monkeypatch):
+    old = _cred(env)
+    token = str(uuid.uuid4())
+    with monkeypatch.context() as mp:
+        mp.setattr(env.tasks, "unstable", lambda: ["web: 1/2 running"])
+        with pytest.raises(ServicesNotStable):
+            _rotate(env, token)
+    assert _mastodon_connects(env, old)
+    assert entry.handle({"Action": "resume"}, env.rotation)["status"] == f"rotation {token} completed"
+    _assert_rotated(env, token, old)

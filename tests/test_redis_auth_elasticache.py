@@ -216,3 +216,14 @@ def test_unconfirmed_redeploy_is_finished_before_the_next_rotation_drops_a_passw
         rotation.run_step(step, second)
     assert services.tasks_hold == services._current() and ec.accepts(Credential("mastodon", services.tasks_hold))
     assert len(ec.users[USER_ID]["passwords"]) == 1
+
+
+def test_attached_user_group_is_read_from_moto(local_aws):
+    ec = boto3.client("elasticache", region_name=REGION)
+    ec.create_replication_group(ReplicationGroupId="tootstack-redis", ReplicationGroupDescription="m", Engine="redis",
+                                CacheNodeType="cache.t4g.micro", NumCacheClusters=1, TransitEncryptionEnabled=True,
+                                UserGroupIds=[GROUP_ID])
+    backend = ElastiCacheRbacBackend(ec, USER_ID, GROUP_ID, replication_group_id="tootstack-redis", wait_seconds=5, sleep=lambda s: None)
+    backend.ensure_group_attached()   # already attached: DescribeReplicationGroups only (moto has no ModifyReplicationGroup)
+    group = ec.describe_replication_groups(ReplicationGroupId="tootstack-redis")["ReplicationGroups"][0]
+    assert group["UserGroupIds"] == [GROUP_ID] and group["Status"] == "available"

@@ -99,8 +99,8 @@ def test_task_timeout_fails_the_execution(oneoff_stack):
 
     execution = oneoff_stack.aws.run_state_machine(oneoff_stack.oneoff_sm, MEDIA_USAGE)
 
-    assert execution.status == "FAILED" and execution.error == "OneOffCommandFailed"
-    assert "States.Timeout" in execution.cause and "no result within 1 seconds" in execution.cause
+    assert execution.status == "FAILED" and execution.error == "OneOffCommandFailed", (execution.status, execution.error, execution.cause)
+    assert "States.Timeout" in (execution.cause or "") and "no result within 1 seconds" in execution.cause, execution.cause
     release.set()
     deadline = time.monotonic() + 10  # let the simulated task finish inside moto before the mock stops
     while not oneoff_stack.aws.tasks.runs and time.monotonic() < deadline:

@@ -263,3 +263,37 @@ def test_every_service_with_the_scheduler_queue_is_replaced_stop_first():
     assert configs["web"] is None
     for service in ("sidekiq-default", "sidekiq-scheduler"):
         assert configs[service]["maximumPercent"] == 100 and configs[service]["minimumHealthyPercent"] == 0
+
+
+class _Ssm:
+    class exceptions:
+        class ParameterNotFound(Exception):
+            pass
+
+    def __init__(self, value=None):
+        self.value = value
+
+    def get_parameter(self, Name):
+        if self.value is None:
+            raise self.exceptions.ParameterNotFound()
+        return {"Parameter": {"Value": self.value}}
+
+
+class _TdEcs:
+    def __init__(self, image):
+        self.image = image
+
+    def describe_services(self, cluster, services):
+        return {"services": [{"taskDefinition": "td:1"}]}
+
+    def describe_task_definition(self, taskDefinition, include):
+        return {"taskDefinition": {"containerDefinitions": [{"image": self.image}]}, "tags": []}
+
+
+def test_current_version_is_the_newest_known():
+    pinned = "123.dkr.ecr.us-east-1.amazonaws.com/tootstack/mastodon@sha256:" + "a" * 64
+    cfg = steps.UpgradeConfig("c", ["web"], "s", "tb", "/l", "/v", deployed_image="ghcr.io/mastodon/mastodon:v4.5.4")
+    assert steps.current_version(_TdEcs(pinned), _Ssm("v4.5.3"), cfg) == "v4.5.4"   # a later sam deploy counts
+    cfg.deployed_image = ""
+    assert steps.current_version(_TdEcs(pinned), _Ssm(None), cfg) is None
+    assert steps.current_version(_TdEcs("ghcr.io/mastodon/mastodon:v4.5.2"), _Ssm(None), cfg) == "v4.5.2"

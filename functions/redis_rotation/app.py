@@ -1,7 +1,8 @@
 """Redis credential rotation (Secrets Manager rotation protocol) and first-boot Redis auth setup.
 
 Events: {"Step": "createSecret"|"setSecret"|"testSecret"|"finishSecret", "SecretId", "ClientRequestToken"}
-from Secrets Manager, or {"Action": "setup"} from the first-boot state machine. See
+from Secrets Manager, {"Action": "setup"} from the first-boot state machine, or {"Action": "resume"} from
+the console to finish an interrupted rotation. See
 tootstack.redis_auth.rotation for the no-lockout invariant; nothing here returns or logs a password.
 """
 

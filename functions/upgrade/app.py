@@ -36,6 +36,7 @@ def _config() -> steps.UpgradeConfig:
         version_parameter=os.environ["VERSION_PARAMETER"],
         images={role: {"source": sources[role], "dest": dests[role]} for role in sources if role in dests},
         max_checks=int(os.environ.get("GUARD_MAX_CHECKS", "60")),
+        deployed_image=os.environ.get("DEPLOYED_IMAGE", ""),
     )
 
 

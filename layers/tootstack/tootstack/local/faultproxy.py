@@ -37,6 +37,7 @@ class Rule:
     after: int = 0                 # body bytes before the drop / the corrupted byte offset
     status: int = 500
     retry_after: str | None = None
+    location: str | None = None    # Location header of a "status" answer (redirect tests)
     count: int = 2                 # "gate": hold requests until this many are in flight at once (or `wait` s pass)
     wait: float = 5.0
     fired: int = 0
@@ -127,6 +128,8 @@ class FaultProxy:
             h.send_header("Content-Length", str(len(payload)))
             if rule.retry_after is not None:
                 h.send_header("Retry-After", rule.retry_after)
+            if rule.location is not None:
+                h.send_header("Location", rule.location)
             h.end_headers()
             if h.command != "HEAD":
                 h.wfile.write(payload)

@@ -138,7 +138,9 @@ def handle(event: dict[str, Any], rotation: RedisRotation) -> dict[str, str]:
         return rotation.run_step(event["Step"], event.get("ClientRequestToken") or "")
     if event.get("Action") == "setup":
         return rotation.setup()
-    raise InvalidInput("expected a rotation event (Step, SecretId, ClientRequestToken) or {\"Action\": \"setup\"}")
+    if event.get("Action") == "resume":
+        return rotation.resume()
+    raise InvalidInput("expected a rotation event (Step, SecretId, ClientRequestToken) or {\"Action\": \"setup\"} or {\"Action\": \"resume\"}")
 
 
 def probe(event: dict[str, Any], env: Mapping[str, str] | None = None) -> dict[str, Any]:

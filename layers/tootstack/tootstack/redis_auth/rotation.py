@@ -205,6 +205,25 @@ class RedisRotation:
         self.verifier(credential, CURRENT)
         self.sm.tag_resource(SecretId=self.secret_id, Tags=[{"Key": COMPLETED_TAG, "Value": version}])
 
+    # --- operator resume ----------------------------------------------------------------------------
+    def resume(self) -> dict[str, str]:
+        """Finish whatever an interrupted rotation left (Secrets Manager refuses a new RotateSecret while a
+        stray AWSPENDING exists): run setSecret/testSecret/finishSecret for the pending version, or, when
+        AWSCURRENT moved but its redeploy was never confirmed, complete that. Idempotent."""
+        described = self._describe()
+        stages = self._stages(described)
+        pending = [v for v, labels in stages.items() if PENDING in labels and CURRENT not in labels]
+        if pending:
+            for step in STEPS[1:]:
+                self.run_step(step, pending[0])
+            return {"step": "resume", "status": f"rotation {pending[0]} finished"}
+        current_version = next((v for v, labels in stages.items() if CURRENT in labels), None)
+        tags = {t["Key"]: t["Value"] for t in described.get("Tags", [])}
+        if current_version and any(PREVIOUS in labels for labels in stages.values()) and tags.get(COMPLETED_TAG) != current_version:
+            self._complete(current_version, self._current())
+            return {"step": "resume", "status": f"rotation {current_version} completed"}
+        return {"step": "resume", "status": "nothing to resume"}
+
     # --- first boot ---------------------------------------------------------------------------------
     def setup(self) -> dict[str, str]:
         current = self._current()

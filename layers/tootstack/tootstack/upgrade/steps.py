@@ -39,6 +39,7 @@ class UpgradeConfig:
     version_parameter: str
     images: dict[str, dict[str, str]] = field(default_factory=dict)   # role -> {"source", "dest"}
     max_checks: int = 60
+    deployed_image: str = ""                  # the MastodonImage stack parameter (a version fallback)
 
 
 def image_role(image: str, images: dict[str, dict[str, str]]) -> str | None:
@@ -60,22 +61,28 @@ def image_role(image: str, images: dict[str, dict[str, str]]) -> str | None:
 
 # --- prepare -------------------------------------------------------------------------------------
 def current_version(ecs: Any, ssm: Any, cfg: UpgradeConfig) -> str | None:
+    """The newest version anything knows of: the one the last upgrade recorded, the running web task
+    definition's version tag or image tag, and the image the stack was deployed with (a later
+    `sam deploy` with a newer MastodonImage must count too)."""
+    known: list[str] = []
     try:
-        return ssm.get_parameter(Name=cfg.version_parameter)["Parameter"]["Value"]
+        known.append(ssm.get_parameter(Name=cfg.version_parameter)["Parameter"]["Value"])
     except ssm.exceptions.ParameterNotFound:
         pass
     service = ecs.describe_services(cluster=cfg.cluster, services=cfg.services[:1]).get("services", [])
-    if not service:
-        return None
-    td = ecs.describe_task_definition(taskDefinition=service[0]["taskDefinition"], include=["TAGS"])
-    for tag in td.get("tags", []):
-        if tag.get("key") == VERSION_TAG:
-            return tag["value"]
-    for container in td["taskDefinition"]["containerDefinitions"]:
-        found = version_of_image(container.get("image", ""))
-        if found:
-            return found
-    return None
+    if service:
+        td = ecs.describe_task_definition(taskDefinition=service[0]["taskDefinition"], include=["TAGS"])
+        known += [t["value"] for t in td.get("tags", []) if t.get("key") == VERSION_TAG]
+        known += [v for c in td["taskDefinition"]["containerDefinitions"] if (v := version_of_image(c.get("image", "")))]
+    if cfg.deployed_image and (v := version_of_image(cfg.deployed_image)):
+        known.append(v)
+    valid = []
+    for version in known:
+        try:
+            valid.append((parse_version(version), version))
+        except InvalidInput:
+            continue
+    return max(valid)[1] if valid else None
 
 
 def prepare(event_input: Any, execution: str, *, ecs: Any, ssm: Any, cfg: UpgradeConfig,
