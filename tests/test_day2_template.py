@@ -97,3 +97,13 @@ def test_exactly_one_running_process_takes_the_scheduler_queue(profile):
                       and lid in json.dumps(r["Properties"]["ResourceId"], default=str)]
             assert not scaled, f"{lid} runs the scheduler queue and must never scale"
     assert len(takers) == 1, takers
+
+
+def test_micro_cut_scheduler_queue_packed_into_the_default_worker():
+    micro = resources(Profile="micro", ServicesLaunched="true")
+    assert str(micro["SidekiqSchedulerService"]["Properties"]["DesiredCount"]) == "0"
+    command = micro["SidekiqTaskDefinition"]["Properties"]["ContainerDefinitions"][0]["Command"]
+    assert command[command.index("scheduler") - 1] == "-q"
+    names = {i.name for i in estimate(TEMPLATE, "micro").items}
+    assert not any("SidekiqSchedulerService" in n for n in names)
+    assert any("SidekiqSchedulerService" in n for n in (i.name for i in estimate(TEMPLATE, "standard").items))

@@ -139,3 +139,8 @@ def test_template_pins_task_definitions_and_schedules_the_mirror():
     schedule_input = res["MirrorSchedule"]["Properties"]["Target"]["Input"]["Fn::Sub"]
     assert json.loads(schedule_input.replace("${MastodonImage}", "a/b:c").replace("${StreamingImage}", "d/e:f"))["images"]
     assert {i["Repository"] for i in res["ImageMirror"]["Properties"]["Images"]} == set(REPOS)
+    # every container the stack runs comes from the mirror, pinned by digest (never Docker Hub / ghcr.io)
+    images = [c["Image"] for r in res.values() if r["Type"] == "AWS::ECS::TaskDefinition"
+              for c in r["Properties"]["ContainerDefinitions"]]
+    assert images and all(image in ({"Fn::GetAtt": ["ImageMirror", "MastodonImage"]},
+                                    {"Fn::GetAtt": ["ImageMirror", "StreamingImage"]}) for image in images), images

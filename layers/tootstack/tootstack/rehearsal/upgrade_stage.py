@@ -46,6 +46,7 @@ def run(ctx) -> str:
     ctx.aws.route_function(function, local_functions(ctx.sam_template, ctx.root)["UpgradeFunction"], environment=env)
 
     ecs = boto3.client("ecs", region_name=ctx.region)
+    stood_in = _pin_stood_in_images(ctx, ecs)
     family = ecs.describe_task_definition(taskDefinition=ctx.physical_ids["ToolboxTaskDefinition"])["taskDefinition"]["family"]
     behaviors = getattr(ctx.aws.tasks, "_behaviors", {})
     previous = behaviors.get(family)
@@ -76,5 +77,40 @@ def run(ctx) -> str:
     finally:
         restore_behavior(ctx, family, previous)
         restore_secrets(ctx, originals)
-    return (f"{TARGET}: {len(pinned)} services on task definitions pinned to mirrored digests, migrations pre -> post, "
+    return (f"{TARGET}: {len(pinned)} services (from {stood_in} stand-in image references)  on task definitions pinned to mirrored digests, migrations pre -> post, "
             "version recorded, lock released; downgrade to v4.5.1 refused")
+
+
+STANDIN_PREFIX = "rehearsal-standin-ImageMirror-"
+MIRROR_KEYS = {"MastodonImage": "mastodon", "StreamingImage": "mastodon-streaming"}
+
+
+def _pin_stood_in_images(ctx, ecs) -> str:
+    """The task definitions take `!GetAtt ImageMirror.<Name>`; moto skipped the custom resource, so they hold a
+    placeholder. Put in what ImageMirror returns in AWS (the pinned refs the mirror stage recorded in SSM) and
+    deploy them as CloudFormation would: the state the upgrade starts from."""
+    ssm = boto3.client("ssm", region_name=ctx.region)
+    refs: dict[str, str] = {}
+    for name, key in MIRROR_KEYS.items():
+        try:
+            refs[STANDIN_PREFIX + name] = ssm.get_parameter(Name=f"/{ctx.stack_name}/images/{key}")["Parameter"]["Value"]
+        except ssm.exceptions.ParameterNotFound:
+            continue
+    cluster = ctx.physical_ids["Cluster"]
+    arns = ecs.list_services(cluster=cluster)["serviceArns"]
+    services = ecs.describe_services(cluster=cluster, services=arns)["services"] if arns else []
+    toolbox = ctx.physical_ids["ToolboxTaskDefinition"]
+    replaced = 0
+    for target in [*services, {"serviceName": None, "taskDefinition": toolbox}]:
+        td = ecs.describe_task_definition(taskDefinition=target["taskDefinition"])["taskDefinition"]
+        containers = [dict(c, image=refs.get(c.get("image", ""), c.get("image", ""))) for c in td["containerDefinitions"]]
+        if containers == td["containerDefinitions"]:
+            continue
+        for c in containers:
+            c["environment"] = [dict(e, value=str(e.get("value", ""))) for e in c.get("environment", [])]
+        keys = ("family", "taskRoleArn", "executionRoleArn", "networkMode", "requiresCompatibilities", "cpu", "memory", "runtimePlatform")
+        arn = ecs.register_task_definition(**{k: td[k] for k in keys if td.get(k)}, containerDefinitions=containers)["taskDefinition"]["taskDefinitionArn"]
+        if target["serviceName"]:
+            ecs.update_service(cluster=cluster, service=target["serviceName"], taskDefinition=arn)
+        replaced += 1
+    return "ImageMirror" if replaced else "no"

@@ -176,8 +176,18 @@ def _pinned_revision(ecs: Any, arn: str, pinned: dict[str, str], version: str, c
     return ecs.register_task_definition(**kwargs, tags=tags)["taskDefinition"]["taskDefinitionArn"]
 
 
+def _check_recognised(ecs: Any, service: str, arn: str, cfg: UpgradeConfig) -> None:
+    """A service none of whose containers runs one of our images would silently keep its old version."""
+    images = [c.get("image", "") for c in ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"]["containerDefinitions"]]
+    if not any(image_role(i, cfg.images) for i in images):
+        raise TootstackError(f"{service}: no container runs a known Mastodon image ({', '.join(images)[:200]}): "
+                             "cannot pin it to the new version; nothing was deployed")
+
+
 def register(version: str, pinned: dict[str, str], *, ecs: Any, cfg: UpgradeConfig) -> dict[str, Any]:
     current = _service_task_definitions(ecs, cfg)
+    for service, arn in current.items():
+        _check_recognised(ecs, service, arn, cfg)
     new_by_old: dict[str, str] = {}
     for arn in dict.fromkeys(current.values()):
         new_by_old[arn] = _pinned_revision(ecs, arn, pinned, version, cfg)
