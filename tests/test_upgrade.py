@@ -286,7 +286,7 @@ class _TdEcs:
     def describe_services(self, cluster, services):
         return {"services": [{"taskDefinition": "td:1"}]}
 
-    def describe_task_definition(self, taskDefinition, include):
+    def describe_task_definition(self, taskDefinition, include=None):
         return {"taskDefinition": {"containerDefinitions": [{"image": self.image}]}, "tags": []}
 
 
@@ -297,3 +297,11 @@ def test_current_version_is_the_newest_known():
     cfg.deployed_image = ""
     assert steps.current_version(_TdEcs(pinned), _Ssm(None), cfg) is None
     assert steps.current_version(_TdEcs("ghcr.io/mastodon/mastodon:v4.5.2"), _Ssm(None), cfg) == "v4.5.2"
+
+
+def test_a_service_without_a_known_image_is_refused_not_skipped():
+    cfg = steps.UpgradeConfig("c", ["web"], "s", "tb", "/l", "/v",
+                              images={"mastodon": {"source": "ghcr.io/mastodon/mastodon", "dest": "1.dkr.ecr/x/mastodon"}})
+    with pytest.raises(steps.TootstackError, match="no container runs a known Mastodon image"):
+        steps._check_recognised(_TdEcs("docker.io/library/nginx:1.27"), "web", "td:1", cfg)   # noqa: SLF001
+    steps._check_recognised(_TdEcs("1.dkr.ecr/x/mastodon@sha256:" + "b" * 64), "web", "td:1", cfg)  # noqa: SLF001

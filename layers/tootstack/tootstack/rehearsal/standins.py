@@ -62,7 +62,14 @@ def default_stand_ins(redis: Any, region: str | None = None) -> dict[str, Callab
         # service so ECS `secrets` references, RDS passwords and ALB listeners resolve.
         "AWS::SecretsManager::Secret": secret,
         "AWS::CertificateManager::Certificate": certificate,
+        "Custom::ImageMirror": lambda logical_id, resource: _mirror_stand_in(logical_id, resource),
     }
+
+
+def _mirror_stand_in(logical_id: str, resource: dict[str, Any]) -> StandIn:
+    from tootstack.rehearsal.mirror_stage import stand_in
+
+    return stand_in(logical_id, resource)
 
 
 def _moto_secret(logical_id: str, props: dict[str, Any], region: str) -> str:

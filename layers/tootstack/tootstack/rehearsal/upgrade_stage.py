@@ -77,7 +77,7 @@ def run(ctx) -> str:
     finally:
         restore_behavior(ctx, family, previous)
         restore_secrets(ctx, originals)
-    return (f"{TARGET}: {len(pinned)} services (from {stood_in} stand-in image references)  on task definitions pinned to mirrored digests, migrations pre -> post, "
+    return (f"{TARGET}: {len(pinned)} services (from {stood_in} stand-in image references) on task definitions pinned to mirrored digests, migrations pre -> post, "
             "version recorded, lock released; downgrade to v4.5.1 refused")
 
 
