@@ -68,3 +68,17 @@ def test_failed_stage_fails_the_rehearsal(monkeypatch, tmp_path, capsys):
 def test_bad_parameter_is_a_usage_error(capsys):
     assert cli.main(["rehearse", "-p", "no-equals-sign"]) == 2
     assert "KEY=VALUE" in capsys.readouterr().err
+
+
+@pytest.mark.xdist_group("rehearsal-micro")
+def test_micro_profile_without_cloudfront_rehearses_cleanly():
+    """The cheapest profile, ALB only: every stage ok, nothing but the report on stdout, no log noise."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "tootstack.cli", "rehearse", "--quiet", "-p", "Profile=micro", "-p", "UseCloudFront=false"],
+        cwd=ROOT, capture_output=True, text=True, timeout=240,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Rehearsal OK" in proc.stdout
+    assert "sidekiq-scheduler=0" in proc.stdout  # micro folds the scheduler queue into the default task
+    assert proc.stderr == ""
+    assert '"level":"INFO"' not in proc.stdout

@@ -102,3 +102,22 @@ def test_moto_models_knows_what_it_creates():
     assert moto_models("AWS::SQS::Queue")
     assert not moto_models("AWS::ElastiCache::ReplicationGroup")
     assert not moto_models("Custom::SecretsBootstrap")
+
+
+def test_definition_substitutions_are_applied_as_cloudformation_does():
+    from tootstack.rehearsal.deploy import apply_definition_substitutions
+
+    template = {"Resources": {
+        "Machine": {"Type": "AWS::StepFunctions::StateMachine", "Properties": {
+            "DefinitionString": {"Fn::Join": ["\n", ['{"Resource": "${Fn}",', '"Comment": "${NotASubstitution}"}']]},
+            "DefinitionSubstitutions": {"Fn": {"Fn::GetAtt": ["Function", "Arn"]}},
+        }},
+        "Plain": {"Type": "AWS::StepFunctions::StateMachine", "Properties": {"DefinitionString": "{}"}},
+    }}
+    assert apply_definition_substitutions(template) == 1
+    props = template["Resources"]["Machine"]["Properties"]
+    assert "DefinitionSubstitutions" not in props
+    assert props["DefinitionString"] == {"Fn::Join": ["", [
+        '{"Resource": "', {"Fn::GetAtt": ["Function", "Arn"]}, '",\n"Comment": "', "${NotASubstitution}", '"}',
+    ]]}
+    assert template["Resources"]["Plain"]["Properties"] == {"DefinitionString": "{}"}

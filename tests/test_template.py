@@ -141,7 +141,7 @@ def plain_environments(template):
 
 
 # A variable naming where a secret lives (REDIS_SECRET_ARN, ...) is fine; its value is not a secret.
-POINTER = re.compile(r"_(ARN|ID|NAME|PARAMETER)$")
+POINTER = re.compile(r"_(ARNS?|IDS?|NAMES?|PARAMETER)$")
 
 
 def secret_looking(name):
@@ -155,25 +155,34 @@ def test_no_secret_in_a_plain_environment():
 
 def test_the_secret_name_check_can_fail():
     assert secret_looking("DB_PASS") and secret_looking("SMTP_PASSWORD") and secret_looking("OTP_SECRET")
-    assert not secret_looking("REDIS_SECRET_ARN") and not secret_looking("DB_HOST")
+    assert not secret_looking("REDIS_SECRET_ARN") and not secret_looking("ONEOFF_SECRET_ARNS")
+    assert not secret_looking("DB_HOST")
 
 
 def test_secrets_are_injected_from_the_stack_secrets_the_execution_role_may_read():
-    statements = RESOURCES["TaskExecutionRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
-    readable = {
-        ref_of(r)
-        for s in statements if "secretsmanager:GetSecretValue" in str(s["Action"])
-        for r in s["Resource"]
-    }
-    injected = set()
-    for td in of_type(TEMPLATE, "AWS::ECS::TaskDefinition").values():
+    """Each task definition's execution role may read exactly the secrets that task injects."""
+    def readable_by(role_id):
+        statements = [
+            s for p in RESOURCES[role_id]["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]
+        ]
+        return {ref_of(r) for s in statements if "secretsmanager:GetSecretValue" in str(s["Action"]) for r in s["Resource"]}
+
+    all_injected = set()
+    for lid, td in of_type(TEMPLATE, "AWS::ECS::TaskDefinition").items():
+        injected = set()
         for container in td["Properties"]["ContainerDefinitions"]:
             for secret in container.get("Secrets", []):
                 value = secret["ValueFrom"]["Fn::Sub"]
                 match = re.fullmatch(r"\$\{(\w+)\}:([A-Za-z_]+)::", value)
                 assert match, value
                 injected.add(match.group(1))
-    assert injected == readable == {"AppSecrets", "DatabaseSecret", "RedisSecret", "SmtpSecret"}
+        target = td["Properties"]["ExecutionRoleArn"]["Fn::GetAtt"]
+        role = target.split(".")[0] if isinstance(target, str) else target[0]
+        assert injected == readable_by(role) or (injected < readable_by(role) and role == "TaskExecutionRole"), lid
+        all_injected |= injected
+    assert all_injected == {"AppSecrets", "DatabaseSecret", "RedisSecret", "SmtpSecret", "AdminPendingSecret"}
+    # Only the admin task sees the pending admin password.
+    assert readable_by("TaskExecutionRole") == {"AppSecrets", "DatabaseSecret", "RedisSecret", "SmtpSecret"}
     web = RESOURCES["WebTaskDefinition"]["Properties"]["ContainerDefinitions"][0]
     names = {s["Name"] for s in web["Secrets"]}
     assert {"SECRET_KEY_BASE", "OTP_SECRET", "DB_PASS", "REDIS_USER", "REDIS_PASSWORD", "SMTP_PASSWORD",

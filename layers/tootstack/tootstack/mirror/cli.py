@@ -44,18 +44,37 @@ def _creds(value: str | None, env: str, flag: str) -> tuple[str, str] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tootstack.mirror.copier import mirror_image
     from tootstack.mirror.refs import parse_ref
 
     if args.concurrency < 1 or args.concurrency > 32:
         raise InvalidInput("--concurrency must be between 1 and 32")
-    parse_ref(args.source)
-    parse_ref(args.destination, default_tag=None)
+    src = parse_ref(args.source)
+    dst = parse_ref(args.destination, default_tag=None)
     src_creds = _creds(args.src_creds, "TOOTSTACK_SRC_CREDS", "--src-creds")
     dest_creds = _creds(args.dest_creds, "TOOTSTACK_DEST_CREDS", "--dest-creds")
-    progress = (lambda line: print(line, file=sys.stderr, flush=True)) if sys.stderr.isatty() else None
-    result = mirror_image(args.source, args.destination, src_creds=src_creds, dest_creds=dest_creds,
-                          plain_http=args.plain_http, concurrency=args.concurrency, progress=progress)
+    result = None
+    checked: dict[str, int] = {}
+    tag = dst.tag or src.tag
+    if tag and not dst.digest:
+        # The usual scheduled run finds nothing to do: answer that with HEADs over the standard library
+        # and never load httpx (see warmcheck.py); anything else goes to the full copier below.
+        from tootstack.mirror.warmcheck import warm_check
+
+        check = warm_check(src, dst, tag, src_creds, dest_creds, args.plain_http)
+        checked = check.source_requests
+        if check.warm:
+            from tootstack.mirror.result import MirrorResult
+
+            result = MirrorResult(str(src), f"{dst.registry}/{dst.repository}:{tag}", check.digest, check.media_type,
+                                  warm=True, source_requests=dict(checked))
+    if result is None:
+        from tootstack.mirror.copier import mirror_image
+
+        progress = (lambda line: print(line, file=sys.stderr, flush=True)) if sys.stderr.isatty() else None
+        result = mirror_image(args.source, args.destination, src_creds=src_creds, dest_creds=dest_creds,
+                              plain_http=args.plain_http, concurrency=args.concurrency, progress=progress)
+        for method, n in checked.items():   # the warm check's requests count too (HEAD only)
+            result.source_requests[method] = result.source_requests.get(method, 0) + n
     if args.json:
         print(json.dumps(result.as_json()))
     elif result.warm:

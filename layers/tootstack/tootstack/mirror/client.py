@@ -63,19 +63,11 @@ class RetryPolicy:
         return min(self.cap, self.base * (2 ** attempt)) * (0.5 + random.random() / 2)
 
 
-_TLS_CONTEXT: Any = None
-
-
 def _tls_context() -> Any:
     """One verifying TLS context (certifi bundle) shared by every client of the process."""
-    global _TLS_CONTEXT
-    if _TLS_CONTEXT is None:
-        import ssl
+    from tootstack.mirror.tls import tls_context
 
-        import certifi
-
-        _TLS_CONTEXT = ssl.create_default_context(cafile=certifi.where())
-    return _TLS_CONTEXT
+    return tls_context()
 
 
 def retry_after_seconds(value: str | None) -> float | None:

@@ -18,7 +18,6 @@ import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 import httpx
@@ -28,36 +27,10 @@ from tootstack.mirror.client import (
     INDEX_TYPES, MANIFEST_TYPES, DigestMismatch, ImageNotFound, MirrorError, RegistryClient, RetryPolicy, TransientError, classify,
 )
 from tootstack.mirror.refs import ImageRef, parse_ref
+from tootstack.mirror.result import MirrorResult
 
 READ_SIZE = 256 << 10          # bytes per read from the source stream (small: flat, low RSS)
 PART_SIZE = 16 << 20           # bytes per PATCH (ECR: 5 MiB .. 20 MiB parts)
-
-
-@dataclass
-class MirrorResult:
-    source: str
-    destination: str
-    digest: str
-    media_type: str = ""
-    warm: bool = False
-    blobs_copied: int = 0
-    blobs_skipped: int = 0
-    blobs_mounted: int = 0
-    bytes_copied: int = 0
-    manifests_copied: int = 0
-    source_requests: dict[str, int] = field(default_factory=dict)
-    dest_requests: dict[str, int] = field(default_factory=dict)
-    seconds: float = 0.0
-
-    def as_json(self) -> dict[str, Any]:
-        """The `tootstack mirror --json` object."""
-        return {
-            "digest": self.digest,
-            "blobs_copied": self.blobs_copied,
-            "blobs_skipped": self.blobs_skipped,
-            "bytes_copied": self.bytes_copied,
-            "source_requests": {"GET": self.source_requests.get("GET", 0), "HEAD": self.source_requests.get("HEAD", 0)},
-        }
 
 
 def sha256_digest(data: bytes) -> str:

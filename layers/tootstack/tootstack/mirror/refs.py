@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections import namedtuple
 
 from tootstack.errors import InvalidInput
 
@@ -13,12 +13,16 @@ _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
 
 
-@dataclass(frozen=True)
-class ImageRef:
-    registry: str            # host[:port] to talk to (docker.io -> registry-1.docker.io)
-    repository: str          # e.g. "library/redis", "mastodon/mastodon"
-    tag: str | None = None
-    digest: str | None = None
+class ImageRef(namedtuple("ImageRef", "registry repository tag digest", defaults=(None, None))):
+    """registry: host[:port] to talk to (docker.io -> registry-1.docker.io); repository: e.g. "library/redis";
+    tag and/or digest. Immutable (a named tuple: cheaper to import than dataclasses, which the CLI's
+    warm check avoids)."""
+
+    __slots__ = ()
+    registry: str
+    repository: str
+    tag: str | None
+    digest: str | None
 
     @property
     def reference(self) -> str:

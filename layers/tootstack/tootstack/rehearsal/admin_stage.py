@@ -151,53 +151,7 @@ def fill_missing_secret_keys(sm: Any, taskdef: dict[str, Any], originals: dict[s
 
 
 def _state_machine(ctx: RehearsalContext, sfn: Any, ecs: Any) -> tuple[str, str]:
-    """The deployed state machine if moto holds it substituted, else the same file with resolved substitutions."""
-    deployed = ctx.physical_ids.get(STATE_MACHINE)
-    if deployed:
-        try:
-            definition = sfn.describe_state_machine(stateMachineArn=deployed)["definition"]
-        except Exception:  # noqa: BLE001 - moto may not have created it: fall back below
-            definition = ""
-        if definition and "${" not in definition:
-            return deployed, "ran the deployed state machine"
-    substitutions = resolve_substitutions(ctx, ecs)
-    arn = ctx.aws.create_state_machine_from_file(
-        ctx.root / "statemachines" / "create_admin.asl.json", f"{ctx.stack_name}-create-admin-rehearsal", substitutions
-    )
-    return arn, "ran statemachines/create_admin.asl.json with the deployed resources (moto does not apply DefinitionSubstitutions)"
+    from tootstack.rehearsal.deploy import state_machine_arn
 
+    return state_machine_arn(ctx, STATE_MACHINE), "ran the deployed state machine"
 
-def resolve_substitutions(ctx: RehearsalContext, ecs: Any) -> dict[str, str]:
-    """The DefinitionSubstitutions of CreateAdminStateMachine, resolved against the deployed resources."""
-    resource = ctx.sam_template.get("Resources", {}).get(STATE_MACHINE, {})
-    declared = resource.get("Properties", {}).get("DefinitionSubstitutions", {})
-    lam = boto3.client("lambda", region_name=ctx.region)
-    ec2 = boto3.client("ec2", region_name=ctx.region)
-    resolved: dict[str, str] = {}
-    for key, value in declared.items():
-        resolved[key] = _resolve(value, ctx, ecs, lam, ec2)
-    return resolved
-
-
-def _resolve(value: Any, ctx: RehearsalContext, ecs: Any, lam: Any, ec2: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if "Ref" in value:
-        physical = ctx.physical_ids[value["Ref"]]
-        if value["Ref"].endswith("SecurityGroup") and not physical.startswith("sg-"):
-            groups = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": [physical]}])["SecurityGroups"]
-            return groups[0]["GroupId"] if groups else physical
-        return physical
-    if "Fn::GetAtt" in value:
-        target = value["Fn::GetAtt"]
-        logical, attribute = target.split(".", 1) if isinstance(target, str) else target
-        physical = ctx.physical_ids[logical]
-        if attribute == "Arn" and physical.startswith("arn:"):
-            return physical
-        if attribute == "Arn":
-            template_type = ctx.sam_template["Resources"][logical]["Type"]
-            if template_type == "AWS::ECS::Cluster":
-                return ecs.describe_clusters(clusters=[physical])["clusters"][0]["clusterArn"]
-            if template_type == "AWS::Serverless::Function":
-                return lam.get_function(FunctionName=physical)["Configuration"]["FunctionArn"]
-    raise TootstackError(f"cannot resolve the definition substitution {value!r} in a rehearsal")

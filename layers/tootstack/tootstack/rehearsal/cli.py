@@ -31,6 +31,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--root", type=Path, help="project directory holding template.yaml (default: found from cwd)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress lines, only the report")
+    parser.add_argument(
+        "--verbose", "-v", action="store_true",
+        help="also show the Lambda handlers' structured logs and moto's own log lines (off by default)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -42,6 +46,16 @@ def _parameters(items: list[str]) -> dict[str, str]:
             raise InvalidInput(f"--parameter expects KEY=VALUE with an alphanumeric key, got {item!r}")
         values[key] = value
     return values
+
+
+def _quiet_emulation_logs() -> None:
+    """The handlers log INFO lines as they would in CloudWatch, and moto logs every expected failure
+    the stages provoke (a refused downgrade, a crashing task): useful with --verbose, noise in a report."""
+    import logging
+    import os
+
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+    logging.getLogger("moto").setLevel(logging.CRITICAL)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(line, file=sys.stderr, flush=True)
 
+    if not args.verbose:
+        _quiet_emulation_logs()
     report = rehearse(root, args.stack_name, args.region, _parameters(args.parameter), progress)
     print(render_text(report))
     if args.report:

@@ -1,56 +1,18 @@
-"""Shared by the "maintenance" and "upgrade" rehearsal stages: the deployed state machine, runnable.
-
-moto's CloudFormation neither applies DefinitionSubstitutions nor keeps the machine under its physical
-id, so the stage creates it from the same statemachines/*.asl.json file with the template's
-substitutions resolved against the deployed resources (the file is unchanged).
-"""
+"""Shared by the "maintenance" and "upgrade" rehearsal stages: the deployed state machines (the deploy
+stage makes them runnable in moto), secrets and task behaviours set up and restored around a run."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import boto3
 
-from tootstack.errors import TootstackError
 
 
 def state_machine(ctx: Any, logical_id: str) -> str:
-    resource = ctx.sam_template.get("Resources", {}).get(logical_id)
-    if not resource or logical_id not in ctx.physical_ids:
-        raise TootstackError(f"{logical_id} is not in the deployed stack")
-    props = resource["Properties"]
-    substitutions = {key: _resolve(ctx, value) for key, value in props.get("DefinitionSubstitutions", {}).items()}
-    return ctx.aws.create_state_machine_from_file(ctx.root / props["DefinitionUri"], f"{ctx.stack_name}-{logical_id}-rehearsal",
-                                                   substitutions)
+    from tootstack.rehearsal.deploy import state_machine_arn
 
-
-def _resolve(ctx: Any, value: Any) -> str:
-    region = ctx.region
-    if isinstance(value, str):
-        return value
-    if "Fn::Sub" in value and isinstance(value["Fn::Sub"], str):
-        pseudo = {"AWS::StackName": ctx.stack_name, "AWS::Region": region, "AWS::AccountId": "123456789012", "AWS::Partition": "aws"}
-        return re.sub(r"\$\{([^}]+)\}", lambda m: pseudo.get(m.group(1)) or ctx.physical_ids[m.group(1)], value["Fn::Sub"])
-    if "Ref" in value:
-        physical = ctx.physical_ids[value["Ref"]]
-        if value["Ref"].endswith("SecurityGroup") and not physical.startswith("sg-"):
-            ec2 = boto3.client("ec2", region_name=region)
-            groups = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": [physical]}])["SecurityGroups"]
-            return groups[0]["GroupId"] if groups else physical
-        return physical
-    if "Fn::GetAtt" in value:
-        target = value["Fn::GetAtt"]
-        logical, attribute = target.split(".", 1) if isinstance(target, str) else target
-        physical = ctx.physical_ids[logical]
-        if attribute == "Arn" and physical.startswith("arn:"):
-            return physical
-        kind = ctx.sam_template["Resources"][logical]["Type"]
-        if attribute == "Arn" and kind == "AWS::ECS::Cluster":
-            return boto3.client("ecs", region_name=region).describe_clusters(clusters=[physical])["clusters"][0]["clusterArn"]
-        if attribute == "Arn" and kind == "AWS::Serverless::Function":
-            return boto3.client("lambda", region_name=region).get_function(FunctionName=physical)["Configuration"]["FunctionArn"]
-    raise TootstackError(f"cannot resolve the definition substitution {value!r} in a rehearsal")
+    return state_machine_arn(ctx, logical_id)
 
 
 def restore_behavior(ctx: Any, family: str, previous: Any) -> None:

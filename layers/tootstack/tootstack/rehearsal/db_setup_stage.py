@@ -49,7 +49,8 @@ def run(ctx) -> str:
         raise TootstackError("no service was scaled up")
     second = ctx.aws.run_state_machine(state_machine, {"skip_mirror": True}, timeout=60)
     if second.status != "SUCCEEDED" or any(s["changed"] for s in second.output["services"]):
-        raise TootstackError(f"re-run of first boot did not resume cleanly: {second.status} {second.error}")
+        changed = [s["service"] for s in (second.output or {}).get("services", []) if s["changed"]]
+        raise TootstackError(f"re-run of first boot did not resume cleanly: {second.status} {second.error or ''} changed again: {changed}")
     if second.output["secrets_generated"] != "none":
         raise TootstackError("re-run of first boot generated secrets")
     commands = " ".join(" ".join(r.command) for r in ctx.aws.tasks.runs)

@@ -33,6 +33,7 @@ def run(ctx: RehearsalContext) -> str:
     packaged = package(ctx.sam_template, ctx.root, s3, ARTIFACT_BUCKET)
     transformed = sam_transform(packaged, ctx.region, ACCOUNT_ID)
     cfn_template, ctx.skipped = substitute(transformed, default_stand_ins(ctx.redis, ctx.region))
+    substituted = apply_definition_substitutions(cfn_template)
     # moto's CloudFormation leaves `{{resolve:secretsmanager:...}}` as literal text (RDS gets the reference
     # string, which nothing can read back); resolving it here would put the password into moto's stored
     # template, so it is left alone on purpose.
@@ -65,13 +66,75 @@ def run(ctx: RehearsalContext) -> str:
         for r in resources
     ]
     _adopt_cloudformation_functions(ctx.region)
+    _adopt_cloudformation_state_machines(ctx.region)
+    machines = _check_state_machines(ctx)
     routed = route_functions(ctx)
     by_type = Counter(r["ResourceType"] for r in resources)
     ctx.extras["resources_by_type"] = dict(sorted(by_type.items()))
     return (
         f"stack CREATE_COMPLETE: {len(resources)} resources created, {len(ctx.skipped)} stood in for, "
-        f"{routed} Lambda functions routed to their real handlers"
+        f"{routed} Lambda functions routed to their real handlers, {machines} state machines deployed "
+        f"({substituted} with DefinitionSubstitutions applied)"
     )
+
+
+def apply_definition_substitutions(template: dict[str, Any]) -> int:
+    """Do what CloudFormation does with a state machine's DefinitionSubstitutions and moto 5.2 does not
+    (it deploys the definition with `${...}` left in). The definition becomes an Fn::Join of its literal
+    text and the substitutions' values (not an Fn::Sub: moto's Fn::Sub turns JSONPath's `$$` into `$`).
+    `${Name}` that is not a substitution stays literal, as in CloudFormation. Returns how many changed."""
+    import re
+
+    changed = 0
+    for resource in template.get("Resources", {}).values():
+        props = resource.get("Properties", {})
+        if resource.get("Type") != "AWS::StepFunctions::StateMachine" or not props.get("DefinitionSubstitutions"):
+            continue
+        text = props.get("DefinitionString")
+        if isinstance(text, dict) and "Fn::Join" in text:
+            separator, parts = text["Fn::Join"]
+            if not all(isinstance(part, str) for part in parts):
+                continue  # intrinsics inside the definition itself: leave it to moto
+            text = separator.join(parts)
+        if not isinstance(text, str):
+            continue
+        names = props.pop("DefinitionSubstitutions")
+        pieces: list[Any] = []
+        for index, piece in enumerate(re.split(r"\$\{([A-Za-z0-9_]+)\}", text)):
+            if index % 2 == 0:
+                pieces.append(piece)
+            elif piece in names:
+                pieces.append(names[piece])
+            else:
+                pieces.append("${" + piece + "}")
+        props["DefinitionString"] = {"Fn::Join": ["", pieces]}
+        changed += 1
+    return changed
+
+
+def state_machine_arn(ctx: RehearsalContext, logical_id: str) -> str:
+    """The ARN of a state machine of the deployed stack (runnable: substitutions applied, see above)."""
+    arn = ctx.physical_ids.get(logical_id)
+    if not arn:
+        raise TootstackError(f"{logical_id} is not in the deployed stack")
+    return arn
+
+
+def _check_state_machines(ctx: RehearsalContext) -> int:
+    """Every deployed state machine is valid JSON with none of its DefinitionSubstitutions left unapplied."""
+    sfn = boto3.client("stepfunctions", region_name=ctx.region)
+    count = 0
+    for lid, resource in ctx.sam_template["Resources"].items():
+        if resource["Type"] not in ("AWS::Serverless::StateMachine", "AWS::StepFunctions::StateMachine") or lid not in ctx.physical_ids:
+            continue
+        definition = sfn.describe_state_machine(stateMachineArn=ctx.physical_ids[lid])["definition"]
+        json.loads(definition)
+        names = resource.get("Properties", {}).get("DefinitionSubstitutions") or {}
+        left = sorted(name for name in names if "${" + name + "}" in definition)
+        if left:
+            raise TootstackError(f"state machine {lid} deployed with placeholders {left}")
+        count += 1
+    return count
 
 
 def stack_parameters(ctx: RehearsalContext) -> dict[str, str]:
@@ -132,6 +195,23 @@ def _adopt_cloudformation_functions(region: str) -> None:
     for fn in created.list_functions():
         if fn.function_name not in known:
             api._lambdas.put_function(fn)  # noqa: SLF001 - moto has no public API for this
+
+
+def _adopt_cloudformation_state_machines(region: str) -> None:
+    """The same moto 5.2 split for Step Functions: with execution enabled the API answers from the
+    "parser" backend, while CloudFormation creates state machines in the plain one. Re-create each
+    (same name, so the same ARN) where the API, and so the stages and the console, find it."""
+    from moto.stepfunctions.models import stepfunctions_backends
+    from moto.stepfunctions.responses import get_backend
+
+    api = get_backend(ACCOUNT_ID, region)
+    created = stepfunctions_backends[ACCOUNT_ID][region]
+    if api is created:
+        return
+    known = {machine.arn for machine in api.state_machines}
+    for machine in created.state_machines:
+        if machine.arn not in known:
+            api.create_state_machine(machine.name, machine.definition, machine.roleArn)
 
 
 def route_functions(ctx: RehearsalContext) -> int:

@@ -87,36 +87,7 @@ def route_redis_functions(ctx: Any) -> str:
 
 
 def first_boot_state_machine(ctx: Any) -> str:
-    """FirstBootStateMachine, runnable: moto's CloudFormation neither applies DefinitionSubstitutions nor
-    keeps the machine under its physical id, so it is created from statemachines/first_boot.asl.json
-    (unchanged) with the template's substitutions resolved against the deployed resources."""
-    if ctx.extras.get("first_boot_state_machine"):
-        return ctx.extras["first_boot_state_machine"]
-    from tootstack.rehearsal.day2_common import _resolve
+    from tootstack.rehearsal.deploy import state_machine_arn
 
-    resource = ctx.sam_template["Resources"]["FirstBootStateMachine"]
-    profile = ctx.parameters.get("Profile", ctx.sam_template.get("Parameters", {}).get("Profile", {}).get("Default", "standard"))
-    conditions = {"IsMicro": profile == "micro"}
-    declared = ctx.sam_template.get("Parameters", {})
+    return state_machine_arn(ctx, "FirstBootStateMachine")
 
-    def resolve(value: Any) -> str:
-        if isinstance(value, dict) and "Fn::If" in value:
-            name, when_true, when_false = value["Fn::If"]
-            if name not in conditions:
-                raise TootstackError(f"condition {name} is not known to the rehearsal")
-            return resolve(when_true if conditions[name] else when_false)
-        if isinstance(value, dict) and isinstance(value.get("Fn::GetAtt"), (list, str)):
-            target = value["Fn::GetAtt"]
-            logical, attribute = target.split(".", 1) if isinstance(target, str) else target
-            if attribute == "Name" and ctx.sam_template["Resources"][logical]["Type"] == "AWS::ECS::Service":
-                return physical(ctx, logical).rsplit("/", 1)[-1]
-        if isinstance(value, dict) and value.get("Ref") in declared:
-            name = value["Ref"]
-            return str(ctx.parameters.get(name, declared[name].get("Default", "")))
-        return _resolve(ctx, value)
-
-    substitutions = {key: resolve(value) for key, value in resource["Properties"]["DefinitionSubstitutions"].items()}
-    arn = ctx.aws.create_state_machine_from_file(ctx.root / resource["Properties"]["DefinitionUri"],
-                                                 f"{ctx.stack_name}-first-boot-rehearsal", substitutions)
-    ctx.extras["first_boot_state_machine"] = arn
-    return arn

@@ -1,0 +1,152 @@
+"""The CLI's warm check: is DEST already at SRC's digest? HEAD requests only, stdlib `http.client` only.
+
+`tootstack mirror` runs mostly as a scheduled no-op: the destination already has the image. That answer
+takes two manifest HEADs (plus the registries' auth round trips), and in a fresh process importing httpx
+and its dependencies costs several times more than the requests themselves. So the command first asks
+with the standard library's HTTP client, the source and the destination at the same time; only when the
+digests differ, or anything at all is unexpected (no digest header, a redirect, an auth refusal, a
+network error), does it load the full copier (httpx), which then does the whole job with its own
+retries and error messages. The check never raises and never prints: at worst it costs a few
+requests, HEAD only on the source.
+
+Auth flows are those of the copier (auth.py): an anonymous first request, then on a 401 either Basic
+with the given credentials or the bearer-token flow (token service asked with Basic credentials for the
+repository's pull scope), the request replayed once.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from tootstack.mirror.challenge import basic_header, normalize_scope, parse_challenge
+from tootstack.mirror.refs import ImageRef
+
+# Same list and order as client.ACCEPT (that module imports httpx).
+ACCEPT = ", ".join((
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+))
+USER_AGENT = "tootstack-mirror/0.1"
+TIMEOUT = 30.0
+
+
+class _Unexpected(Exception):
+    pass
+
+
+class _Registry:
+    """HEAD manifests on one registry over kept-alive connections (one per scheme/host), answering its challenge."""
+
+    def __init__(self, registry: str, creds: tuple[str, str] | None, plain_http: bool) -> None:
+        self.scheme = "http" if plain_http else "https"
+        self.registry = registry
+        self.creds = creds
+        self.counts: dict[str, int] = {}
+        self._connections: dict[tuple[str, str], http.client.HTTPConnection] = {}
+
+    def close(self) -> None:
+        for conn in self._connections.values():
+            conn.close()
+
+    def _request(self, scheme: str, netloc: str, method: str, target: str, headers: dict[str, str]) -> tuple[int, Any, bytes]:
+        key = (scheme, netloc)
+        conn = self._connections.get(key)
+        if conn is None:
+            if scheme == "https":
+                from tootstack.mirror.tls import tls_context
+
+                conn = http.client.HTTPSConnection(netloc, timeout=TIMEOUT, context=tls_context())
+            elif scheme == "http":
+                conn = http.client.HTTPConnection(netloc, timeout=TIMEOUT)
+            else:
+                raise _Unexpected(scheme)
+            self._connections[key] = conn
+        if netloc == self.registry:
+            self.counts[method] = self.counts.get(method, 0) + 1
+        conn.request(method, target, headers={"User-Agent": USER_AGENT, **headers})
+        response = conn.getresponse()
+        body = response.read()       # empty for HEAD; keeps the connection reusable
+        return response.status, response.headers, body
+
+    def head_manifest(self, repository: str, reference: str) -> tuple[int, str, str]:
+        """(status, Docker-Content-Digest, media type) of HEAD /v2/<repository>/manifests/<reference>."""
+        target = f"/v2/{repository}/manifests/{reference}"
+        headers = {"Accept": ACCEPT}
+        status, answer, _ = self._request(self.scheme, self.registry, "HEAD", target, headers)
+        if status == 401:
+            headers["Authorization"] = self._authorization(answer.get("www-authenticate", ""), repository)
+            status, answer, _ = self._request(self.scheme, self.registry, "HEAD", target, headers)
+        return status, answer.get("docker-content-digest", ""), answer.get("content-type", "").split(";")[0]
+
+    def _authorization(self, challenge: str, repository: str) -> str:
+        scheme, params = parse_challenge(challenge)
+        if scheme == "basic" and self.creds is not None:
+            return basic_header(*self.creds)
+        if scheme != "bearer" or "realm" not in params:
+            raise _Unexpected("challenge")
+        scopes = {normalize_scope(f"repository:{repository}:pull")}
+        scopes.update(normalize_scope(s) for s in params.get("scope", "").split(" ") if s)
+        query = [("service", params["service"])] if params.get("service") else []
+        query += [("scope", s) for s in sorted(scopes)]
+        headers = {}
+        if self.creds is not None:
+            query.append(("account", self.creds[0]))
+            headers["Authorization"] = basic_header(*self.creds)
+        realm = urlsplit(params["realm"])
+        target = (realm.path or "/") + "?" + "&".join(filter(None, (realm.query, urlencode(query))))
+        status, _, body = self._request(realm.scheme, realm.netloc, "GET", target, headers)
+        if status != 200:
+            raise _Unexpected("token")
+        answer = json.loads(body)
+        token = answer.get("token") or answer.get("access_token")
+        if not token:
+            raise _Unexpected("token")
+        return f"Bearer {token}"
+
+
+class WarmCheck:
+    """Outcome of `warm_check`: `warm` is True only when the destination tag has the source's digest."""
+
+    def __init__(self) -> None:
+        self.warm = False
+        self.digest = ""
+        self.media_type = ""
+        self.source_requests: dict[str, int] = {}
+
+
+def warm_check(src: ImageRef, dst: ImageRef, tag: str, src_creds: tuple[str, str] | None,
+               dest_creds: tuple[str, str] | None, plain_http: bool) -> WarmCheck:
+    """HEAD SRC's manifest and DEST's `tag` concurrently; never raises (a failure just means "not known warm")."""
+    check = WarmCheck()
+    source = _Registry(src.registry, src_creds, plain_http)
+    dest = _Registry(dst.registry, dest_creds, plain_http)
+    dest_answer: list[Any] = []
+
+    def ask_dest() -> None:
+        try:
+            dest_answer.append(dest.head_manifest(dst.repository, tag))
+        except Exception:  # noqa: BLE001 - any failure: let the full copier do (and report) the work
+            pass
+
+    helper = threading.Thread(target=ask_dest, name="mirror-warmcheck", daemon=True)
+    helper.start()
+    try:
+        status, digest, media_type = source.head_manifest(src.repository, src.reference)
+        if status == 200 and digest.startswith("sha256:") and (not src.digest or digest == src.digest):
+            check.digest, check.media_type = digest, media_type
+    except Exception:  # noqa: BLE001 - same: fall back to the copier
+        pass
+    finally:
+        helper.join()
+        check.source_requests = dict(source.counts)
+        source.close()
+        dest.close()
+    if check.digest and dest_answer and dest_answer[0][0] == 200 and dest_answer[0][1] == check.digest:
+        check.warm = True
+    return check
