@@ -1,6 +1,7 @@
 """`python -m tootstack.mirror SRC DEST ...`: the mirror command alone (same options as `tootstack mirror`),
 without importing the other commands' modules: what a scheduled job or the benchmark runs."""
 
+import os
 import sys
 
 # This process only ever makes synchronous HTTP requests: keep httpcore from importing its async
@@ -28,4 +29,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # A one-shot command: once its output is flushed, skip the interpreter's teardown (freeing every module
+    # and object one by one costs a few milliseconds, a noticeable part of a warm check). Only in this
+    # entry point: every client and file was closed by the `with` blocks that used them, no thread is left.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -53,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     src_creds = _creds(args.src_creds, "TOOTSTACK_SRC_CREDS", "--src-creds")
     dest_creds = _creds(args.dest_creds, "TOOTSTACK_DEST_CREDS", "--dest-creds")
     result = None
+    check = None
     checked: dict[str, int] = {}
     tag = dst.tag or src.tag
     if tag and not dst.digest:
@@ -72,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
 
         progress = (lambda line: print(line, file=sys.stderr, flush=True)) if sys.stderr.isatty() else None
         result = mirror_image(args.source, args.destination, src_creds=src_creds, dest_creds=dest_creds,
-                              plain_http=args.plain_http, concurrency=args.concurrency, progress=progress)
+                              plain_http=args.plain_http, concurrency=args.concurrency, progress=progress,
+                              checked=check)
         for method, n in checked.items():   # the warm check's requests count too (HEAD only)
             result.source_requests[method] = result.source_requests.get(method, 0) + n
     if args.json:

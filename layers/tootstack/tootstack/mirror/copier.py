@@ -67,7 +67,9 @@ class Mirror:
         self.restarted_blobs = 0    # retries that had to start a blob over
 
     # -- entry point ------------------------------------------------------------------------------
-    def copy(self, src: ImageRef, dst: ImageRef) -> MirrorResult:
+    def copy(self, src: ImageRef, dst: ImageRef, checked: Any = None) -> MirrorResult:
+        """`checked`: a warmcheck.WarmCheck that just found the destination not at the source's digest; its
+        answers (source digest, destination tag, auth state) are used instead of asking again."""
         started = time.monotonic()
         if dst.digest:
             raise InvalidInput(f"destination {dst} must name a tag, not a digest")
@@ -78,9 +80,14 @@ class Mirror:
         for repo in self.mount_from:
             self.dest.auth.add_scope(f"repository:{repo}:pull")
         tag = dst.tag or src.tag or "latest"
+        if checked is not None:
+            if checked.source_auth:
+                self.source.auth.adopt(**checked.source_auth)
+            if checked.dest_auth:
+                self.dest.auth.adopt(**checked.dest_auth)
         result = MirrorResult(str(src), f"{dst.registry}/{dst.repository}:{tag}", digest="")
         try:
-            self._copy(src, dst.repository, tag, result)
+            self._copy(src, dst.repository, tag, result, checked)
         finally:
             result.source_requests = dict(self.source.counts)
             result.dest_requests = dict(self.dest.counts)
@@ -90,18 +97,24 @@ class Mirror:
     def _same_registry(self) -> bool:
         return self.source.base_url == self.dest.base_url
 
-    def _copy(self, src: ImageRef, dest_repo: str, tag: str, result: MirrorResult) -> None:
-        head = self.source.head_manifest(src.repository, src.reference)
-        if head is None:
-            raise_not_found(src)
-        digest, media_type, _ = head
+    def _copy(self, src: ImageRef, dest_repo: str, tag: str, result: MirrorResult, checked: Any = None) -> None:
+        if checked is not None and checked.digest:
+            digest, media_type = checked.digest, checked.media_type
+        else:
+            head = self.source.head_manifest(src.repository, src.reference)
+            if head is None:
+                raise_not_found(src)
+            digest, media_type, _ = head
         if not digest:  # registries that do not send Docker-Content-Digest on HEAD
             body, media_type = self.source.get_manifest(src.repository, src.reference)
             digest = sha256_digest(body)
         if src.digest and digest != src.digest:
             raise DigestMismatch(f"{src}: the registry answered with manifest {digest}")
         result.digest, result.media_type = digest, media_type
-        current = self.dest.head_manifest(dest_repo, tag)
+        if checked is not None and checked.digest == digest and checked.dest_digest is not None:
+            current = (checked.dest_digest, "", 0) if checked.dest_digest else None
+        else:
+            current = self.dest.head_manifest(dest_repo, tag)
         if current is not None and current[0] == digest:
             result.warm = True
             self.progress(f"{result.destination} already at {digest}: nothing to copy")
@@ -116,39 +129,42 @@ class Mirror:
         manifest = _parse_manifest(body, media_type, f"{src}")
         children: list[tuple[str, bytes, str]] = []     # (digest, body, media type) to PUT before the tag
         blobs: dict[str, dict[str, Any]] = {}
-        if media_type in INDEX_TYPES:
-            for entry in manifest.get("manifests") or []:
-                child_digest = entry["digest"]
-                if self.dest.head_manifest(dest_repo, child_digest) is not None:
-                    continue  # already complete in the destination: a registry only stores manifests whose blobs it has
-                child_body, child_type = self._fetch_manifest(src.repository, child_digest)
-                child = _parse_manifest(child_body, child_type, f"{src}@{child_digest}")
-                if child_type in INDEX_TYPES:
-                    raise MirrorError(f"{src}: nested indexes are not supported")
-                children.append((child_digest, child_body, child_type))
-                _collect_blobs(child, blobs)
-        else:
-            _collect_blobs(manifest, blobs)
-
-        ordered = sorted(blobs.values(), key=lambda d: -int(d.get("size") or 0))
-        self.progress(f"{src}: {len(ordered)} blobs to check, {len(children)} platform manifests to copy")
-        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="mirror") as pool:
-            futures = [pool.submit(self._copy_blob, src.repository, dest_repo, d, result) for d in ordered]
-            errors = []
-            for future in futures:
-                try:
-                    future.result()
-                except BaseException as exc:  # keep waiting for the others, report the first
-                    errors.append(exc)
-            if errors:
-                raise errors[0]
-        for child_digest, child_body, child_type in children:
-            self._put_manifest(dest_repo, child_digest, child_body, child_type, child_digest)
-            result.manifests_copied += 1
+        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="mirror")
+        try:
+            if media_type in INDEX_TYPES:
+                entries = [entry["digest"] for entry in manifest.get("manifests") or []]
+                # platform manifests: HEAD on the destination, GET from the source, all platforms at once
+                for child_digest, fetched in zip(entries, _results([pool.submit(self._fetch_child, src, dest_repo, d)
+                                                                    for d in entries])):
+                    if fetched is None:
+                        continue  # already complete in the destination: a registry only stores manifests whose blobs it has
+                    child_body, child_type, child = fetched
+                    children.append((child_digest, child_body, child_type))
+                    _collect_blobs(child, blobs)
+            else:
+                _collect_blobs(manifest, blobs)
+            ordered = sorted(blobs.values(), key=lambda d: -int(d.get("size") or 0))
+            self.progress(f"{src}: {len(ordered)} blobs to check, {len(children)} platform manifests to copy")
+            _results([pool.submit(self._copy_blob, src.repository, dest_repo, d, result) for d in ordered])
+            # platform manifests by digest (all blobs are in place), concurrently; then the tag, last
+            _results([pool.submit(self._put_manifest, dest_repo, d, b, t, d) for d, b, t in children])
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        result.manifests_copied += len(children)
         self._put_manifest(dest_repo, tag, body, media_type, digest)   # the tag, last
         result.manifests_copied += 1
         self.progress(f"{result.destination} -> {digest}: {result.blobs_copied} blobs copied "
                       f"({result.bytes_copied / 1e6:.1f} MB), {result.blobs_skipped} already there")
+
+    def _fetch_child(self, src: ImageRef, dest_repo: str, child_digest: str) -> tuple[bytes, str, dict[str, Any]] | None:
+        """A platform manifest to copy (body, media type, parsed), or None when the destination has it already."""
+        if self.dest.head_manifest(dest_repo, child_digest) is not None:
+            return None
+        child_body, child_type = self._fetch_manifest(src.repository, child_digest)
+        child = _parse_manifest(child_body, child_type, f"{src}@{child_digest}")
+        if child_type in INDEX_TYPES:
+            raise MirrorError(f"{src}: nested indexes are not supported")
+        return child_body, child_type, child
 
     def _fetch_manifest(self, repository: str, digest: str) -> tuple[bytes, str]:
         body, media_type = self.source.get_manifest(repository, digest)
@@ -311,6 +327,19 @@ class Mirror:
         return location
 
 
+def _results(futures: list[Any]) -> list[Any]:
+    """Every future's result in order; waits for all of them, then raises the first error."""
+    results, errors = [], []
+    for future in futures:
+        try:
+            results.append(future.result())
+        except BaseException as exc:  # keep waiting for the others, report the first
+            errors.append(exc)
+    if errors:
+        raise errors[0]
+    return results
+
+
 class _SourceBroke(Exception):
     pass
 
@@ -340,8 +369,12 @@ def _collect_blobs(manifest: dict[str, Any], blobs: dict[str, dict[str, Any]]) -
 def mirror_image(source: str, destination: str, src_creds: tuple[str, str] | None = None,
                  dest_creds: tuple[str, str] | None = None, plain_http: bool = False,
                  concurrency: int = 4, part_size: int = PART_SIZE, retry: RetryPolicy | None = None,
-                 mount_from: tuple[str, ...] = (), progress: Callable[[str], None] | None = None) -> MirrorResult:
-    """Copy SOURCE to DESTINATION (tag defaults to the source tag). Raises TootstackError subclasses."""
+                 mount_from: tuple[str, ...] = (), progress: Callable[[str], None] | None = None,
+                 checked: Any = None) -> MirrorResult:
+    """Copy SOURCE to DESTINATION (tag defaults to the source tag). Raises TootstackError subclasses.
+
+    `checked`: the CLI's warmcheck.WarmCheck for the same SOURCE and DESTINATION, made just before (its
+    answers and auth state are reused rather than asked again)."""
     src = parse_ref(source)
     dst = parse_ref(destination, default_tag=None)
     if dst.digest:
@@ -356,4 +389,4 @@ def mirror_image(source: str, destination: str, src_creds: tuple[str, str] | Non
                                  max_connections=concurrency + 2)
     with source_client, dest_client:
         return Mirror(source_client, dest_client, concurrency=concurrency, part_size=part_size,
-                      mount_from=mount_from, progress=progress).copy(src, dst)
+                      mount_from=mount_from, progress=progress).copy(src, dst, checked)

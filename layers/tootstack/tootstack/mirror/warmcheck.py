@@ -48,6 +48,7 @@ class _Registry:
         self.registry = registry
         self.creds = creds
         self.counts: dict[str, int] = {}
+        self.auth_state: dict[str, Any] = {}     # what the copier's RegistryAuth.adopt takes
         self._connections: dict[tuple[str, str], http.client.HTTPConnection] = {}
 
     def close(self) -> None:
@@ -87,6 +88,7 @@ class _Registry:
     def _authorization(self, challenge: str, repository: str) -> str:
         scheme, params = parse_challenge(challenge)
         if scheme == "basic" and self.creds is not None:
+            self.auth_state = {"mode": "basic"}
             return basic_header(*self.creds)
         if scheme != "bearer" or "realm" not in params:
             raise _Unexpected("challenge")
@@ -107,6 +109,8 @@ class _Registry:
         token = answer.get("token") or answer.get("access_token")
         if not token:
             raise _Unexpected("token")
+        self.auth_state = {"mode": "bearer", "token": token, "scopes": sorted(scopes), "challenge": params,
+                           "lifetime": float(answer.get("expires_in") or 60)}
         return f"Bearer {token}"
 
 
@@ -115,9 +119,12 @@ class WarmCheck:
 
     def __init__(self) -> None:
         self.warm = False
-        self.digest = ""
+        self.digest = ""                     # the source manifest's digest ("" when the check could not tell)
         self.media_type = ""
+        self.dest_digest: str | None = None  # the destination tag's digest, "" when absent, None when unknown
         self.source_requests: dict[str, int] = {}
+        self.source_auth: dict[str, Any] = {}   # auth state learned, for RegistryAuth.adopt
+        self.dest_auth: dict[str, Any] = {}
 
 
 def warm_check(src: ImageRef, dst: ImageRef, tag: str, src_creds: tuple[str, str] | None,
@@ -147,6 +154,10 @@ def warm_check(src: ImageRef, dst: ImageRef, tag: str, src_creds: tuple[str, str
         check.source_requests = dict(source.counts)
         source.close()
         dest.close()
-    if check.digest and dest_answer and dest_answer[0][0] == 200 and dest_answer[0][1] == check.digest:
-        check.warm = True
+    if dest_answer and dest_answer[0][0] in (200, 404):
+        check.dest_digest = dest_answer[0][1] if dest_answer[0][0] == 200 else ""
+    check.source_auth = source.auth_state
+    if dest.auth_state.get("mode") == "basic":      # a bearer token from the check only has the pull scope
+        check.dest_auth = dest.auth_state
+    check.warm = bool(check.digest) and check.dest_digest == check.digest
     return check

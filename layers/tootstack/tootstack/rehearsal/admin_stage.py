@@ -20,6 +20,7 @@ import boto3
 
 from tootstack.errors import TootstackError
 from tootstack.rehearsal.context import RehearsalContext
+from tootstack.rehearsal.day2_common import fill_missing_secret_keys, restore_secrets
 
 NAME = "create-admin"
 USERNAME = "rehearsal_admin"
@@ -64,13 +65,12 @@ def run(ctx: RehearsalContext) -> str:
         return TaskResult(exit_code=0, log_lines=(f"tootstack create-admin: created @{USERNAME} as Owner, confirmed and approved",))
 
     ctx.aws.tasks.on(taskdef["family"], admin_container)
-    originals: dict[str, str] = {}
-    filled = fill_missing_secret_keys(sm, taskdef, originals)
+    originals = fill_missing_secret_keys(ctx, taskdef["taskDefinitionArn"])
+    filled = [secret_id.split(":secret:", 1)[-1] for secret_id in originals]
     try:
         return _rehearse(ctx, sm, ecs, sfn, seen, filled)
     finally:  # later stages (first boot, if it runs after this one) see the secrets as they were
-        for secret_id, value in originals.items():
-            sm.put_secret_value(SecretId=secret_id, SecretString=value)
+        restore_secrets(ctx, originals)
 
 
 def _rehearse(ctx: RehearsalContext, sm: Any, ecs: Any, sfn: Any, seen: dict[str, Any], filled: list[str]) -> str:
@@ -106,48 +106,12 @@ def _rehearse(ctx: RehearsalContext, sm: Any, ecs: Any, sfn: Any, seen: dict[str
     if pending.get("password"):
         raise TootstackError("the pending admin secret still holds a password after the execution")
     scanned = sum(len(t) for t in sinks.values())
-    by_secret: dict[str, int] = {}
-    for item in filled:
-        name = item.split(":", 1)[0].rsplit("/", 1)[-1].rsplit("-", 1)[0]
-        by_secret[name] = by_secret.get(name, 0) + 1
-    note = ("; secret keys no first-boot stage had filled got rehearsal placeholders: "
-            + ", ".join(f"{k} ({v})" for k, v in sorted(by_secret.items()))) if filled else ""
+    names = sorted({item.rsplit("/", 1)[-1].rsplit("-", 1)[0] for item in filled})
+    note = ("; secrets no first-boot stage had filled got rehearsal placeholders: " + ", ".join(names)) if filled else ""
     return (
         f"@{USERNAME} created (exit 0) then reported existing on re-run; the task got the password via ECS "
         f"secrets only; {how}; no password in {scanned} characters of history, task logs, commands and outputs{note}"
     )
-
-
-def fill_missing_secret_keys(sm: Any, taskdef: dict[str, Any], originals: dict[str, str]) -> list[str]:
-    """ECS cannot start a task whose `secrets` name a JSON key its secret lacks. When no first-boot stage
-    has filled the stack's secrets before this stage, give each missing key a random placeholder (never
-    overwriting a value) so the admin task can start; the stage's detail lists them, and the original
-    values (recorded in `originals`) are put back when the stage ends."""
-    import secrets as random_source
-
-    missing: dict[str, list[str]] = {}
-    for container in taskdef.get("containerDefinitions", []):
-        for entry in container.get("secrets", []):
-            parts = entry["valueFrom"].split(":")
-            if len(parts) < 8 or not parts[7]:
-                continue
-            missing.setdefault(":".join(parts[:7]), []).append(parts[7])
-    filled: list[str] = []
-    for secret_id, keys in missing.items():
-        current = sm.get_secret_value(SecretId=secret_id)["SecretString"]
-        try:
-            document = json.loads(current)
-        except (ValueError, TypeError):
-            document = {}
-        absent = [k for k in keys if k not in document]
-        if not absent:
-            continue
-        originals[secret_id] = current
-        document.update({k: f"rehearsal-{random_source.token_hex(16)}" for k in absent})
-        sm.put_secret_value(SecretId=secret_id, SecretString=json.dumps(document))
-        name = secret_id.split(":secret:", 1)[-1]
-        filled.extend(f"{name}:{k}" for k in absent)
-    return filled
 
 
 def _state_machine(ctx: RehearsalContext, sfn: Any, ecs: Any) -> tuple[str, str]:
