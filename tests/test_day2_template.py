@@ -107,3 +107,44 @@ def test_micro_cut_scheduler_queue_packed_into_the_default_worker():
     names = {i.name for i in estimate(TEMPLATE, "micro").items}
     assert not any("SidekiqSchedulerService" in n for n in names)
     assert any("SidekiqSchedulerService" in n for n in (i.name for i in estimate(TEMPLATE, "standard").items))
+
+
+def test_pull_queue_never_waits_for_the_pull_service_and_it_scales_out_from_zero():
+    standard = resources(Profile="standard", ServicesLaunched="true")
+    command = [str(c) for c in standard["SidekiqTaskDefinition"]["Properties"]["ContainerDefinitions"][0]["Command"]]
+    assert command[command.index("pull") - 1] == "-q"       # the default worker drains pull (lowest weight)
+    assert str(standard["SidekiqPullService"]["Properties"]["DesiredCount"]) == "0"
+    assert str(standard["SidekiqPullScalableTarget"]["Properties"]["MinCapacity"]) == "0"
+    step = standard["SidekiqPullScaleFromZero"]["Properties"]
+    assert step["ScalingTargetId"].logical_id == "SidekiqPullScalableTarget"
+    config = step["StepScalingPolicyConfiguration"]
+    assert config["AdjustmentType"] == "ChangeInCapacity" and config["StepAdjustments"][0]["ScalingAdjustment"] == 1
+    alarm = standard["SidekiqPullBacklogAlarm"]["Properties"]
+    assert alarm["AlarmActions"][0].logical_id == "SidekiqPullScaleFromZero"
+    assert {"Name": "Service", "Value": "pull"} in alarm["Dimensions"] and alarm["MetricName"] == "SidekiqQueueLatency"
+    assert "SidekiqPullScaleFromZero" not in resources(Profile="micro", ServicesLaunched="true")
+
+
+@pytest.mark.parametrize(("params", "nodes"), [({"Profile": "micro"}, 1), ({"Profile": "standard"}, 1),
+                                               ({"Profile": "standard", "CacheReplica": "true"}, 2),
+                                               ({"Profile": "micro", "CacheReplica": "true"}, 1)])
+def test_valkey_replica_only_on_request_and_never_at_the_cost_of_tls(params, nodes):
+    redis = resources(**params)["Redis"]["Properties"]
+    assert int(str(redis["NumCacheClusters"])) == nodes
+    assert str(redis["AutomaticFailoverEnabled"]).lower() == str(redis["MultiAZEnabled"]).lower() == str(nodes == 2).lower()
+    assert redis["TransitEncryptionEnabled"] is True and redis["TransitEncryptionMode"] == "required"
+    assert redis["AtRestEncryptionEnabled"] is True
+
+
+def test_profile_sizing_is_what_the_cost_model_prices():
+    for profile in ("micro", "standard"):
+        found = resources(Profile=profile, ServicesLaunched="true")
+        web = found["WebTaskDefinition"]["Properties"]
+        assert (str(web["Cpu"]), str(web["Memory"])) == ("512", "1024"), profile
+        assert str(found["WebScalableTarget"]["Properties"]["MinCapacity"]) == "1", profile
+        assert found["Database"]["Properties"]["DBInstanceClass"] == "db.t4g.micro", profile
+    big = resources(Profile="standard", DatabaseInstanceClass="db.t4g.small")
+    assert big["Database"]["Properties"]["DBInstanceClass"] == "db.t4g.small"
+    names = {i.name for i in estimate(TEMPLATE, "standard").items}
+    assert "Fargate SidekiqPullService (X86_64 Spot)" not in names      # 0 tasks at no load
+    assert estimate(TEMPLATE, "standard").public_ipv4 == 6 and estimate(TEMPLATE, "micro").public_ipv4 == 5

@@ -415,3 +415,80 @@ def test_blob_redirect_to_storage_counts_as_present_without_following(registry_p
         with RegistryClient(proxy.host_port, plain_http=True, retry=FAST) as client:
             assert client.blob_exists("any/repo", "sha256:" + "1" * 64) is True
         assert proxy.counts["HEAD"] == 1
+
+
+# -- the CLI's stdlib warm check (warmcheck.py) and its hand-over to the copier -----------------------
+
+def test_warm_check_answers_with_head_only_and_never_raises(hub, ecr):
+    from tootstack.mirror.warmcheck import warm_check
+
+    pushed = push_image(hub, "mastodon/mastodon", "v4.5.2", [20_000])
+    src, dst = parse_ref(f"{hub.host_port}/mastodon/mastodon:v4.5.2"), parse_ref(f"{ecr.host_port}/mastodon:v4.5.2")
+    mark = hub.mark()
+    cold = warm_check(src, dst, "v4.5.2", creds(hub), creds(ecr), plain_http=True)
+    assert not cold.warm and cold.digest == pushed.digest and cold.dest_digest == ""
+    assert cold.source_auth["mode"] == "bearer" and cold.dest_auth == {"mode": "basic"}
+    assert {method for method, _, _ in hub.requests_since(mark)} == {"HEAD"}
+    mirror(hub, "mastodon/mastodon:v4.5.2", ecr, "mastodon:v4.5.2")
+    mark = hub.mark()
+    warm = warm_check(src, dst, "v4.5.2", creds(hub), creds(ecr), plain_http=True)
+    assert warm.warm and warm.digest == warm.dest_digest == pushed.digest and warm.source_requests == {"HEAD": 2}
+    assert {method for method, _, _ in hub.requests_since(mark)} == {"HEAD"}     # the source's own access log
+    # refused credentials, unknown image, unreachable registry: "not known warm", never an exception
+    assert not warm_check(src, dst, "v4.5.2", ("x", "wrong"), creds(ecr), plain_http=True).warm
+    assert not warm_check(parse_ref(f"{hub.host_port}/mastodon/nope:v1"), dst, "v1", creds(hub), creds(ecr), plain_http=True).warm
+    gone = warm_check(src, parse_ref(f"127.0.0.1:{free_port()}/mastodon:v4.5.2"), "v4.5.2", creds(hub), creds(ecr), plain_http=True)
+    assert not gone.warm and gone.dest_digest is None and gone.digest == pushed.digest
+
+
+def test_cli_cold_run_reuses_the_warm_checks_answers_and_token(hub, ecr, capsys):
+    """Cold through the CLI: the check's source HEAD and token serve the copier too (one token, one HEAD)."""
+    pushed = push_image(hub, "mastodon/mastodon", "v4.5.2", [40_000, 10])
+    argv = ["mirror", "--plain-http", "--src-creds", hub.creds, "--dest-creds", ecr.creds, "--json",
+            f"{hub.host_port}/mastodon/mastodon:v4.5.2", f"{ecr.host_port}/mastodon:v4.5.2"]
+    tokens, mark = hub.token_server.requests, hub.mark()
+    assert cli.main(argv) == 0
+    cold = json.loads(capsys.readouterr().out)
+    served = hub.requests_since(mark)
+    assert cold["digest"] == pushed.digest and cold["source_requests"] == {"GET": 3 + 6, "HEAD": 2}
+    assert sorted(m for m, _, _ in served) == sorted(["HEAD"] * 2 + ["GET"] * 9)     # the access log agrees
+    assert hub.token_server.requests - tokens == 1
+    assert_complete_copy(ecr, "mastodon", "v4.5.2", pushed)
+    mark = hub.mark()
+    assert cli.main(argv) == 0
+    warm = json.loads(capsys.readouterr().out)
+    assert warm == {"digest": pushed.digest, "blobs_copied": 0, "blobs_skipped": 0, "bytes_copied": 0,
+                    "source_requests": {"GET": 0, "HEAD": 2}}
+    assert {m for m, _, _ in hub.requests_since(mark)} == {"HEAD"}
+
+
+def test_standalone_warm_run_does_not_load_httpx(hub, ecr):
+    """`python -m tootstack.mirror` on a warm destination answers from the stdlib check alone."""
+    import os
+    import subprocess
+    import sys
+
+    push_image(hub, "mastodon/mastodon", "v4.5.2", [10_000])
+    mirror(hub, "mastodon/mastodon:v4.5.2", ecr, "mastodon:v4.5.2")
+    env = dict(os.environ, TOOTSTACK_SRC_CREDS=hub.creds, TOOTSTACK_DEST_CREDS=ecr.creds)
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "tootstack.mirror", "--plain-http", "--json",
+                           f"{hub.host_port}/mastodon/mastodon:v4.5.2", f"{ecr.host_port}/mastodon"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["source_requests"] == {"GET": 0, "HEAD": 2}
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    assert "tootstack.mirror.warmcheck" in imported and "httpx" not in imported
+
+
+def test_warm_check_stands_aside_when_a_proxy_is_configured(hub, ecr, monkeypatch):
+    """httpx honours HTTPS_PROXY and friends, http.client does not: the check leaves such setups to the copier."""
+    from tootstack.mirror.warmcheck import warm_check
+
+    push_image(hub, "mastodon/mastodon", "v4.5.2", [10_000])
+    mirror(hub, "mastodon/mastodon:v4.5.2", ecr, "mastodon:v4.5.2")
+    src, dst = parse_ref(f"{hub.host_port}/mastodon/mastodon:v4.5.2"), parse_ref(f"{ecr.host_port}/mastodon:v4.5.2")
+    assert warm_check(src, dst, "v4.5.2", creds(hub), creds(ecr), plain_http=True).warm
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    mark = hub.mark()
+    check = warm_check(src, dst, "v4.5.2", creds(hub), creds(ecr), plain_http=True)
+    assert not check.warm and check.digest == "" and check.source_requests == {} and hub.requests_since(mark) == []

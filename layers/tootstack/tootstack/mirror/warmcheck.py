@@ -7,7 +7,8 @@ with the standard library's HTTP client, the source and the destination at the s
 digests differ, or anything at all is unexpected (no digest header, a redirect, an auth refusal, a
 network error), does it load the full copier (httpx), which then does the whole job with its own
 retries and error messages. The check never raises and never prints: at worst it costs a few
-requests, HEAD only on the source.
+requests, HEAD only on the source. With a proxy configured in the environment (which httpx honours and
+http.client does not) it stands aside and the copier does the whole job.
 
 Auth flows are those of the copier (auth.py): an anonymous first request, then on a 401 either Basic
 with the given credentials or the bearer-token flow (token service asked with Basic credentials for the
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import threading
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -33,7 +35,9 @@ ACCEPT = ", ".join((
     "application/vnd.docker.distribution.manifest.v2+json",
 ))
 USER_AGENT = "tootstack-mirror/0.1"
-TIMEOUT = 30.0
+TIMEOUT = 10.0
+# httpx honours these (trust_env); http.client does not: with a proxy configured the check stands aside.
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy")
 
 
 class _Unexpected(Exception):
@@ -131,6 +135,8 @@ def warm_check(src: ImageRef, dst: ImageRef, tag: str, src_creds: tuple[str, str
                dest_creds: tuple[str, str] | None, plain_http: bool) -> WarmCheck:
     """HEAD SRC's manifest and DEST's `tag` concurrently; never raises (a failure just means "not known warm")."""
     check = WarmCheck()
+    if any(os.environ.get(name) or os.environ.get(name.upper()) for name in PROXY_VARIABLES):
+        return check
     source = _Registry(src.registry, src_creds, plain_http)
     dest = _Registry(dst.registry, dest_creds, plain_http)
     dest_answer: list[Any] = []
