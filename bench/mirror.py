@@ -146,7 +146,7 @@ def main() -> int:
                 results[tool]["warm"].append(warm)
                 if tool != "ours (in-process)":
                     print(f"run {run + 1} {tool:6s} cold {cold['wall']:6.2f}s cpu {cold['cpu']:5.2f}s rss {cold['rss'] / MIB:6.1f} MiB GET {cold['gets']:3.0f} | "
-                          f"warm {warm['wall']:5.2f}s rss {warm['rss'] / MIB:6.1f} MiB GET {warm['gets']:3.0f} HEAD {warm['heads']:3.0f}")
+                          f"warm {warm['wall']:6.3f}s rss {warm['rss'] / MIB:6.1f} MiB GET {warm['gets']:3.0f} HEAD {warm['heads']:3.0f}")
                 else:
                     print(f"run {run + 1} ours in-process cold {cold['wall']:6.2f}s | warm {warm['wall']:6.3f}s GET {warm['gets']:3.0f}")
         t0 = time.perf_counter()
@@ -168,7 +168,7 @@ def main() -> int:
                   f"warm {med(tool, 'warm', 'wall'):.3f}s, source GETs warm {med(tool, 'warm', 'gets'):.0f}; "
                   f"python start-up + imports + client alone: {startup:.2f}s")
             continue
-        print(f"{tool:8s}{med(tool, 'cold', 'wall'):9.2f}{med(tool, 'warm', 'wall'):9.2f}{med(tool, 'cold', 'cpu'):12.2f}{peak(tool):14.1f}"
+        print(f"{tool:8s}{med(tool, 'cold', 'wall'):9.2f}{med(tool, 'warm', 'wall'):9.3f}{med(tool, 'cold', 'cpu'):12.2f}{peak(tool):14.1f}"
               f"{med(tool, 'cold', 'gets'):15.0f}{med(tool, 'warm', 'gets'):15.0f}")
     cold_ratio = med("ours", "cold", "wall") / med("skopeo", "cold", "wall")
     warm_ratio = med("ours", "warm", "wall") / med("skopeo", "warm", "wall")

@@ -43,6 +43,25 @@ def _creds(value: str | None, env: str, flag: str) -> tuple[str, str] | None:
     return user, password
 
 
+def _keep_freed_memory() -> None:
+    """Tune the C allocator of this (command line) process for streaming.
+
+    Copying blobs allocates and frees 64-256 KiB buffers thousands of times a second; with glibc's defaults
+    each free hands the memory back to the kernel and the next allocation faults it in again (measured: two
+    page faults per 4 KiB streamed, half of the copy's system CPU time). Keeping freed memory in the process
+    removes that churn; the peak stays the same, since the copier never holds more than a few buffers at once.
+    Done here, in a process the command owns, never by the library (the Lambda runtime is left alone)."""
+    try:
+        import ctypes
+
+        mallopt = ctypes.CDLL(None).mallopt     # glibc (musl has a no-op one)
+    except (OSError, AttributeError):
+        return                                  # another C library: nothing to tune
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    mallopt(m_mmap_threshold, 8 << 20)          # buffers up to 8 MiB from the heap, not a fresh mmap each time
+    mallopt(m_trim_threshold, 64 << 20)         # give memory back only when 64 MiB sit free at the top
+
+
 def run(args: argparse.Namespace) -> int:
     from tootstack.mirror.refs import parse_ref
 
@@ -71,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     if result is None:
         from tootstack.mirror.copier import mirror_image
 
+        _keep_freed_memory()
         progress = (lambda line: print(line, file=sys.stderr, flush=True)) if sys.stderr.isatty() else None
         result = mirror_image(args.source, args.destination, src_creds=src_creds, dest_creds=dest_creds,
                               plain_http=args.plain_http, concurrency=args.concurrency, progress=progress,
