@@ -153,3 +153,18 @@ def test_profile_sizing_is_what_the_cost_model_prices():
     names = {i.name for i in estimate(TEMPLATE, "standard").items}
     assert "Fargate SidekiqPullService (X86_64 Spot)" not in names      # 0 tasks at no load
     assert estimate(TEMPLATE, "standard").public_ipv4 == 6 and estimate(TEMPLATE, "micro").public_ipv4 == 5
+
+
+def test_queue_latency_runs_outside_the_vpc_and_reads_redis_through_the_in_vpc_probe():
+    fn = TEMPLATE["Resources"]["QueueLatencyFunction"]["Properties"]
+    probe = TEMPLATE["Resources"]["RedisProbeFunction"]["Properties"]
+    assert "VpcConfig" not in fn and "VpcConfig" in probe and "Policies" not in probe     # probe: no AWS API
+    env = fn["Environment"]["Variables"]
+    assert "REDIS_HOST" not in env and "RedisProbeFunction" in json.dumps(env["REDIS_PROBE_FUNCTION"], default=str)
+    statements = {s["Sid"]: s for s in fn["Policies"][0]["Statement"]}
+    assert set(statements) == {"RedisCredential", "ReadQueuesInVpc", "PublishLatency"}
+    assert statements["RedisCredential"]["Action"] == "secretsmanager:GetSecretValue" and "RedisSecret" in json.dumps(statements["RedisCredential"]["Resource"], default=str)
+    assert statements["ReadQueuesInVpc"]["Action"] == "lambda:InvokeFunction" and "RedisProbeFunction" in json.dumps(statements["ReadQueuesInVpc"]["Resource"], default=str)
+    assert statements["PublishLatency"]["Action"] == "cloudwatch:PutMetricData"
+    assert statements["PublishLatency"]["Condition"] == {"StringEquals": {"cloudwatch:namespace": "tootstack"}}
+    assert int(fn["Timeout"]) > int(probe["Timeout"])      # the publisher outlives the probe it waits for
