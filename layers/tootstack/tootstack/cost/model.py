@@ -140,24 +140,23 @@ def load_prices(path: Path = PRICES_FILE) -> dict[str, Any]:
 
 
 # --- parsing helpers ----------------------------------------------------------------------------
-def parse_vcpu(value: Any) -> float:
+def _parse_size(value: Any, unit: str, what: str) -> float:
+    """ECS sizes: "0.5 vCPU" / "1 GB", or CPU units / MiB as a bare number (1024 = 1 vCPU / 1 GB)."""
     text = str(value).strip()
-    m = re.fullmatch(r"([\d.]+)\s*vcpu", text, re.I)
+    m = re.fullmatch(r"([\d.]+)\s*" + unit, text, re.I)
     if m:
         return float(m.group(1))
     if re.fullmatch(r"\d+", text):
         return int(text) / 1024
-    raise InvalidInput(f"cannot read task CPU {value!r}")
+    raise InvalidInput(f"cannot read task {what} {value!r}")
+
+
+def parse_vcpu(value: Any) -> float:
+    return _parse_size(value, "vcpu", "CPU")
 
 
 def parse_memory_gb(value: Any) -> float:
-    text = str(value).strip()
-    m = re.fullmatch(r"([\d.]+)\s*gb", text, re.I)
-    if m:
-        return float(m.group(1))
-    if re.fullmatch(r"\d+", text):
-        return int(text) / 1024
-    raise InvalidInput(f"cannot read task memory {value!r}")
+    return _parse_size(value, "gb", "memory")
 
 
 def _int(value: Any, default: int) -> int:

@@ -209,14 +209,19 @@ def _update(ecs: Any, cfg: UpgradeConfig, service: str, task_definition: str) ->
     ecs.update_service(**kwargs)
 
 
-def deploy(plan: dict[str, Any], *, ecs: Any, cfg: UpgradeConfig) -> dict[str, Any]:
+def _move_services(ecs: Any, cfg: UpgradeConfig, wanted: dict[str, str]) -> list[str]:
+    """Put each service on its wanted task definition; idempotent (a service already there is left alone)."""
     live = _service_task_definitions(ecs, cfg)
-    changed = []
-    for service, target in plan["target"].items():
-        if live.get(service) != target:
-            _update(ecs, cfg, service, target)
-            changed.append(service)
-    return {"deployed": changed, "checks": 0}
+    moved = []
+    for service, task_definition in wanted.items():
+        if live.get(service) != task_definition:
+            _update(ecs, cfg, service, task_definition)
+            moved.append(service)
+    return moved
+
+
+def deploy(plan: dict[str, Any], *, ecs: Any, cfg: UpgradeConfig) -> dict[str, Any]:
+    return {"deployed": _move_services(ecs, cfg, plan["target"]), "checks": 0}
 
 
 def check(plan: dict[str, Any], checks: int, *, ecs: Any, cfg: UpgradeConfig, is_halted: Callable[[str], bool]) -> dict[str, Any]:
@@ -249,13 +254,7 @@ def check(plan: dict[str, Any], checks: int, *, ecs: Any, cfg: UpgradeConfig, is
 
 
 def rollback(plan: dict[str, Any], *, ecs: Any, cfg: UpgradeConfig) -> dict[str, Any]:
-    live = _service_task_definitions(ecs, cfg)
-    restored = []
-    for service, previous in plan["previous"].items():
-        if live.get(service) != previous:
-            _update(ecs, cfg, service, previous)
-            restored.append(service)
-    return {"rolled_back": restored}
+    return {"rolled_back": _move_services(ecs, cfg, plan["previous"])}
 
 
 def finish(version: str, execution: str, *, ssm: Any, cfg: UpgradeConfig) -> dict[str, Any]:
