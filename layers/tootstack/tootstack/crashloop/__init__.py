@@ -8,8 +8,20 @@
 - runtime:  the Lambda wiring; cli: `tootstack crashloop replay|resume`
 """
 
-from tootstack.crashloop.actions import HALT_TAG, is_halted
-from tootstack.crashloop.detector import Decision, Detector, DetectorConfig
-from tootstack.crashloop.store import DynamoStore, MemoryStore
+from importlib import import_module
+from typing import Any
 
-__all__ = ["HALT_TAG", "Decision", "Detector", "DetectorConfig", "DynamoStore", "MemoryStore", "is_halted"]
+# Loaded on first use: the Parser models cost ~0.15 s to import, which every `tootstack` command
+# (the CLI imports tootstack.crashloop.cli to register its sub-command) would otherwise pay.
+_EXPORTS = {
+    "HALT_TAG": "actions", "is_halted": "actions",
+    "Decision": "detector", "Detector": "detector", "DetectorConfig": "detector",
+    "DynamoStore": "store", "MemoryStore": "store",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
