@@ -84,7 +84,7 @@ def test_substitute_replaces_references_to_skipped_resources():
         },
         "Outputs": {"Host": {"Value": {"Fn::GetAtt": "Cache.PrimaryEndPoint.Address"}}},
     }
-    factories = {"AWS::ElastiCache::ReplicationGroup": lambda lid: StandIn(
+    factories = {"AWS::ElastiCache::ReplicationGroup": lambda lid, resource: StandIn(
         "real redis", "cache", {"PrimaryEndPoint.Address": "127.0.0.1", "PrimaryEndPoint.Port": "6390"})}
     result, skipped = substitute(template, factories)
     assert set(result["Resources"]) == {"Queue"}

@@ -123,7 +123,7 @@ class TaskSimulator:
         run.result = result
         if result.run_seconds:
             time.sleep(result.run_seconds)
-        self._write_logs(taskdef, container, run, result.log_lines)
+        self._write_logs(container, run, result.log_lines)
         with self._lock:
             self.runs.append(run)
         container_state: dict[str, Any] = {"name": container["name"], "lastStatus": "STOPPED"}
@@ -160,12 +160,9 @@ class TaskSimulator:
         return behavior(run) if callable(behavior) else behavior
 
     def _resolve_secrets(self, container: dict[str, Any]) -> dict[str, str]:
-        resolved: dict[str, str] = {}
-        for secret in container.get("secrets", []):
-            resolved[secret["name"]] = resolve_secret_reference(secret["valueFrom"], self.region)
-        return resolved
+        return {s["name"]: resolve_secret_reference(s["valueFrom"], self.region) for s in container.get("secrets", [])}
 
-    def _write_logs(self, taskdef: dict[str, Any], container: dict[str, Any], run: TaskRun, lines: Any) -> None:
+    def _write_logs(self, container: dict[str, Any], run: TaskRun, lines: Any) -> None:
         if not lines:
             return
         options = (container.get("logConfiguration") or {}).get("options", {})
@@ -393,6 +390,7 @@ class LocalAws:
                 return {"CPU": 0, "MEMORY": 0, "PORTS": [], "PORTS_UDP": []}
 
         self._patch(EC2ContainerServiceBackend, "_calculate_task_resource_requirements", task_resources)
+        self._patch_cloudformation_backends()
         self._patch_execution_copy()
         self._patch_json_path()
         self._patch_sdk_shapes()
@@ -400,6 +398,19 @@ class LocalAws:
         self._patch(LambdaSimpleBackend, "invoke", invoke)
         self._patch(StateTaskServiceEcs, "_eval_service_task", eval_service_task)
         self._patch(StateTaskServiceEcs, "_build_sync_resolver", build_sync_resolver)
+
+    def _patch_cloudformation_backends(self) -> None:
+        """With Docker-less Lambda and executing Step Functions, moto's API answers from the "simple" and
+        "parser" backends, while its CloudFormation creates functions, layers and state machines in the
+        plain ones: a deployed function or state machine would not exist for Invoke/StartExecution. Point
+        CloudFormation at the backends the API reads."""
+        import moto.awslambda.models as lambda_models
+        import moto.stepfunctions.models as sfn_models
+        from moto.awslambda_simple.models import lambda_simple_backends
+        from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+        self._patch(lambda_models, "lambda_backends", lambda_simple_backends)
+        self._patch(sfn_models, "stepfunctions_backends", stepfunctions_parser_backends)
 
     def _patch_execution_copy(self) -> None:
         """moto 5.2 deep-copies the state machine, past executions included, on every StartExecution; a

@@ -65,8 +65,6 @@ def run(ctx: RehearsalContext) -> str:
         {"logical_id": r["LogicalResourceId"], "type": r["ResourceType"], "physical_id": r["PhysicalResourceId"]}
         for r in resources
     ]
-    _adopt_cloudformation_functions(ctx.region)
-    _adopt_cloudformation_state_machines(ctx.region)
     machines = _check_state_machines(ctx)
     routed = route_functions(ctx)
     by_type = Counter(r["ResourceType"] for r in resources)
@@ -178,40 +176,6 @@ def _hosted_zone(region: str) -> str:
     route53 = boto3.client("route53", region_name=region)
     zone = route53.create_hosted_zone(Name=REHEARSAL_DOMAIN, CallerReference="tootstack-rehearsal")
     return zone["HostedZone"]["Id"].rsplit("/", 1)[-1]
-
-
-def _adopt_cloudformation_functions(region: str) -> None:
-    """moto 5.2 bug: with Lambda's use_docker=False the Lambda API answers from the "simple" backend,
-    but CloudFormation creates functions in the regular one, so deployed functions are invisible to
-    GetFunction/Invoke. Register each CloudFormation-created function in the backend the API uses."""
-    from moto.awslambda.models import lambda_backends
-    from moto.awslambda.utils import get_backend
-
-    api = get_backend(ACCOUNT_ID, region)
-    created = lambda_backends[ACCOUNT_ID][region]
-    if api is created:
-        return
-    known = {fn.function_name for fn in api.list_functions()}
-    for fn in created.list_functions():
-        if fn.function_name not in known:
-            api._lambdas.put_function(fn)  # noqa: SLF001 - moto has no public API for this
-
-
-def _adopt_cloudformation_state_machines(region: str) -> None:
-    """The same moto 5.2 split for Step Functions: with execution enabled the API answers from the
-    "parser" backend, while CloudFormation creates state machines in the plain one. Re-create each
-    (same name, so the same ARN) where the API, and so the stages and the console, find it."""
-    from moto.stepfunctions.models import stepfunctions_backends
-    from moto.stepfunctions.responses import get_backend
-
-    api = get_backend(ACCOUNT_ID, region)
-    created = stepfunctions_backends[ACCOUNT_ID][region]
-    if api is created:
-        return
-    known = {machine.arn for machine in api.state_machines}
-    for machine in created.state_machines:
-        if machine.arn not in known:
-            api.create_state_machine(machine.name, machine.definition, machine.roleArn)
 
 
 def route_functions(ctx: RehearsalContext) -> int:

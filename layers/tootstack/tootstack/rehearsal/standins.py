@@ -19,14 +19,17 @@ class StandIn:
     attributes: dict[str, Any] = field(default_factory=dict)  # GetAtt values by attribute name
 
 
-def default_stand_ins(redis: Any, region: str | None = None) -> dict[str, Callable[..., StandIn]]:
+Factory = Callable[[str, dict[str, Any]], StandIn]  # (logical_id, resource) -> StandIn
+
+
+def default_stand_ins(redis: Any, region: str | None = None) -> dict[str, Factory]:
     """Stand-in factories by resource type. `redis` is the running tootstack.local.redis.RedisServer (or None);
     `region` is where secrets/certificates are created in moto (default: AWS_DEFAULT_REGION, else us-east-1)."""
     import os
 
     region = region or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 
-    def elasticache(logical_id: str) -> StandIn:
+    def elasticache(logical_id: str, resource: dict[str, Any]) -> StandIn:
         if redis is None:
             return _placeholder(logical_id, "nothing (no redis-server started)")
         host, port = redis.host, str(redis.port)
@@ -62,7 +65,7 @@ def default_stand_ins(redis: Any, region: str | None = None) -> dict[str, Callab
         # service so ECS `secrets` references, RDS passwords and ALB listeners resolve.
         "AWS::SecretsManager::Secret": secret,
         "AWS::CertificateManager::Certificate": certificate,
-        "Custom::ImageMirror": lambda logical_id, resource: _mirror_stand_in(logical_id, resource),
+        "Custom::ImageMirror": _mirror_stand_in,
     }
 
 
@@ -110,17 +113,6 @@ def _moto_certificate(props: dict[str, Any], region: str) -> str:
     return boto3.client("acm", region_name=region).request_certificate(DomainName=domain, ValidationMethod="DNS")["CertificateArn"]
 
 
-def _make(factory: Callable[..., StandIn], logical_id: str, resource: dict[str, Any]) -> StandIn:
-    """Call a factory with (logical_id) or, when it takes two parameters, (logical_id, resource)."""
-    import inspect
-
-    try:
-        wants_resource = len(inspect.signature(factory).parameters) >= 2
-    except (TypeError, ValueError):
-        wants_resource = False
-    return factory(logical_id, resource) if wants_resource else factory(logical_id)
-
-
 def _placeholder(logical_id: str, description: str) -> StandIn:
     return StandIn(description, ref=f"rehearsal-standin-{logical_id}")
 
@@ -149,7 +141,7 @@ def moto_models(resource_type: str) -> bool:
     return resource_type not in NULL_MODELS and resource_type in get_model_map()
 
 
-def substitute(template: dict[str, Any], factories: dict[str, Callable[..., StandIn]]) -> tuple[dict[str, Any], list[dict[str, str]]]:
+def substitute(template: dict[str, Any], factories: dict[str, Factory]) -> tuple[dict[str, Any], list[dict[str, str]]]:
     """Remove resources moto skips; point every reference at their stand-ins. Returns (template, skipped)."""
     resources = template.get("Resources", {})
     stand_ins: dict[str, StandIn] = {}
@@ -159,7 +151,7 @@ def substitute(template: dict[str, Any], factories: dict[str, Callable[..., Stan
         if moto_models(rtype):
             continue
         factory = factories.get(rtype)
-        stand_in = _make(factory, logical_id, resource) if factory else _placeholder(logical_id, explain(rtype))
+        stand_in = factory(logical_id, resource) if factory else _placeholder(logical_id, explain(rtype))
         stand_ins[logical_id] = stand_in
         skipped.append({"logical_id": logical_id, "type": rtype, "stand_in": stand_in.description, "ref": stand_in.ref})
         del resources[logical_id]
@@ -207,7 +199,5 @@ def _rewrite_sub(value: Any, stand_ins: dict[str, StandIn], rewrite: Callable[[A
     if isinstance(value, str):
         return replace(value)
     if isinstance(value, list) and value:
-        return [replace(value[0]) if isinstance(value[0], str) else value[0], rewrite(value[1:][0]) if len(value) > 1 else {}]
+        return [replace(value[0]) if isinstance(value[0], str) else value[0], rewrite(value[1]) if len(value) > 1 else {}]
     return value
-
-
