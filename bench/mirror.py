@@ -98,9 +98,13 @@ def measure(tool: str, hub: Registry, ecr: Registry, repo: str, home: Path) -> d
         argv = skopeo_copy_argv(f"{hub.host_port}/mastodon/mastodon:v4.5.2", f"{ecr.host_port}/{repo}:v4.5.2",
                                 hub.creds, ecr.creds, policy_file(home))
         wall, rss, _ = run_child(argv, skopeo_env(home))
+    return {"wall": wall, "rss": rss, "cpu": CPU[0], **source_reads(hub, mark)}
+
+
+def source_reads(hub: Registry, mark: int) -> dict[str, float]:
+    """GET and HEAD requests the source registry served since `mark`."""
     served = hub.requests_since(mark)
-    return {"wall": wall, "rss": rss, "cpu": CPU[0], "gets": sum(1 for m, _, _ in served if m == "GET"),
-            "heads": sum(1 for m, _, _ in served if m == "HEAD")}
+    return {"gets": sum(1 for m, _, _ in served if m == "GET"), "heads": sum(1 for m, _, _ in served if m == "HEAD")}
 
 
 def in_process(hub: Registry, ecr: Registry) -> dict[str, float]:
@@ -109,10 +113,7 @@ def in_process(hub: Registry, ecr: Registry) -> dict[str, float]:
     mirror_image(f"{hub.host_port}/mastodon/mastodon:v4.5.2", f"{ecr.host_port}/mastodon:v4.5.2",
                  src_creds=(hub.username or "", hub.password or ""), dest_creds=(ecr.username or "", ecr.password or ""),
                  plain_http=True)
-    wall = time.perf_counter() - t0
-    served = hub.requests_since(mark)
-    return {"wall": wall, "rss": 0, "gets": sum(1 for m, _, _ in served if m == "GET"),
-            "heads": sum(1 for m, _, _ in served if m == "HEAD")}
+    return {"wall": time.perf_counter() - t0, "rss": 0, **source_reads(hub, mark)}
 
 
 def main() -> int:
@@ -140,7 +141,8 @@ def main() -> int:
                     else:
                         cold = measure(tool, hub, ecr, "mastodon", Path(tmp))
                         warm = measure(tool, hub, ecr, "mastodon", Path(tmp))
-                    head = ecr.client().head("/v2/mastodon/manifests/v4.5.2", headers={"Accept": pushed.media_type})
+                    with ecr.client() as client:
+                        head = client.head("/v2/mastodon/manifests/v4.5.2", headers={"Accept": pushed.media_type})
                     assert head.headers.get("docker-content-digest") == pushed.digest, f"{tool}: wrong digest in destination"
                 results[tool]["cold"].append(cold)
                 results[tool]["warm"].append(warm)

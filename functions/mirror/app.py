@@ -14,17 +14,26 @@ from concurrent.futures import TimeoutError as FutureTimeout
 import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tootstack.errors import InvalidInput, TootstackError
-from tootstack.mirror.service import (
-    ecr_login, parse_jobs, repositories_from_env, run_jobs, source_credentials,
-)
+from tootstack.mirror.service import ecr_login, parse_jobs, repositories_from_env, run_jobs
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
 SAFETY_MS = 30_000   # answer CloudFormation this long before the Lambda timeout
+
+
+def _source_credentials() -> tuple[str, str] | None:
+    """Docker Hub / ghcr.io credentials from a Secrets Manager JSON {"username", "password"}, when configured
+    (kept for warm invocations)."""
+    secret_arn = os.environ.get("SOURCE_CREDENTIALS_SECRET_ARN")
+    if not secret_arn:
+        return None
+    value = parameters.get_secret(secret_arn, transform="json", max_age=300)
+    return value["username"], value["password"]
 
 
 def _mirror(entries, plain_http: bool = False) -> list[dict]:
@@ -34,9 +43,8 @@ def _mirror(entries, plain_http: bool = False) -> list[dict]:
     override = os.environ.get("MIRROR_REGISTRY_OVERRIDE")
     if override:
         registry, plain_http = override, True
-    src_creds = source_credentials(boto3.client("secretsmanager"), os.environ.get("SOURCE_CREDENTIALS_SECRET_ARN"))
     results = run_jobs(jobs, registry, dest_creds, boto3.client("ssm"), os.environ["PARAMETER_PREFIX"],
-                       src_creds=src_creds, plain_http=plain_http)
+                       src_creds=_source_credentials(), plain_http=plain_http)
     for r in results:
         metrics.add_metric(name="MirrorBytesCopied", unit=MetricUnit.Bytes, value=r["bytes_copied"])
         metrics.add_metric(name="MirrorSourceGets", unit=MetricUnit.Count, value=r["source_requests"]["GET"])

@@ -146,11 +146,7 @@ class FaultProxy:
             upstream = conn.getresponse()
             data = upstream.read() if h.command != "HEAD" else b""
             if rule is not None and rule.kind == "lost":   # the upstream did the work; the client never hears
-                h.close_connection = True
-                try:
-                    h.connection.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+                _hang_up(h)
                 return
             h.send_response(upstream.status)
             for key, value in upstream.getheaders():
@@ -163,17 +159,22 @@ class FaultProxy:
             if rule is not None and rule.kind == "drop":
                 h.wfile.write(data[: rule.after])
                 h.wfile.flush()
-                h.close_connection = True
-                try:
-                    h.connection.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+                _hang_up(h)
                 return
             if rule is not None and rule.kind == "corrupt" and len(data) > rule.after:
                 data = data[: rule.after] + bytes([data[rule.after] ^ 0xFF]) + data[rule.after + 1:]
             h.wfile.write(data)
         finally:
             conn.close()
+
+
+def _hang_up(h: BaseHTTPRequestHandler) -> None:
+    """Close the client's connection abruptly, whatever was (or was not) sent on it."""
+    h.close_connection = True
+    try:
+        h.connection.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 def _read_body(h: BaseHTTPRequestHandler) -> bytes:

@@ -50,6 +50,11 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+class _TokenHTTPServer(ThreadingHTTPServer):
+    request_queue_size = 64   # a busy test machine opens many token requests at once
+    daemon_threads = True
+
+
 class TokenServer:
     """Docker-style token service: GET /token?service=..&scope=repository:NAME:pull,push with Basic auth."""
 
@@ -93,9 +98,7 @@ class TokenServer:
                 self.end_headers()
                 self.wfile.write(payload)
 
-        ThreadingHTTPServer.request_queue_size = 64   # a busy test machine opens many token requests at once
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
+        self._httpd = _TokenHTTPServer(("127.0.0.1", 0), Handler)
         self.port = int(self._httpd.server_address[1])
         self.realm = f"http://127.0.0.1:{self.port}/token"
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="token-server", daemon=True)

@@ -15,7 +15,7 @@ from typing import Generator, Iterable
 
 import httpx
 
-from tootstack.mirror.challenge import basic_header, normalize_scope, parse_challenge  # noqa: F401 (re-exported)
+from tootstack.mirror.challenge import basic_header, normalize_scope, parse_challenge, token_from_answer, token_query
 
 
 class AuthFailed(Exception):
@@ -112,12 +112,7 @@ class RegistryAuth(httpx.Auth):
             raise AuthFailed(f"token service {params['realm']} refused the credentials (HTTP {token_response.status_code})")
         if token_response.status_code != 200:
             raise AuthFailed(f"token service {params['realm']} answered HTTP {token_response.status_code}")
-        try:
-            body = token_response.json()
-            token = body.get("token") or body.get("access_token")
-            lifetime = float(body.get("expires_in") or 60)
-        except ValueError:
-            token, lifetime = None, 0.0
+        token, lifetime = token_from_answer(token_response.content)
         if not token:
             raise AuthFailed(f"token service {params['realm']} returned no token")
         with self._lock:
@@ -128,13 +123,7 @@ class RegistryAuth(httpx.Auth):
             self._challenge = dict(params)
 
     def _token_request(self, params: dict[str, str], scopes: set[str]) -> httpx.Request:
-        query: list[tuple[str, str]] = []
-        if params.get("service"):
-            query.append(("service", params["service"]))
-        for scope in sorted(scopes):
-            query.append(("scope", scope))
         headers = {}
         if self._username is not None:
-            query.append(("account", self._username))
             headers["Authorization"] = basic_header(self._username, self._password or "")
-        return httpx.Request("GET", params["realm"], params=query, headers=headers)
+        return httpx.Request("GET", params["realm"], params=token_query(params, scopes, self._username), headers=headers)

@@ -1,12 +1,25 @@
-"""Registry auth helpers with no HTTP client attached: challenge parsing, scopes, Basic header.
+"""Registry protocol helpers with no HTTP client attached: manifest media types, challenge parsing, scopes,
+Basic header, the token request's query and the token service's answer.
 
-Shared by the httpx auth flow (auth.py) and the stdlib warm check (warmcheck.py), which must not import httpx.
+Shared by the httpx client and auth flow (client.py, auth.py) and the stdlib warm check (warmcheck.py),
+which must not import httpx.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import re
+from typing import Iterable
+
+MANIFEST_TYPES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+)
+INDEX_TYPES = MANIFEST_TYPES[:2]
+ACCEPT = ", ".join(MANIFEST_TYPES)
 
 _PARAM = re.compile(r'([A-Za-z_]+)\s*=\s*"([^"]*)"')
 
@@ -27,3 +40,21 @@ def normalize_scope(scope: str) -> str:
 
 def basic_header(username: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
+def token_query(params: dict[str, str], scopes: Iterable[str], username: str | None) -> list[tuple[str, str]]:
+    """Query of the token request for a Bearer challenge's `params`: service, every scope (sorted), account."""
+    query = [("service", params["service"])] if params.get("service") else []
+    query += [("scope", scope) for scope in sorted(scopes)]
+    if username is not None:
+        query.append(("account", username))
+    return query
+
+
+def token_from_answer(body: bytes) -> tuple[str | None, float]:
+    """(token, lifetime in seconds) from the token service's JSON answer; (None, 0.0) when it holds none."""
+    try:
+        answer = json.loads(body)
+        return answer.get("token") or answer.get("access_token") or None, float(answer.get("expires_in") or 60)
+    except (ValueError, AttributeError, TypeError):
+        return None, 0.0

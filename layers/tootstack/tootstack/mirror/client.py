@@ -14,15 +14,8 @@ import httpx
 
 from tootstack.errors import DependencyUnavailable, TootstackError
 from tootstack.mirror.auth import AuthFailed, RegistryAuth
-
-MANIFEST_TYPES = (
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-)
-INDEX_TYPES = MANIFEST_TYPES[:2]
-ACCEPT = ", ".join(MANIFEST_TYPES)
+from tootstack.mirror.challenge import ACCEPT
+from tootstack.mirror.tls import tls_context
 
 
 class MirrorError(TootstackError):
@@ -63,13 +56,6 @@ class RetryPolicy:
         return min(self.cap, self.base * (2 ** attempt)) * (0.5 + random.random() / 2)
 
 
-def _tls_context() -> Any:
-    """One verifying TLS context (certifi bundle) shared by every client of the process."""
-    from tootstack.mirror.tls import tls_context
-
-    return tls_context()
-
-
 def retry_after_seconds(value: str | None) -> float | None:
     if not value:
         return None
@@ -105,7 +91,7 @@ class RegistryClient:
         self.http = httpx.Client(
             base_url=self.base_url, auth=self.auth, follow_redirects=True,
             # plain HTTP (local registries) needs no TLS context: building one costs ~15 ms per client
-            verify=False if plain_http else _tls_context(),  # nosec B501 - only for http:// URLs
+            verify=False if plain_http else tls_context(),  # nosec B501 - only for http:// URLs
             timeout=httpx.Timeout(timeout, connect=10.0),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             event_hooks={"request": [self._count]},

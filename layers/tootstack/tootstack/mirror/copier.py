@@ -23,8 +23,9 @@ from typing import Any, Callable, Iterator
 import httpx
 
 from tootstack.errors import InvalidInput
+from tootstack.mirror.challenge import INDEX_TYPES, MANIFEST_TYPES
 from tootstack.mirror.client import (
-    INDEX_TYPES, MANIFEST_TYPES, DigestMismatch, ImageNotFound, MirrorError, RegistryClient, RetryPolicy, TransientError, classify,
+    DigestMismatch, ImageNotFound, MirrorError, RegistryClient, RetryPolicy, TransientError, classify,
 )
 from tootstack.mirror.refs import ImageRef, parse_ref
 from tootstack.mirror.result import MirrorResult

@@ -18,10 +18,10 @@ import base64
 import json
 import os
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from tootstack.errors import InvalidInput
-from tootstack.mirror.copier import MirrorResult, mirror_image
+from tootstack.mirror.copier import mirror_image
 from tootstack.mirror.refs import parse_ref
 
 MAX_IMAGES = 10
@@ -82,24 +82,15 @@ def ecr_login(ecr: Any) -> tuple[str, tuple[str, str]]:
     return host, (user, password)
 
 
-def source_credentials(secrets: Any, secret_arn: str | None) -> tuple[str, str] | None:
-    """Docker Hub / ghcr.io credentials from a Secrets Manager JSON {"username", "password"}, when configured."""
-    if not secret_arn:
-        return None
-    value = json.loads(secrets.get_secret_value(SecretId=secret_arn)["SecretString"])
-    return value["username"], value["password"]
-
-
 def run_jobs(jobs: list[MirrorJob], registry: str, dest_creds: tuple[str, str], ssm: Any, parameter_prefix: str,
-             src_creds: tuple[str, str] | None = None, plain_http: bool = False,
-             copy: Callable[..., MirrorResult] = mirror_image) -> list[dict[str, Any]]:
+             src_creds: tuple[str, str] | None = None, plain_http: bool = False) -> list[dict[str, Any]]:
     results = []
     mirrored_repos: list[str] = []
     for job in jobs:
         src = parse_ref(job.source)
         tag = src.tag or "latest"
-        result = copy(job.source, f"{registry}/{job.repository}:{tag}", src_creds=src_creds, dest_creds=dest_creds,
-                      plain_http=plain_http, mount_from=tuple(mirrored_repos))
+        result = mirror_image(job.source, f"{registry}/{job.repository}:{tag}", src_creds=src_creds,
+                              dest_creds=dest_creds, plain_http=plain_http, mount_from=tuple(mirrored_repos))
         mirrored_repos.append(job.repository)
         pinned = f"{registry}/{job.repository}@{result.digest}"
         parameter = f"{parameter_prefix.rstrip('/')}/{job.key}"

@@ -18,22 +18,14 @@ repository's pull scope), the request replayed once.
 from __future__ import annotations
 
 import http.client
-import json
 import os
 import threading
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from tootstack.mirror.challenge import basic_header, normalize_scope, parse_challenge
+from tootstack.mirror.challenge import ACCEPT, basic_header, normalize_scope, parse_challenge, token_from_answer, token_query
 from tootstack.mirror.refs import ImageRef
 
-# Same list and order as client.ACCEPT (that module imports httpx).
-ACCEPT = ", ".join((
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-))
 USER_AGENT = "tootstack-mirror/0.1"
 TIMEOUT = 10.0
 # httpx honours these (trust_env); http.client does not: with a proxy configured the check stands aside.
@@ -98,23 +90,18 @@ class _Registry:
             raise _Unexpected("challenge")
         scopes = {normalize_scope(f"repository:{repository}:pull")}
         scopes.update(normalize_scope(s) for s in params.get("scope", "").split(" ") if s)
-        query = [("service", params["service"])] if params.get("service") else []
-        query += [("scope", s) for s in sorted(scopes)]
-        headers = {}
-        if self.creds is not None:
-            query.append(("account", self.creds[0]))
-            headers["Authorization"] = basic_header(*self.creds)
+        query = token_query(params, scopes, self.creds[0] if self.creds is not None else None)
+        headers = {"Authorization": basic_header(*self.creds)} if self.creds is not None else {}
         realm = urlsplit(params["realm"])
         target = (realm.path or "/") + "?" + "&".join(filter(None, (realm.query, urlencode(query))))
         status, _, body = self._request(realm.scheme, realm.netloc, "GET", target, headers)
         if status != 200:
             raise _Unexpected("token")
-        answer = json.loads(body)
-        token = answer.get("token") or answer.get("access_token")
+        token, lifetime = token_from_answer(body)
         if not token:
             raise _Unexpected("token")
         self.auth_state = {"mode": "bearer", "token": token, "scopes": sorted(scopes), "challenge": params,
-                           "lifetime": float(answer.get("expires_in") or 60)}
+                           "lifetime": lifetime}
         return f"Bearer {token}"
 
 

@@ -12,7 +12,7 @@ import boto3
 
 from tootstack.errors import TootstackError
 from tootstack.local.images import push_image
-from tootstack.mirror.client import ACCEPT
+from tootstack.mirror.challenge import ACCEPT
 from tootstack.mirror.service import parse_jobs, run_jobs
 
 NAME = "mirror"
