@@ -6,7 +6,6 @@ Redis with them. Then a scan of everything captured for every generated secret v
 import json
 import logging
 
-import boto3
 import pytest
 
 from tootstack.local.aws import TaskResult
@@ -14,6 +13,7 @@ from tootstack.local.template import LocalFunction, project_root
 from tootstack.redis_auth.backends import AclBackend
 from tootstack.redis_auth.credentials import Credential, Endpoint, works
 from tootstack.redis_auth.entry import handler_with_backend
+from tootstack.rehearsal.first_boot_stage import secret_version_values
 
 ROOT = project_root()
 REGION = "us-east-1"
@@ -102,13 +102,7 @@ class Stack:
         return TaskResult(exit_code=self.db_exit_code, log_lines=["Database 'mastodon' prepared", f"command: {' '.join(run.command)}"])
 
     def secret_values(self):
-        sm = self.aws.client("secretsmanager")
-        values = []
-        for arn in self.secrets.values():
-            for version in sm.list_secret_version_ids(SecretId=arn)["Versions"]:
-                doc = json.loads(sm.get_secret_value(SecretId=arn, VersionId=version["VersionId"])["SecretString"])
-                values += [v for v in doc.values() if isinstance(v, str) and len(v) >= 12]
-        return values
+        return secret_version_values(self.aws.client("secretsmanager"), self.secrets.values())
 
     def desired(self):
         ecs = self.aws.client("ecs")

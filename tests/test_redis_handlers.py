@@ -29,7 +29,7 @@ def deployed(local_aws, redis_tls):
     admin_arn = sm.create_secret(Name="redis-admin", SecretString=json.dumps({"username": "ops", "password": admin_password}))["ARN"]
     redis_arn = sm.create_secret(Name="tootstack/redis", SecretString=json.dumps({"username": "mastodon", "password": "first" + uuid.uuid4().hex}))["ARN"]
     where = {"REDIS_HOST": redis_tls.host, "REDIS_PORT": str(redis_tls.port), "REDIS_TLS": "true", "REDIS_CA_FILE": redis_tls.ca_file}
-    probe = local_aws.create_function("tootstack-RedisProbe", LocalFunction("RedisProbeFunction", ROOT / "functions/redis_probe", "app.handler", {}), where)
+    local_aws.create_function("tootstack-RedisProbe", LocalFunction("RedisProbeFunction", ROOT / "functions/redis_probe", "app.handler", {}), where)
     rotation = local_aws.create_function("tootstack-RedisRotation", LocalFunction("RedisRotationFunction", ROOT / "functions/redis_rotation", "app.handler", {}), {
         **where, "REDIS_SECRET_ARN": redis_arn, "REDIS_BACKEND": "acl", "REDIS_ADMIN_SECRET_ARN": admin_arn,
         "REDIS_PROBE_FUNCTION": "tootstack-RedisProbe"})

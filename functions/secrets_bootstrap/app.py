@@ -38,10 +38,12 @@ def handler(event: dict, context: LambdaContext) -> dict:
         logger.info("secrets bootstrap done", extra={"action": "bootstrap", **data})
         return data
     request_type = event.get("RequestType")
-    physical_id = event.get("PhysicalResourceId") or f"{os.environ.get('STACK_NAME', 'tootstack')}-secrets-bootstrap"
+    props = event.get("ResourceProperties", {})
+    starts_first_boot = bool(props.get("StartStateMachineArn"))
+    physical_id = event.get("PhysicalResourceId") or (
+        f"{os.environ.get('STACK_NAME', 'tootstack')}-{'first-boot-start' if starts_first_boot else 'secrets-bootstrap'}")
     try:
-        props = event.get("ResourceProperties", {})
-        if props.get("StartStateMachineArn"):
+        if starts_first_boot:
             # Custom::FirstBootStart: start first boot once, on stack creation only
             import boto3
 
@@ -51,11 +53,9 @@ def handler(event: dict, context: LambdaContext) -> dict:
             if request_type == "Create":
                 data = {"Execution": start_first_boot(boto3.client("stepfunctions"), props["StartStateMachineArn"], event["StackId"])}
             logger.info("first boot trigger", extra={"request_type": request_type, **data})
-            trigger_id = event.get("PhysicalResourceId") or f"{os.environ.get('STACK_NAME', 'tootstack')}-first-boot-start"
-            return respond(event, context, SUCCESS, data=data, physical_id=trigger_id)
+            return respond(event, context, SUCCESS, data=data, physical_id=physical_id)
         if request_type in ("Create", "Update"):
-            config = BootstrapConfig.from_properties(event.get("ResourceProperties", {}), os.environ.get("AWS_REGION"))
-            data = run_bootstrap(config).summary()
+            data = run_bootstrap(BootstrapConfig.from_properties(props, os.environ.get("AWS_REGION"))).summary()
         elif request_type == "Delete":
             data = {"Generated": "none", "Kept": "retained (DeletionPolicy Retain)"}
         else:

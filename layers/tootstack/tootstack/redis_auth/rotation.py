@@ -107,6 +107,10 @@ class RedisRotation:
     def _stages(described: dict[str, Any]) -> dict[str, list[str]]:
         return described.get("VersionIdsToStages", {})
 
+    @staticmethod
+    def _tags(described: dict[str, Any]) -> dict[str, str]:
+        return {t["Key"]: t["Value"] for t in described.get("Tags", [])}
+
     # --- protocol -----------------------------------------------------------------------------------
     def run_step(self, step: str, token: str) -> dict[str, str]:
         if step not in STEPS:
@@ -164,10 +168,10 @@ class RedisRotation:
         stages = self._stages(described)
         current_version = next((v for v, labels in stages.items() if CURRENT in labels), None)
         has_previous = any(PREVIOUS in labels for labels in stages.values())
-        tags = {t["Key"]: t["Value"] for t in described.get("Tags", [])}
+        tags = self._tags(described)
         if has_previous and current_version and tags.get(COMPLETED_TAG) != current_version:
             self.logger.info("finishing the previous rotation first", extra={"version": current_version})
-            self._complete(current_version, current)
+            self._complete(current_version, current, tags)
         self.backend.add_password(current, pending)
         return "pending password added; current still valid"
 
@@ -188,14 +192,13 @@ class RedisRotation:
             self.logger.info("AWSCURRENT moved", extra={"version": token, "previous": current_version})
         if PENDING in stages.get(token, []):
             self.sm.update_secret_version_stage(SecretId=self.secret_id, VersionStage=PENDING, RemoveFromVersionId=token)
-        self._complete(token, new)
+        self._complete(token, new, self._tags(described))
         return "current moved, services redeployed, old password retired"
 
-    def _complete(self, version: str, credential: Credential) -> None:
-        """Services onto `version` (forced once, recorded by tag), confirmed running; then only its
-        password stays valid, verified; recorded as completed."""
+    def _complete(self, version: str, credential: Credential, tags: dict[str, str]) -> None:
+        """Services onto `version` (forced once, recorded by tag; `tags` as described at the start of
+        this step), confirmed running; then only its password stays valid, verified; recorded as completed."""
         if self.redeployer is not None:
-            tags = {t["Key"]: t["Value"] for t in self._describe().get("Tags", [])}
             if tags.get(REDEPLOYED_TAG) != version:
                 self.redeployer.redeploy()
                 self.sm.tag_resource(SecretId=self.secret_id, Tags=[{"Key": REDEPLOYED_TAG, "Value": version}])
@@ -218,9 +221,9 @@ class RedisRotation:
                 self.run_step(step, pending[0])
             return {"step": "resume", "status": f"rotation {pending[0]} finished"}
         current_version = next((v for v, labels in stages.items() if CURRENT in labels), None)
-        tags = {t["Key"]: t["Value"] for t in described.get("Tags", [])}
+        tags = self._tags(described)
         if current_version and any(PREVIOUS in labels for labels in stages.values()) and tags.get(COMPLETED_TAG) != current_version:
-            self._complete(current_version, self._current())
+            self._complete(current_version, self._current(), tags)
             return {"step": "resume", "status": f"rotation {current_version} completed"}
         return {"step": "resume", "status": "nothing to resume"}
 

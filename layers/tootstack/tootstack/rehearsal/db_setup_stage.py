@@ -14,7 +14,8 @@ import boto3
 
 from tootstack.errors import TootstackError
 from tootstack.local.aws import TaskResult
-from tootstack.rehearsal.first_boot_stage import first_boot_state_machine, leaks, mastodon_connects, physical, route_redis_functions
+from tootstack.rehearsal.deploy import state_machine_arn
+from tootstack.rehearsal.first_boot_stage import leaks, mastodon_connects, physical, route_redis_functions
 
 NAME = "db-setup"
 NEEDED = ("SECRET_KEY_BASE", "OTP_SECRET", "VAPID_PRIVATE_KEY", "VAPID_PUBLIC_KEY", "ACTIVE_RECORD_ENCRYPTION_PRIMARY_KEY",
@@ -38,7 +39,7 @@ def run(ctx) -> str:
         return TaskResult(exit_code=0, log_lines=["Redis: AUTH ok (TLS)", f"ran: {' '.join(task.command)}"])
 
     ctx.aws.tasks.on(toolbox["family"], mastodon_task)
-    state_machine = first_boot_state_machine(ctx)
+    state_machine = state_machine_arn(ctx, "FirstBootStateMachine")
     first = ctx.aws.run_state_machine(state_machine, {"skip_mirror": True}, timeout=60)
     if first.status != "SUCCEEDED":
         raise TootstackError(f"first boot {first.status}: {first.error}: {(first.cause or '')[:300]}")

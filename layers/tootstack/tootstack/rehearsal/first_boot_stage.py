@@ -10,7 +10,7 @@ probe and rotation functions trust the stand-in's test CA. Nothing here prints a
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Iterable
 
 import boto3
 
@@ -30,23 +30,16 @@ def physical(ctx: Any, logical_id: str) -> str:
     return value
 
 
-def secret_arn(ctx: Any, logical_id: str) -> str:
-    """The secret's ARN: moto's or the rehearsal's stand-in secret (the functions' environment holds it)."""
-    sm = boto3.client("secretsmanager", region_name=ctx.region)
-    return sm.describe_secret(SecretId=physical(ctx, logical_id))["ARN"]
-
-
 def read_secret(ctx: Any, logical_id: str) -> dict[str, Any]:
     sm = boto3.client("secretsmanager", region_name=ctx.region)
     return json.loads(sm.get_secret_value(SecretId=physical(ctx, logical_id), VersionStage="AWSCURRENT")["SecretString"])
 
 
-def all_secret_values(ctx: Any) -> list[str]:
-    """Every value of every version of the four secrets (what a leak scan must search for)."""
-    sm = boto3.client("secretsmanager", region_name=ctx.region)
+def secret_version_values(sm: Any, secret_ids: Iterable[str]) -> list[str]:
+    """Every string value (12+ characters) of every version of the given JSON secrets: what a leak scan
+    must search for (rotated-out versions included)."""
     values: list[str] = []
-    for logical_id in SECRET_IDS:
-        secret_id = physical(ctx, logical_id)
+    for secret_id in secret_ids:
         for version in sm.list_secret_version_ids(SecretId=secret_id)["Versions"]:
             document = json.loads(sm.get_secret_value(SecretId=secret_id, VersionId=version["VersionId"])["SecretString"])
             values += [v for v in document.values() if isinstance(v, str) and len(v) >= 12]
@@ -54,8 +47,10 @@ def all_secret_values(ctx: Any) -> list[str]:
 
 
 def leaks(ctx: Any, *haystacks: str) -> int:
+    """How many values of the stack's four secrets appear in the haystacks."""
     text = "".join(haystacks)
-    return sum(1 for value in all_secret_values(ctx) if value in text)
+    sm = boto3.client("secretsmanager", region_name=ctx.region)
+    return sum(1 for value in secret_version_values(sm, (physical(ctx, lid) for lid in SECRET_IDS)) if value in text)
 
 
 def endpoint(ctx: Any) -> Endpoint:
@@ -84,10 +79,4 @@ def route_redis_functions(ctx: Any) -> str:
     ctx.aws.route_function(rotation_name, handler_with_backend(lambda: AclBackend(ctx.redis.admin_client)), environment=rotation_env)
     ctx.extras["redis_routed"] = rotation_name
     return rotation_name
-
-
-def first_boot_state_machine(ctx: Any) -> str:
-    from tootstack.rehearsal.deploy import state_machine_arn
-
-    return state_machine_arn(ctx, "FirstBootStateMachine")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import boto3
 
 from tootstack.errors import TootstackError
-from tootstack.rehearsal.first_boot_stage import physical, read_secret
+from tootstack.rehearsal.first_boot_stage import SECRET_IDS, physical, read_secret
 from tootstack.secrets.generate import APP_SECRET_KEYS, check_vapid_pair
 
 NAME = "secrets"
@@ -20,13 +20,13 @@ NAME = "secrets"
 def run(ctx) -> str:
     function = physical(ctx, "SecretsBootstrapFunction")
     first = ctx.aws.invoke(function, {"Action": "bootstrap"})
-    documents = {lid: read_secret(ctx, lid) for lid in ("AppSecrets", "DatabaseSecret", "RedisSecret", "SmtpSecret")}
+    documents = {lid: read_secret(ctx, lid) for lid in SECRET_IDS}
     app = documents["AppSecrets"]
     missing = [k for k in APP_SECRET_KEYS if not app.get(k)]
     if missing:
         raise TootstackError(f"AppSecrets lacks {missing}")
     check_vapid_pair(app["VAPID_PRIVATE_KEY"], app["VAPID_PUBLIC_KEY"])
-    for lid in ("DatabaseSecret", "RedisSecret", "SmtpSecret"):
+    for lid in SECRET_IDS[1:]:  # the three credential secrets (AppSecrets is checked above)
         if not documents[lid].get("username") or not documents[lid].get("password"):
             raise TootstackError(f"{lid} has no username/password")
     iam = boto3.client("iam", region_name=ctx.region)

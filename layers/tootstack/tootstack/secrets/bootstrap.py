@@ -158,7 +158,7 @@ def ensure_smtp_secret(sm: Any, iam: Any, secret_id: str, user_name: str, region
     Creates an access key only when the secret has no complete credential. Keys of that user that the
     secret does not record are unusable (their secret access key was never stored: an earlier run died
     between CreateAccessKey and the write) and are deleted first, so retries never pile up keys."""
-    document, _ = read_json_secret(sm, secret_id)
+    document, version = read_json_secret(sm, secret_id)
     if document.get("username") and document.get("password"):
         result.kept[secret_id] = ["password", "username"]
         result.generated[secret_id] = []
@@ -176,7 +176,6 @@ def ensure_smtp_secret(sm: Any, iam: Any, secret_id: str, user_name: str, region
     password = ses_smtp_password(created["SecretAccessKey"], region)
     # Without a username any password in the secret is a placeholder (the template's generated one),
     # never a usable SMTP credential: both keys are written together.
-    document, version = read_json_secret(sm, secret_id)
     merged = {**document, "username": created["AccessKeyId"], "password": password}
     token = str(uuid.uuid5(_TOKEN_NAMESPACE, f"{secret_id}|{version or 'initial'}|smtp|{created['AccessKeyId']}"))
     try:
