@@ -5,9 +5,7 @@ returns), daily by EventBridge Scheduler and on demand from the console with {"i
 Copies are resumable: a run cut short is finished by the next one without re-copying what landed.
 """
 
-import json
 import os
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
@@ -17,6 +15,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from tootstack.cfn_custom import respond
 from tootstack.errors import InvalidInput, TootstackError
 from tootstack.mirror.service import ecr_login, parse_jobs, repositories_from_env, run_jobs
 
@@ -53,16 +52,9 @@ def _mirror(entries, plain_http: bool = False) -> list[dict]:
 
 
 def _respond(event: dict, status: str, reason: str, data: dict | None = None) -> None:
-    body = json.dumps({
-        "Status": status, "Reason": reason[:3500],
-        "PhysicalResourceId": event.get("PhysicalResourceId") or f"{event['LogicalResourceId']}-image-mirror",
-        "StackId": event["StackId"], "RequestId": event["RequestId"], "LogicalResourceId": event["LogicalResourceId"],
-        "Data": data or {},
-    }).encode()
-    request = urllib.request.Request(event["ResponseURL"], data=body, method="PUT",
-                                     headers={"Content-Type": "", "Content-Length": str(len(body))})
-    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - CloudFormation's pre-signed S3 URL
-        response.read()
+    # Image references are public: not masked (NoEcho) in CloudFormation's console and events.
+    respond(event, None, status, data, reason, no_echo=False,
+            physical_id=event.get("PhysicalResourceId") or f"{event['LogicalResourceId']}-image-mirror")
 
 
 def _custom_resource(event: dict, context: LambdaContext) -> dict:

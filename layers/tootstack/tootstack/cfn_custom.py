@@ -15,7 +15,9 @@ SUCCESS, FAILED = "SUCCESS", "FAILED"
 
 
 def respond(event: dict[str, Any], context: Any, status: str, data: dict[str, str] | None = None,
-            reason: str = "", physical_id: str | None = None, timeout: float = 30.0) -> dict[str, Any]:
+            reason: str = "", physical_id: str | None = None, timeout: float = 30.0,
+            no_echo: bool = True) -> dict[str, Any]:
+    """`no_echo=False` only for Data that is public by nature (e.g. image references)."""
     log_stream = getattr(context, "log_stream_name", None) or "local"
     body = {
         "Status": status,
@@ -24,7 +26,7 @@ def respond(event: dict[str, Any], context: Any, status: str, data: dict[str, st
         "StackId": event["StackId"],
         "RequestId": event["RequestId"],
         "LogicalResourceId": event["LogicalResourceId"],
-        "NoEcho": True,
+        "NoEcho": no_echo,
         "Data": data or {},
     }
     payload = json.dumps(body).encode("utf-8")
