@@ -47,7 +47,6 @@ def test_maintenance_schedule_targets_the_state_machine_only_after_launch():
 def test_budget_follows_the_profile_unless_given():
     def limit(**p):
         return resources(**p)["SpendBudget"]["Properties"]["Budget"]["BudgetLimit"]["Amount"]
-    from tootstack.cost.model import estimate
 
     for profile in ("micro", "standard"):
         monthly = estimate(TEMPLATE, profile).monthly

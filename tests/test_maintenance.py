@@ -11,6 +11,8 @@ from tootstack.local.aws import TaskResult
 from tootstack.local.template import LocalFunction, project_root
 from tootstack.maintenance import Settings, build_plan
 
+from tests.fixtures.ecs import cluster_with_network
+
 ROOT = project_root()
 STACK = "mstack"
 LOCK = f"/{STACK}/upgrade/lock"
@@ -19,12 +21,7 @@ SERVICES = ["web", "streaming", "sidekiq-default"]
 
 @pytest.fixture
 def maintenance(local_aws):
-    ec2 = boto3.client("ec2", region_name="us-east-1")
-    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24")["Subnet"]["SubnetId"] for i in (1, 2)]
-    sg = ec2.create_security_group(GroupName="worker", Description="w", VpcId=vpc)["GroupId"]
-    ecs = boto3.client("ecs", region_name="us-east-1")
-    cluster = ecs.create_cluster(clusterName=STACK)["cluster"]["clusterArn"]
+    ecs, network = cluster_with_network(STACK)
     toolbox = ecs.register_task_definition(
         family=f"{STACK}-toolbox", networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="1024", memory="2048",
         containerDefinitions=[{"name": "toolbox", "image": "ghcr.io/mastodon/mastodon:v4.5.2", "essential": True,
@@ -39,8 +36,7 @@ def maintenance(local_aws):
     gate_arn = local_aws.create_function("maintenance-gate", fn, env)
     arn = local_aws.create_state_machine_from_file(
         ROOT / "statemachines/maintenance.asl.json", "maintenance",
-        {"MaintenanceGateFunctionArn": gate_arn, "ClusterArn": cluster, "ToolboxTaskFamily": f"{STACK}-toolbox",
-         "SubnetA": subnets[0], "SubnetB": subnets[1], "SecurityGroup": sg},
+        {"MaintenanceGateFunctionArn": gate_arn, "ToolboxTaskFamily": f"{STACK}-toolbox", **network},
     )
     local_aws.tasks.on(f"{STACK}-toolbox", TaskResult(0, ["Removed 3 media attachments"]))
     return local_aws, arn

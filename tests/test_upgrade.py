@@ -16,6 +16,8 @@ from tootstack.local.template import LocalFunction, project_root
 from tootstack.upgrade import steps
 from tootstack.upgrade.version import compare, parse_version, version_of_image
 
+from tests.fixtures.ecs import cluster_with_network
+
 ROOT = project_root()
 STACK = "up"
 LOCK = f"/{STACK}/upgrade/lock"
@@ -44,12 +46,7 @@ def upgrade(local_aws, registries):
 
 
 def _setup(local_aws, registry_plain, registry_basic):
-    ec2 = boto3.client("ec2", region_name="us-east-1")
-    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24")["Subnet"]["SubnetId"] for i in (1, 2)]
-    sg = ec2.create_security_group(GroupName="worker", Description="w", VpcId=vpc)["GroupId"]
-    ecs = boto3.client("ecs", region_name="us-east-1")
-    cluster = ecs.create_cluster(clusterName=STACK)["cluster"]["clusterArn"]
+    ecs, network = cluster_with_network(STACK)
     images = {"mastodon": "ghcr.io/mastodon/mastodon:v4.5.2", "streaming": "ghcr.io/mastodon/mastodon-streaming:v4.5.2"}
 
     def register(family, role):
@@ -77,8 +74,7 @@ def _setup(local_aws, registry_plain, registry_basic):
     fn = LocalFunction("UpgradeFunction", ROOT / "functions/upgrade", "app.handler", {})
     arn = local_aws.create_state_machine_from_file(
         ROOT / "statemachines/upgrade.asl.json", "upgrade",
-        {"UpgradeFunctionArn": local_aws.create_function("upgrade", fn, env), "ClusterArn": cluster,
-         "SubnetA": subnets[0], "SubnetB": subnets[1], "SecurityGroup": sg},
+        {"UpgradeFunctionArn": local_aws.create_function("upgrade", fn, env), **network},
     )
     return local_aws, arn, ecs, toolbox, registry_basic
 
@@ -303,5 +299,5 @@ def test_a_service_without_a_known_image_is_refused_not_skipped():
     cfg = steps.UpgradeConfig("c", ["web"], "s", "tb", "/l", "/v",
                               images={"mastodon": {"source": "ghcr.io/mastodon/mastodon", "dest": "1.dkr.ecr/x/mastodon"}})
     with pytest.raises(steps.TootstackError, match="no container runs a known Mastodon image"):
-        steps._check_recognised(_TdEcs("docker.io/library/nginx:1.27"), "web", "td:1", cfg)   # noqa: SLF001
-    steps._check_recognised(_TdEcs("1.dkr.ecr/x/mastodon@sha256:" + "b" * 64), "web", "td:1", cfg)  # noqa: SLF001
+        steps._check_recognised("web", _TdEcs("docker.io/library/nginx:1.27").describe_task_definition("td:1")["taskDefinition"], cfg)  # noqa: SLF001
+    steps._check_recognised("web", _TdEcs("1.dkr.ecr/x/mastodon@sha256:" + "b" * 64).describe_task_definition("td:1")["taskDefinition"], cfg)  # noqa: SLF001

@@ -20,6 +20,15 @@ from tootstack.maintenance.plan import upgrade_lock
 logger = Logger()
 tracer = Tracer()
 
+_clients: dict = {}
+
+
+def _client(service: str):
+    """One boto3 client per service for the execution environment, reused by warm invocations."""
+    if service not in _clients:
+        _clients[service] = boto3.client(service)
+    return _clients[service]
+
 
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler(capture_response=False)
@@ -28,14 +37,12 @@ def handler(event: dict, context: LambdaContext) -> dict:
         raise InvalidInput("event must be a JSON object {'input': {...}}")
     cluster = os.environ["CLUSTER_NAME"]
     services = [s for s in os.environ.get("SERVICE_NAMES", "").split(",") if s]
-    ssm = boto3.client("ssm")
-    ecs = boto3.client("ecs")
+    ssm, ecs = _client("ssm"), _client("ecs")
     result = gate(
         event.get("input"),
         defaults=Settings.from_env(),
         services=services,
-        cluster=cluster,
-        is_halted=lambda name, cl: is_halted(name, cluster=cl, ecs=ecs),
+        is_halted=lambda name: is_halted(name, cluster=cluster, ecs=ecs),
         lock=lambda: upgrade_lock(ssm, os.environ["UPGRADE_LOCK_PARAMETER"]),
     )
     logger.info("maintenance gate", extra={"proceed": result["proceed"], "reason": result["reason"],

@@ -33,6 +33,15 @@ from tootstack.redis_auth.credentials import Credential
 logger = Logger()
 tracer = Tracer()
 
+_clients: dict = {}
+
+
+def _client(service: str):
+    """One boto3 client per service for the execution environment, reused by warm invocations."""
+    if service not in _clients:
+        _clients[service] = boto3.client(service)
+    return _clients[service]
+
 
 def _credential(force_fetch: bool = False) -> Credential:
     secret = parameters.get_secret(os.environ["REDIS_SECRET_ARN"], transform="json", max_age=300, force_fetch=force_fetch)
@@ -47,14 +56,14 @@ def handler(event: dict, context: LambdaContext) -> dict:
     if not function:
         raise InvalidInput("REDIS_PROBE_FUNCTION is not set")
     queues = sorted(set(q for qs in mapping.values() for q in qs))
-    lambda_client = boto3.client("lambda")
+    lambda_client = _client("lambda")
     try:
         latencies = latencies_through_probe(lambda_client, function, _credential(), queues)
     except ProbeAuthenticationFailed:
         # the cached password may have been retired by a rotation since: read AWSCURRENT again, once
         latencies = latencies_through_probe(lambda_client, function, _credential(force_fetch=True), queues)
     per_service = service_latencies(latencies, mapping)
-    publish(boto3.client("cloudwatch"), per_service, os.environ.get("STACK_NAME", "tootstack"),
+    publish(_client("cloudwatch"), per_service, os.environ.get("STACK_NAME", "tootstack"),
             namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "tootstack"))
     logger.info("sidekiq queue latency", extra={"queues": latencies, "services": per_service})
     return {"queues": latencies, "services": per_service}

@@ -15,19 +15,28 @@ from tootstack.crashloop import is_halted
 logger = Logger()
 tracer = Tracer()
 
+_clients: dict = {}
+
+
+def _client(service: str):
+    """One boto3 client per service for the execution environment, reused by warm invocations."""
+    if service not in _clients:
+        _clients[service] = boto3.client(service)
+    return _clients[service]
+
 
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict, context: LambdaContext) -> dict:
     cluster = os.environ["CLUSTER_NAME"]
-    ecs = boto3.client("ecs")
+    ecs = _client("ecs")
     cfg = FallbackConfig(
         latency_high_s=float(os.environ.get("LATENCY_HIGH_SECONDS", "60")),
         latency_low_s=float(os.environ.get("LATENCY_LOW_SECONDS", "10")),
         max_on_demand=int(os.environ.get("MAX_ON_DEMAND", "2")),
     )
     decision = run_once(
-        ecs=ecs, cloudwatch=boto3.client("cloudwatch"), ssm=boto3.client("ssm"), cluster=cluster,
+        ecs=ecs, cloudwatch=_client("cloudwatch"), ssm=_client("ssm"), cluster=cluster,
         spot_service=os.environ["SPOT_SERVICE"], on_demand_service=os.environ["ON_DEMAND_SERVICE"],
         stack=os.environ.get("STACK_NAME", "tootstack"), metric_service=os.environ["METRIC_SERVICE"],
         state_parameter=os.environ["FALLBACK_STATE_PARAMETER"],

@@ -20,6 +20,15 @@ from tootstack.upgrade import steps
 logger = Logger()
 tracer = Tracer()
 
+_clients: dict = {}
+
+
+def _client(service: str):
+    """One boto3 client per service for the execution environment, reused by warm invocations."""
+    if service not in _clients:
+        _clients[service] = boto3.client(service)
+    return _clients[service]
+
 
 def _pairs(text: str) -> dict[str, str]:
     return dict(item.split("=", 1) for item in text.split(",") if "=" in item)
@@ -55,7 +64,7 @@ def _mirror_credentials() -> dict:
     else:
         import base64
 
-        token = boto3.client("ecr").get_authorization_token()["authorizationData"][0]["authorizationToken"]
+        token = _client("ecr").get_authorization_token()["authorizationData"][0]["authorizationToken"]
         user, _, password = base64.b64decode(token).decode().partition(":")
         kwargs["dest_creds"] = (user, password)
     return kwargs
@@ -67,7 +76,7 @@ def handler(event: dict, context: LambdaContext) -> dict:
     if not isinstance(event, dict):
         raise InvalidInput("event must be a JSON object with an 'action'")
     cfg = _config()
-    ecs, ssm = boto3.client("ecs"), boto3.client("ssm")
+    ecs, ssm = _client("ecs"), _client("ssm")
     halted = lambda name: is_halted(name, cluster=cfg.cluster, ecs=ecs)  # noqa: E731
     action = event.get("action")
     if action == "prepare":

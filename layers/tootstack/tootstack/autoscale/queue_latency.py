@@ -44,12 +44,12 @@ def _enqueued_at_seconds(job: dict[str, Any]) -> float | None:
     return stamp / 1000.0 if stamp > SIDEKIQ_8_MS_THRESHOLD else stamp
 
 
-def queue_latencies(client: Any, queues: Iterable[str], now: float, prefix: str = "") -> dict[str, float]:
+def queue_latencies(client: Any, queues: Iterable[str], now: float) -> dict[str, float]:
     """Latency in seconds of each queue (oldest job's age), in one round trip."""
     names = list(dict.fromkeys(queues))
     pipe = client.pipeline(transaction=False)
     for name in names:
-        pipe.lrange(f"{prefix}queue:{name}", -1, -1)
+        pipe.lrange(f"queue:{name}", -1, -1)
     result: dict[str, float] = {}
     for name, entries in zip(names, pipe.execute()):
         latency = 0.0
@@ -66,8 +66,8 @@ def queue_latencies(client: Any, queues: Iterable[str], now: float, prefix: str 
     return result
 
 
-def known_queues(client: Any, prefix: str = "") -> set[str]:
-    members = client.smembers(f"{prefix}queues")
+def known_queues(client: Any) -> set[str]:
+    members = client.smembers("queues")
     return {m.decode() if isinstance(m, bytes) else m for m in members}
 
 

@@ -27,7 +27,6 @@ class TemplateEvaluator:
                  region: str = "us-east-1", stack_name: str = "tootstack") -> None:
         self.template = template
         self.region = region
-        self.stack_name = stack_name
         self.resource_ids = set(template.get("Resources", {}))
         declared = template.get("Parameters", {}) or {}
         given = dict(parameters or {})
@@ -46,6 +45,11 @@ class TemplateEvaluator:
                 value = [v.strip() for v in str(value).split(",")] if not isinstance(value, list) else value
             self.parameters[name] = value
         self._conditions: dict[str, bool] = {}
+        self._pseudo = {
+            "AWS::Region": region, "AWS::StackName": stack_name, "AWS::AccountId": "123456789012",
+            "AWS::Partition": "aws", "AWS::URLSuffix": "amazonaws.com", "AWS::NoValue": NO_VALUE,
+            "AWS::StackId": f"arn:aws:cloudformation:{region}:123456789012:stack/{stack_name}/0",
+        }
 
     # --- conditions -------------------------------------------------------------------------
     def condition(self, name: str) -> bool:
@@ -86,13 +90,8 @@ class TemplateEvaluator:
         return {k: v for k, v in ((k, self.resolve(x)) for k, x in value.items()) if v is not NO_VALUE}
 
     def _ref(self, name: str) -> Any:
-        pseudo = {
-            "AWS::Region": self.region, "AWS::StackName": self.stack_name, "AWS::AccountId": "123456789012",
-            "AWS::Partition": "aws", "AWS::URLSuffix": "amazonaws.com", "AWS::NoValue": NO_VALUE,
-            "AWS::StackId": f"arn:aws:cloudformation:{self.region}:123456789012:stack/{self.stack_name}/0",
-        }
-        if name in pseudo:
-            return pseudo[name]
+        if name in self._pseudo:
+            return self._pseudo[name]
         if name in self.parameters:
             return self.parameters[name]
         if name in self.resource_ids:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from tootstack.errors import DependencyUnavailable, InvalidInput
+from tootstack.upgrade.steps import read_lock
 
 MEDIA_DAYS_MIN = 1
 PREVIEW_CARDS_DAYS_MIN = 14   # tootctl preview_cards remove: "not below 14" (Mastodon)
@@ -94,21 +95,12 @@ def build_plan(event_input: Any, defaults: Settings) -> list[dict[str, Any]]:
 
 
 def upgrade_lock(ssm: Any, parameter: str) -> dict[str, Any] | None:
-    """The upgrade lock when held, else None. The upgrade state machine writes it before it changes
-    anything and deletes it when it ends (success, failure or rollback)."""
+    """The upgrade lock when held, else None (tootstack.upgrade.steps.read_lock). The upgrade state machine
+    writes it before it changes anything and deletes it when it ends (success, failure or rollback)."""
     try:
-        value = ssm.get_parameter(Name=parameter)["Parameter"]["Value"]
-    except ssm.exceptions.ParameterNotFound:
-        return None
+        return read_lock(ssm, parameter)
     except Exception as exc:  # noqa: BLE001 - an unreadable lock must not look like "unlocked"
         raise DependencyUnavailable(f"cannot read the upgrade lock {parameter}: {type(exc).__name__}") from None
-    if value.strip().lower() in ("", "none"):
-        return None
-    try:
-        held = json.loads(value)
-    except ValueError:
-        held = {"holder": value[:200]}
-    return held if isinstance(held, dict) else {"holder": str(held)[:200]}
 
 
 def gate(
@@ -116,8 +108,7 @@ def gate(
     *,
     defaults: Settings,
     services: list[str],
-    cluster: str,
-    is_halted: Callable[[str, str], bool],
+    is_halted: Callable[[str], bool],
     lock: Callable[[], dict[str, Any] | None],
 ) -> dict[str, Any]:
     """Validate the input (InvalidInput before anything else), then decide: run the plan, or skip and say why."""
@@ -126,7 +117,7 @@ def gate(
     if held is not None:
         return {"proceed": False, "reason": f"an upgrade is running (upgrade lock held: {json.dumps(held, sort_keys=True)[:300]})",
                 "steps": []}
-    halted = [name for name in services if is_halted(name, cluster)]
+    halted = [name for name in services if is_halted(name)]
     if halted:
         return {"proceed": False, "reason": f"service(s) halted by the crashloop detector: {', '.join(halted)}",
                 "steps": []}

@@ -3,24 +3,30 @@ stage makes them runnable in moto), secrets and task behaviours set up and resto
 
 from __future__ import annotations
 
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import boto3
 
 
-
-def state_machine(ctx: Any, logical_id: str) -> str:
-    from tootstack.rehearsal.deploy import state_machine_arn
-
-    return state_machine_arn(ctx, logical_id)
-
-
-def restore_behavior(ctx: Any, family: str, previous: Any) -> None:
+@contextmanager
+def toolbox_behavior(ctx: Any, behavior: Callable[[Any], Any]) -> Iterator[None]:
+    """Run the stack's toolbox task definition with `behavior` (and its secrets' missing keys filled) for
+    the block; the previous behaviour and secret values are put back afterwards."""
+    family = boto3.client("ecs", region_name=ctx.region).describe_task_definition(
+        taskDefinition=ctx.physical_ids["ToolboxTaskDefinition"])["taskDefinition"]["family"]
     behaviors = getattr(ctx.aws.tasks, "_behaviors", {})
-    if previous is None:
-        behaviors.pop(family, None)
-    else:
-        ctx.aws.tasks.on(family, previous)
+    previous = behaviors.get(family)
+    ctx.aws.tasks.on(family, behavior)
+    originals = fill_missing_secret_keys(ctx, family)   # only when no first-boot stage filled them
+    try:
+        yield
+    finally:
+        if previous is None:
+            behaviors.pop(family, None)
+        else:
+            ctx.aws.tasks.on(family, previous)
+        restore_secrets(ctx, originals)
 
 
 def fill_missing_secret_keys(ctx: Any, task_definition: str) -> dict[str, str]:

@@ -14,30 +14,25 @@ import boto3
 
 from tootstack.errors import TootstackError
 from tootstack.local.aws import TaskResult
-from tootstack.rehearsal.day2_common import fill_missing_secret_keys, restore_behavior, restore_secrets, state_machine
+from tootstack.rehearsal.day2_common import toolbox_behavior
+from tootstack.rehearsal.deploy import state_machine_arn
 
 NAME = "maintenance"
 
 
 def run(ctx) -> str:
-    arn = state_machine(ctx, "MaintenanceStateMachine")
+    arn = state_machine_arn(ctx, "MaintenanceStateMachine")
     if not arn:
         raise TootstackError("MaintenanceStateMachine is not in the deployed stack")
-    ecs = boto3.client("ecs", region_name=ctx.region)
-    family = ecs.describe_task_definition(taskDefinition=ctx.physical_ids["ToolboxTaskDefinition"])["taskDefinition"]["family"]
-    behaviors = getattr(ctx.aws.tasks, "_behaviors", {})
-    previous = behaviors.get(family)
     commands: list[list[str]] = []
 
     def toolbox(run) -> TaskResult:
         commands.append(list(run.command))
         return TaskResult(0, [f"{' '.join(run.command[1:3])}: removed 0 items"])
 
-    ctx.aws.tasks.on(family, toolbox)
-    originals = fill_missing_secret_keys(ctx, family)   # only when no first-boot stage filled them
     ssm = boto3.client("ssm", region_name=ctx.region)
     lock = f"/{ctx.stack_name}/upgrade/lock"
-    try:
+    with toolbox_behavior(ctx, toolbox):
         done = ctx.aws.run_state_machine(arn, {}, timeout=30)
         if done.status != "SUCCEEDED" or (done.output or {}).get("status") != "done":
             raise TootstackError(f"scheduled run: {done.status} {done.error or ''} {done.cause or ''} {done.output}")
@@ -55,8 +50,5 @@ def run(ctx) -> str:
         refused = ctx.aws.run_state_machine(arn, {"preview_cards_days": 7}, timeout=30)
         if refused.status != "FAILED" or refused.error != "InvalidInput" or len(commands) != 2:
             raise TootstackError(f"preview_cards_days=7 was not refused: {refused.status} {refused.error}")
-    finally:
-        restore_behavior(ctx, family, previous)
-        restore_secrets(ctx, originals)
     return (f"scheduled run ran {len(ran)} toolbox tasks ({'; '.join(ran)}); skipped under the upgrade lock; "
             "preview_cards_days=7 refused (minimum 14)")

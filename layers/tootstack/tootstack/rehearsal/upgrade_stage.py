@@ -15,17 +15,18 @@ import boto3
 
 from tootstack.errors import TootstackError
 from tootstack.local.aws import TaskResult
-from tootstack.rehearsal.day2_common import fill_missing_secret_keys, restore_behavior, restore_secrets, state_machine
 from tootstack.local.ecs_deployments import ecs_deployments
 from tootstack.local.images import push_image
 from tootstack.local.template import local_functions
+from tootstack.rehearsal.day2_common import toolbox_behavior
+from tootstack.rehearsal.deploy import state_machine_arn
 
 NAME = "upgrade"
 TARGET = "v4.5.3"
 
 
 def run(ctx) -> str:
-    arn = state_machine(ctx, "UpgradeStateMachine")
+    arn = state_machine_arn(ctx, "UpgradeStateMachine")
     function = ctx.physical_ids.get("UpgradeFunction")
     if not arn or not function:
         raise TootstackError("UpgradeStateMachine/UpgradeFunction are not in the deployed stack")
@@ -47,36 +48,27 @@ def run(ctx) -> str:
 
     ecs = boto3.client("ecs", region_name=ctx.region)
     stood_in = _pin_stood_in_images(ctx, ecs)
-    family = ecs.describe_task_definition(taskDefinition=ctx.physical_ids["ToolboxTaskDefinition"])["taskDefinition"]["family"]
-    behaviors = getattr(ctx.aws.tasks, "_behaviors", {})
-    previous = behaviors.get(family)
     migrations: list[str] = []
 
     def toolbox(run) -> TaskResult:
         migrations.append("pre" if run.environment.get("SKIP_POST_DEPLOYMENT_MIGRATIONS") == "true" else "post")
         return TaskResult(0, ["== migrated =="])
 
-    ctx.aws.tasks.on(family, toolbox)
-    originals = fill_missing_secret_keys(ctx, family)   # only when no first-boot stage filled them
-    try:
-        with ecs_deployments():
-            done = ctx.aws.run_state_machine(arn, {"version": TARGET}, timeout=45)
-            if done.status != "SUCCEEDED":
-                raise TootstackError(f"upgrade {TARGET}: {done.status} {done.error}: {done.cause}")
-            if migrations != ["pre", "post"]:
-                raise TootstackError(f"migrations ran as {migrations}, expected pre then post")
-            pinned = {}
-            for service, td in (done.output or {}).get("task_definitions", {}).items():
-                images = [c["image"] for c in ecs.describe_task_definition(taskDefinition=td)["taskDefinition"]["containerDefinitions"]]
-                if not any(i.startswith(f"{ecr.host_port}/") and "@sha256:" in i for i in images):
-                    raise TootstackError(f"{service}: {td} is not pinned to a mirrored digest: {images}")
-                pinned[service] = td
-            downgrade = ctx.aws.run_state_machine(arn, {"version": "v4.5.1"}, timeout=30)
-            if downgrade.status != "FAILED" or downgrade.error != "InvalidInput":
-                raise TootstackError(f"downgrade not refused: {downgrade.status} {downgrade.error}")
-    finally:
-        restore_behavior(ctx, family, previous)
-        restore_secrets(ctx, originals)
+    with toolbox_behavior(ctx, toolbox), ecs_deployments():
+        done = ctx.aws.run_state_machine(arn, {"version": TARGET}, timeout=45)
+        if done.status != "SUCCEEDED":
+            raise TootstackError(f"upgrade {TARGET}: {done.status} {done.error}: {done.cause}")
+        if migrations != ["pre", "post"]:
+            raise TootstackError(f"migrations ran as {migrations}, expected pre then post")
+        pinned = {}
+        for service, td in (done.output or {}).get("task_definitions", {}).items():
+            images = [c["image"] for c in ecs.describe_task_definition(taskDefinition=td)["taskDefinition"]["containerDefinitions"]]
+            if not any(i.startswith(f"{ecr.host_port}/") and "@sha256:" in i for i in images):
+                raise TootstackError(f"{service}: {td} is not pinned to a mirrored digest: {images}")
+            pinned[service] = td
+        downgrade = ctx.aws.run_state_machine(arn, {"version": "v4.5.1"}, timeout=30)
+        if downgrade.status != "FAILED" or downgrade.error != "InvalidInput":
+            raise TootstackError(f"downgrade not refused: {downgrade.status} {downgrade.error}")
     return (f"{TARGET}: {len(pinned)} services (from {stood_in} stand-in image references) on task definitions pinned to mirrored digests, migrations pre -> post, "
             "version recorded, lock released; downgrade to v4.5.1 refused")
 

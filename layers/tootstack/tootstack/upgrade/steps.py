@@ -100,14 +100,16 @@ def prepare(event_input: Any, execution: str, *, ecs: Any, ssm: Any, cfg: Upgrad
     try:
         ssm.put_parameter(Name=cfg.lock_parameter, Value=json.dumps(lock), Type="String", Overwrite=False)
     except ssm.exceptions.ParameterAlreadyExists:
-        held = _lock(ssm, cfg.lock_parameter)
+        held = read_lock(ssm, cfg.lock_parameter)
         if held is not None and held.get("execution") != execution:
             raise UpgradeInProgress(f"upgrade lock held by {held.get('execution')} ({held.get('version')})") from None
         ssm.put_parameter(Name=cfg.lock_parameter, Value=json.dumps(lock), Type="String", Overwrite=True)
     return {"version": version, "current": current, "kind": kind, "execution": execution}
 
 
-def _lock(ssm: Any, name: str) -> dict[str, Any] | None:
+def read_lock(ssm: Any, name: str) -> dict[str, Any] | None:
+    """The upgrade lock ({"version", "execution", "since"}) when held, else None (absent, "" or "none").
+    Also read by the maintenance gate, which skips its run while an upgrade holds it."""
     try:
         value = ssm.get_parameter(Name=name)["Parameter"]["Value"]
     except ssm.exceptions.ParameterNotFound:
@@ -122,7 +124,7 @@ def _lock(ssm: Any, name: str) -> dict[str, Any] | None:
 
 
 def release(ssm: Any, cfg: UpgradeConfig, execution: str) -> bool:
-    held = _lock(ssm, cfg.lock_parameter)
+    held = read_lock(ssm, cfg.lock_parameter)
     if held is not None and held.get("execution") == execution:
         ssm.delete_parameter(Name=cfg.lock_parameter)
         return True
@@ -155,8 +157,9 @@ def _service_task_definitions(ecs: Any, cfg: UpgradeConfig) -> dict[str, str]:
     return by_name
 
 
-def _pinned_revision(ecs: Any, arn: str, pinned: dict[str, str], version: str, cfg: UpgradeConfig) -> str:
-    described = ecs.describe_task_definition(taskDefinition=arn, include=["TAGS"])
+def _pinned_revision(ecs: Any, described: dict[str, Any], pinned: dict[str, str], version: str, cfg: UpgradeConfig) -> str:
+    """The revision of `described` (a DescribeTaskDefinition answer with tags) running the pinned images:
+    itself when it already does, else a new registration."""
     td = described["taskDefinition"]
     containers = []
     changed = False
@@ -176,9 +179,9 @@ def _pinned_revision(ecs: Any, arn: str, pinned: dict[str, str], version: str, c
     return ecs.register_task_definition(**kwargs, tags=tags)["taskDefinition"]["taskDefinitionArn"]
 
 
-def _check_recognised(ecs: Any, service: str, arn: str, cfg: UpgradeConfig) -> None:
+def _check_recognised(service: str, td: dict[str, Any], cfg: UpgradeConfig) -> None:
     """A service none of whose containers runs one of our images would silently keep its old version."""
-    images = [c.get("image", "") for c in ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"]["containerDefinitions"]]
+    images = [c.get("image", "") for c in td["containerDefinitions"]]
     if not any(image_role(i, cfg.images) for i in images):
         raise TootstackError(f"{service}: no container runs a known Mastodon image ({', '.join(images)[:200]}): "
                              "cannot pin it to the new version; nothing was deployed")
@@ -186,12 +189,12 @@ def _check_recognised(ecs: Any, service: str, arn: str, cfg: UpgradeConfig) -> N
 
 def register(version: str, pinned: dict[str, str], *, ecs: Any, cfg: UpgradeConfig) -> dict[str, Any]:
     current = _service_task_definitions(ecs, cfg)
+    # One DescribeTaskDefinition per distinct task definition (services may share one).
+    described = {arn: ecs.describe_task_definition(taskDefinition=arn, include=["TAGS"]) for arn in dict.fromkeys(current.values())}
     for service, arn in current.items():
-        _check_recognised(ecs, service, arn, cfg)
-    new_by_old: dict[str, str] = {}
-    for arn in dict.fromkeys(current.values()):
-        new_by_old[arn] = _pinned_revision(ecs, arn, pinned, version, cfg)
-    toolbox = ecs.describe_task_definition(taskDefinition=cfg.toolbox_family)["taskDefinition"]["taskDefinitionArn"]
+        _check_recognised(service, described[arn]["taskDefinition"], cfg)
+    new_by_old = {arn: _pinned_revision(ecs, d, pinned, version, cfg) for arn, d in described.items()}
+    toolbox = ecs.describe_task_definition(taskDefinition=cfg.toolbox_family, include=["TAGS"])
     return {
         "previous": current,
         "target": {service: new_by_old[arn] for service, arn in current.items()},
