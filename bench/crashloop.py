@@ -141,9 +141,8 @@ def run_detector(events, threshold, window):
     decisions = []
     started = time.perf_counter()
     for i, event in enumerate(events):
-        d = detector.process(event)
+        d = detector.replay(event)
         if d is not None:
-            detector.store.update_halt(d.service, {"applied": True})
             decisions.append((i, d))
     return decisions, time.perf_counter() - started
 

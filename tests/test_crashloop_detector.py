@@ -43,9 +43,8 @@ EXPECTED_KIND = {
 def _feed(detector, events):
     decisions = []
     for i, event in enumerate(events):
-        d = detector.process(event)
+        d = detector.replay(event)
         if d is not None:
-            detector.store.update_halt(d.service, {"applied": True})
             decisions.append((i, d))
     return decisions
 

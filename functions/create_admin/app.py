@@ -21,11 +21,7 @@ from tootstack.oneoff import admin, tasks
 logger = Logger()
 tracer = Tracer()
 
-
-def _client(service: str):
-    return boto3.client(service, region_name=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"))
-
-SCRIPT = Path(__file__).with_name("create_admin.rb")
+SCRIPT = Path(__file__).with_name("create_admin.rb").read_text()  # the admin task's `rails runner` script
 CONTAINER = os.environ.get("ADMIN_CONTAINER_NAME", "admin")
 
 
@@ -35,12 +31,12 @@ def handler(event: dict, context: LambdaContext) -> dict:
     if not isinstance(event, dict):
         raise InvalidInput("event must be a JSON object with an 'action'")
     action = event.get("action")
-    secrets_manager = _client("secretsmanager")
+    secrets_manager = boto3.client("secretsmanager")
     pending = os.environ["ADMIN_PENDING_SECRET_ARN"]
     if action == "prepare":
         prepared = admin.prepare(
             secrets_manager, os.environ["STACK_NAME"], pending, event.get("input"), str(event.get("request") or ""),
-            SCRIPT.read_text(), task_timeout_seconds=int(os.environ.get("ADMIN_TASK_TIMEOUT_SECONDS", "900")),
+            SCRIPT, task_timeout_seconds=int(os.environ.get("ADMIN_TASK_TIMEOUT_SECONDS", "900")),
         )
         logger.info("admin request prepared", extra={"username": prepared["username"], "role": prepared["role"],
                                                      "secret_created": prepared["secret_created"]})
@@ -49,14 +45,12 @@ def handler(event: dict, context: LambdaContext) -> dict:
         state = event.get("state") or {}
         summary = None
         if state.get("task"):
-            region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
-            location = tasks.describe_location(_client("ecs"), state["task"], CONTAINER, region)
+            ecs = boto3.client("ecs")
+            location = tasks.describe_location(ecs, state["task"], CONTAINER, ecs.meta.region_name)
             summary = tasks.summarize(state["task"], CONTAINER, location)
         elif state.get("error"):
             summary = {"error": str(state["error"].get("Error", "")), "cause": str(state["error"].get("Cause", ""))[:1000]}
         result = admin.finish(secrets_manager, pending, state["prepared"], str(event.get("outcome")), summary)
-        if result["status"] == "failed":
-            result["message"] = admin.failure_message(state["prepared"]["username"], summary)
         logger.info("admin request finished", extra={"username": result["username"], "status": result["status"]})
         return result
     raise InvalidInput(f"unknown action {action!r}: expected 'prepare' or 'finish'")

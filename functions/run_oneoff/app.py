@@ -20,11 +20,6 @@ logger = Logger()
 tracer = Tracer()
 
 
-def _client(service: str):
-    return boto3.client(service, region_name=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"))
-
-
-
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict, context: LambdaContext) -> dict:
@@ -38,13 +33,13 @@ def handler(event: dict, context: LambdaContext) -> dict:
         logger.info("one-off command accepted", extra={"command": validated["requested"]})
         return validated
     if action == "report":
-        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
+        ecs = boto3.client("ecs")
         report = oneoff.report(
             event.get("state") or {},
-            ecs=_client("ecs"),
-            logs=_client("logs"),
-            secrets_manager=_client("secretsmanager"),
-            region=region,
+            ecs=ecs,
+            logs=boto3.client("logs"),
+            secrets_manager=boto3.client("secretsmanager"),
+            region=ecs.meta.region_name,
             container_name=os.environ.get("ONEOFF_CONTAINER_NAME", "toolbox"),
             secret_ids=[s for s in os.environ.get("ONEOFF_SECRET_ARNS", "").split(",") if s],
             secret_prefix=f"{os.environ['STACK_NAME']}/",

@@ -111,7 +111,7 @@ class Halter:
             raise _aws_error(f"halting ECS service {cluster}/{name}", exc) from None
         if "previous_desired_count" not in changes and decision.action == "scale_to_zero":
             # a retry after a partial apply: keep what the first attempt recorded
-            current = self.store.get_service(decision.service).halt or {}
+            current = self.store.get_halt(decision.service) or {}
             if "previous_desired_count" in current:
                 changes["previous_desired_count"] = current["previous_desired_count"]
         changes["alert_message_id"] = self.alert(decision, changes)
@@ -231,7 +231,7 @@ def resume(
     key = service_key(cluster, name)
     ecs = _client("ecs", ecs)
     found = describe_service(ecs, cluster, name)
-    halt = store.get_service(key).halt
+    halt = store.get_halt(key)
     tags = ecs.list_tags_for_resource(resourceArn=found["serviceArn"]).get("tags", [])
     tagged = any(t.get("key") == HALT_TAG for t in tags)
     if halt is None and not tagged:

@@ -61,23 +61,20 @@ def replay_lines(lines: TextIO, threshold: int = 3, window_seconds: float = 600.
     out = out or sys.stdout
     err = err or sys.stderr
     from tootstack.crashloop.detector import Detector, DetectorConfig
-    from tootstack.crashloop.store import MemoryStore
 
-    store = MemoryStore()
-    detector = Detector(DetectorConfig(threshold=threshold, window_seconds=window_seconds, cluster=cluster), store)
+    detector = Detector(DetectorConfig(threshold=threshold, window_seconds=window_seconds, cluster=cluster))  # in-memory state
     decisions, bad = 0, []
     for index, line in enumerate(lines):
         if not line.strip():
             continue
         try:
-            decision = detector.process(line)
+            decision = detector.replay(line)
         except InvalidInput as exc:
             bad.append(index + 1)
             print(f"{source} line {index + 1}: {exc}", file=err)
             continue
         if decision is None:
             continue
-        store.update_halt(decision.service, {"applied": True})   # replay: nothing to apply, mark it done
         decisions += 1
         print(json.dumps({"event_index": index, "service": decision.service_name, "action": decision.action,
                           "reason": decision.reason}), file=out, flush=True)
@@ -107,20 +104,18 @@ def run_replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stack_output(stack: str, key: str, region: str | None) -> str | None:
+def _stack_outputs(stack: str, region: str | None) -> dict[str, str]:
+    """The stack's outputs by key ({} when the stack cannot be found)."""
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
         found = boto3.client("cloudformation", region_name=region).describe_stacks(StackName=stack)["Stacks"]
     except ClientError:
-        return None
+        return {}
     except BotoCoreError as exc:
         raise TootstackError(f"cannot read stack {stack}: {type(exc).__name__}") from None
-    for output in found[0].get("Outputs", []) if found else []:
-        if output["OutputKey"] == key:
-            return output["OutputValue"]
-    return None
+    return {o["OutputKey"]: o["OutputValue"] for o in (found[0].get("Outputs", []) if found else [])}
 
 
 def run_resume(args: argparse.Namespace) -> int:
@@ -131,12 +126,19 @@ def run_resume(args: argparse.Namespace) -> int:
 
     if args.desired_count is not None and args.desired_count < 0:
         raise InvalidInput(f"--desired-count must be >= 0, got {args.desired_count}")
-    table = args.table or os.environ.get("CRASHLOOP_TABLE") or _stack_output(args.stack, "CrashloopTableName", args.region)
+    read: list[dict[str, str]] = []
+
+    def stack_output(key: str) -> str | None:  # one DescribeStacks, and only when a value is missing
+        if not read:
+            read.append(_stack_outputs(args.stack, args.region))
+        return read[0].get(key)
+
+    table = args.table or os.environ.get("CRASHLOOP_TABLE") or stack_output("CrashloopTableName")
     if not table:
         raise InvalidInput(f"no crashloop table: pass --table, set CRASHLOOP_TABLE, or deploy stack {args.stack!r} with the CrashloopTableName output")
     cluster = args.cluster or os.environ.get("CLUSTER_NAME")
     if not cluster and not args.service.startswith("arn:") and "/" not in args.service:
-        cluster = _stack_output(args.stack, "ClusterName", args.region)
+        cluster = stack_output("ClusterName")
     result = resume(
         args.service,
         cluster=cluster,

@@ -125,6 +125,14 @@ class Detector:
             return None
         return self._task(event)
 
+    def replay(self, raw: Any) -> Decision | None:
+        """`process` with nothing to apply (the CLI replay, the benchmark, tests): a halt is marked
+        applied at once, so it is decided once and not returned again by later events."""
+        decision = self.process(raw)
+        if decision is not None:
+            self.store.update_halt(decision.service, {"applied": True})
+        return decision
+
     # ------------------------------------------------------------------------------------------
     def _deployment(self, event: EcsDeploymentStateChangeEvent) -> None:
         cluster, service = parse_service_arn(event.service_arn, self._cluster)

@@ -51,21 +51,16 @@ def ecs_deployment_resolver(ecs: Any):
 
 
 class Runtime:
-    def __init__(self, env: Mapping[str, str] | None = None, ecs: Any = None, sns: Any = None, dynamodb: Any = None, autoscaling: Any = None):
+    """The detector, its DynamoDB state and the halt actions, configured from the environment (boto3
+    clients find their region in it: Lambda sets AWS_REGION and AWS_DEFAULT_REGION)."""
+
+    def __init__(self) -> None:
         import boto3
 
-        env = os.environ if env is None else env
-        self.env = env
-        region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None   # Lambda sets both
-        self.ecs = ecs or boto3.client("ecs", region_name=region)
-        self.store = DynamoStore(table_from_env(env), dynamodb or boto3.client("dynamodb", region_name=region))
-        if sns is None and env.get("ALERT_TOPIC_ARN"):
-            sns = boto3.client("sns", region_name=region)
-        if autoscaling is None:
-            autoscaling = boto3.client("application-autoscaling", region_name=region)
-        self.detector = Detector(config_from_env(env), self.store, ecs_deployment_resolver(self.ecs))
-        self.halter = Halter(self.store, ecs=self.ecs, sns=sns, topic_arn=env.get("ALERT_TOPIC_ARN") or None, autoscaling=autoscaling)
-        self.autoscaling = self.halter.autoscaling
+        self.ecs = boto3.client("ecs")
+        self.store = DynamoStore(table_from_env(), boto3.client("dynamodb"))
+        self.detector = Detector(config_from_env(), self.store, ecs_deployment_resolver(self.ecs))
+        self.halter = Halter(self.store, ecs=self.ecs, topic_arn=os.environ.get("ALERT_TOPIC_ARN") or None)
 
     def handle_ecs_event(self, event: dict[str, Any]) -> dict[str, Any]:
         decision: Decision | None = self.detector.process(event)
@@ -94,9 +89,9 @@ class Runtime:
             raise InvalidInput(f'"desired_count" must be a whole number, got {desired!r}')
         return resume(
             service,
-            cluster=event.get("cluster") or self.env.get("CLUSTER_NAME"),
+            cluster=event.get("cluster"),  # else $CLUSTER_NAME (resolve_service)
             desired_count=desired,
             store=self.store,
             ecs=self.ecs,
-            autoscaling=self.autoscaling,
+            autoscaling=self.halter.autoscaling,
         )

@@ -78,6 +78,7 @@ class Store(Protocol):
     def record_completed(self, key: str, deployment_id: str, updated_at: float) -> None: ...
     def set_stable(self, key: str, task_definition: str, updated_at: float) -> None: ...
     def put_halt(self, key: str, halt: dict[str, Any]) -> bool: ...
+    def get_halt(self, key: str) -> dict[str, Any] | None: ...
     def update_halt(self, key: str, changes: dict[str, Any]) -> None: ...
     def clear_halt(self, key: str, resumed_at: float) -> dict[str, Any] | None: ...
 
@@ -86,12 +87,15 @@ def _iso(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
+# Lifecycle order of deployment events with the same updatedAt.
+_RANK = {"SERVICE_DEPLOYMENT_IN_PROGRESS": 0, "SERVICE_DEPLOYMENT_FAILED": 1, "SERVICE_DEPLOYMENT_COMPLETED": 2}
+
+
 def _newer(updated_at: float, event_name: str, current: Deployment | None) -> bool:
     """Deterministic order of deployment events: updatedAt, then the lifecycle order of the name."""
     if current is None:
         return True
-    rank = {"SERVICE_DEPLOYMENT_IN_PROGRESS": 0, "SERVICE_DEPLOYMENT_FAILED": 1, "SERVICE_DEPLOYMENT_COMPLETED": 2}
-    return (updated_at, rank.get(event_name, -1)) > (current.updated_at, rank.get(current.event_name, -1))
+    return (updated_at, _RANK.get(event_name, -1)) > (current.updated_at, _RANK.get(current.event_name, -1))
 
 
 def _may_replace_halt(current: dict[str, Any] | None, new: dict[str, Any]) -> bool:
@@ -138,9 +142,7 @@ class MemoryStore:
         return True
 
     def get_halt(self, key: str) -> dict[str, Any] | None:
-        """Only the halted marker (one GetItem: what `is_halted` needs, and all it needs IAM for)."""
-        item = self._call("get_item", Key={"pk": self._s(f"SVC#{key}"), "sk": self._s("HALT")}, ConsistentRead=True).get("Item")
-        return json.loads(item["data"]["S"]) if item else None
+        return self.get_service(key).halt
 
     def update_halt(self, key: str, changes: dict[str, Any]) -> None:
         state = self.get_service(key)
@@ -178,12 +180,16 @@ class DynamoStore:
         except BotoCoreError as exc:
             raise DependencyUnavailable(f"DynamoDB {operation} on table {self.table_name} failed: {type(exc).__name__}") from None
 
-    def _conditional_put(self, item: dict[str, Any], condition: str, values: dict[str, Any] | None = None) -> bool:
+    def _conditional_put(self, item: dict[str, Any], condition: str, values: dict[str, Any] | None = None,
+                         names: dict[str, str] | None = None) -> bool:
+        """PutItem under `condition`; False when the condition fails (an equal or newer item is kept)."""
         from botocore.exceptions import ClientError
 
         kwargs: dict[str, Any] = {"Item": item, "ConditionExpression": condition}
         if values:
             kwargs["ExpressionAttributeValues"] = values
+        if names:
+            kwargs["ExpressionAttributeNames"] = names
         try:
             self._call("put_item", **kwargs)
             return True
@@ -248,7 +254,6 @@ class DynamoStore:
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def record_deployment(self, key: str, deployment: Deployment) -> None:
-        rank = {"SERVICE_DEPLOYMENT_IN_PROGRESS": 0, "SERVICE_DEPLOYMENT_FAILED": 1, "SERVICE_DEPLOYMENT_COMPLETED": 2}
         item = {
             "pk": self._s(f"SVC#{key}"),
             "sk": self._s("DEPLOY"),
@@ -256,23 +261,10 @@ class DynamoStore:
             "event_name": self._s(deployment.event_name),
             "reason": self._s(deployment.reason),
             "updated_at": self._n(deployment.updated_at),
-            "rank": {"N": str(rank.get(deployment.event_name, -1))},
+            "rank": {"N": str(_RANK.get(deployment.event_name, -1))},
         }
-        self._put_deploy(item)
-
-    def _put_deploy(self, item: dict[str, Any]) -> None:
-        from botocore.exceptions import ClientError
-
-        try:
-            self._call(
-                "put_item",
-                Item=item,
-                ConditionExpression="attribute_not_exists(pk) OR updated_at < :u OR (updated_at = :u AND #r < :r)",
-                ExpressionAttributeNames={"#r": "rank"},
-                ExpressionAttributeValues={":u": item["updated_at"], ":r": item["rank"]},
-            )
-        except ClientError:
-            pass  # an equal or newer deployment fact is already stored
+        self._conditional_put(item, "attribute_not_exists(pk) OR updated_at < :u OR (updated_at = :u AND #r < :r)",
+                              {":u": item["updated_at"], ":r": item["rank"]}, {"#r": "rank"})
 
     def map_deployment(self, key: str, deployment_id: str, task_definition: str) -> None:
         item = {
@@ -301,31 +293,20 @@ class DynamoStore:
         }
         self._conditional_put(item, "attribute_not_exists(pk) OR updated_at <= :u", {":u": item["updated_at"]})
 
-    def put_halt(self, key: str, halt: dict[str, Any]) -> bool:
-        item = {
+    def _halt_item(self, key: str, halt: dict[str, Any]) -> dict[str, Any]:
+        return {
             "pk": self._s(f"SVC#{key}"),
             "sk": self._s("HALT"),
             "action": self._s(halt["action"]),
             "data": self._s(json.dumps(halt, sort_keys=True)),
         }
-        if halt["action"] == "scale_to_zero":
-            return self._put_halt_escalation(item)
+
+    def put_halt(self, key: str, halt: dict[str, Any]) -> bool:
+        item = self._halt_item(key, halt)
+        if halt["action"] == "scale_to_zero":  # only a rollback can be escalated
+            return self._conditional_put(item, "attribute_not_exists(pk) OR #a = :rollback",
+                                         {":rollback": self._s("rollback")}, {"#a": "action"})
         return self._conditional_put(item, "attribute_not_exists(pk)")
-
-    def _put_halt_escalation(self, item: dict[str, Any]) -> bool:
-        from botocore.exceptions import ClientError
-
-        try:
-            self._call(
-                "put_item",
-                Item=item,
-                ConditionExpression="attribute_not_exists(pk) OR #a = :rollback",
-                ExpressionAttributeNames={"#a": "action"},
-                ExpressionAttributeValues={":rollback": self._s("rollback")},
-            )
-            return True
-        except ClientError:
-            return False
 
     def get_halt(self, key: str) -> dict[str, Any] | None:
         """Only the halted marker (one GetItem: what `is_halted` needs, and all it needs IAM for)."""
@@ -333,19 +314,9 @@ class DynamoStore:
         return json.loads(item["data"]["S"]) if item else None
 
     def update_halt(self, key: str, changes: dict[str, Any]) -> None:
-        state = self.get_service(key)
-        if state.halt is None:
-            return
-        halt = {**state.halt, **changes}
-        self._call(
-            "put_item",
-            Item={
-                "pk": self._s(f"SVC#{key}"),
-                "sk": self._s("HALT"),
-                "action": self._s(halt["action"]),
-                "data": self._s(json.dumps(halt, sort_keys=True)),
-            },
-        )
+        halt = self.get_halt(key)
+        if halt is not None:
+            self._call("put_item", Item=self._halt_item(key, {**halt, **changes}))
 
     def clear_halt(self, key: str, resumed_at: float) -> dict[str, Any] | None:
         old = self._call("delete_item", Key={"pk": self._s(f"SVC#{key}"), "sk": self._s("HALT")}, ReturnValues="ALL_OLD")

@@ -46,7 +46,6 @@ EXIT_EXISTING = 10        # account existed: role, confirmation and approval ens
 EXIT_RESET = 11           # account existed: same as above and the password was reset from the secret
 EXIT_BAD_INPUT = 2        # the script refused its input (or Mastodon's validations refused the account)
 EXIT_OTHER_REQUEST = 3    # the pending secret belongs to another execution (concurrent runs): nothing changed
-OUTCOMES = {EXIT_CREATED: "created", EXIT_EXISTING: "existing", EXIT_RESET: "password_reset"}
 
 PENDING_PLACEHOLDER = {"username": "", "password": "", "request": ""}
 
@@ -238,10 +237,7 @@ def finish(sm: Any, pending_secret_id: str, prepared: dict[str, Any], outcome: s
     if task_summary:
         result["task"] = task_summary
     if outcome == "failed":
-        result["message"] = (
-            f"the admin task for @{username} failed; nothing is reported as created. The password secret "
-            f"{arn} is kept and reused by the next run. See the task's log stream."
-        )
+        result["message"] = failure_message(username, task_summary)
         return result
     if outcome == "existing" and prepared.get("secret_created"):
         # The account existed before tootstack stored a password for it, and its password was not

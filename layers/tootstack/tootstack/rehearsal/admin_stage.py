@@ -1,10 +1,8 @@
 """Rehearsal stage "create-admin": the create-admin state machine against the moto-deployed stack.
 
-The deployed Lambda function (routed to its real handler by the deploy stage, with the environment
-CloudFormation resolved) and the deployed AdminTaskDefinition and pending secret are used. moto's
-CloudFormation stores a state machine without applying DefinitionSubstitutions, so unless the deployed
-definition is already substituted, the stage creates the same statemachines/create_admin.asl.json with
-the substitutions resolved from the deployed resources (and says so in its detail).
+The deployed state machine (made runnable by the deploy stage: DefinitionSubstitutions applied), the
+deployed Lambda function (routed to its real handler, with the environment CloudFormation resolved) and
+the deployed AdminTaskDefinition and pending secret are used.
 
 The simulated admin container checks that ECS `secrets` gave it the password that the per-user secret
 holds (and that neither its command nor its environment did), then reports "created". A second run
@@ -21,6 +19,7 @@ import boto3
 from tootstack.errors import TootstackError
 from tootstack.rehearsal.context import RehearsalContext
 from tootstack.rehearsal.day2_common import fill_missing_secret_keys, restore_secrets
+from tootstack.rehearsal.deploy import state_machine_arn
 
 NAME = "create-admin"
 USERNAME = "rehearsal_admin"
@@ -36,11 +35,9 @@ def run(ctx: RehearsalContext) -> str:
     missing = [x for x in (FUNCTION, TASK_DEFINITION, "AdminPendingSecret") if x not in ids]
     if missing:
         raise TootstackError(f"the deployed stack lacks {', '.join(missing)}: template.yaml's admin section is missing")
-    region = ctx.region
-    sm = boto3.client("secretsmanager", region_name=region)
-    ecs = boto3.client("ecs", region_name=region)
-    sfn = boto3.client("stepfunctions", region_name=region)
-    taskdef = ecs.describe_task_definition(taskDefinition=ids[TASK_DEFINITION])["taskDefinition"]
+    sm = boto3.client("secretsmanager", region_name=ctx.region)
+    taskdef = boto3.client("ecs", region_name=ctx.region).describe_task_definition(
+        taskDefinition=ids[TASK_DEFINITION])["taskDefinition"]
     secret_name = f"{ctx.stack_name}/admin/{USERNAME}"
     seen: dict[str, Any] = {}
 
@@ -68,15 +65,13 @@ def run(ctx: RehearsalContext) -> str:
     originals = fill_missing_secret_keys(ctx, taskdef["taskDefinitionArn"])
     filled = [secret_id.split(":secret:", 1)[-1] for secret_id in originals]
     try:
-        return _rehearse(ctx, sm, ecs, sfn, seen, filled)
+        return _rehearse(ctx, sm, seen, filled)
     finally:  # later stages (first boot, if it runs after this one) see the secrets as they were
         restore_secrets(ctx, originals)
 
 
-def _rehearse(ctx: RehearsalContext, sm: Any, ecs: Any, sfn: Any, seen: dict[str, Any], filled: list[str]) -> str:
-    ids = ctx.physical_ids
-
-    arn, how = _state_machine(ctx, sfn, ecs)
+def _rehearse(ctx: RehearsalContext, sm: Any, seen: dict[str, Any], filled: list[str]) -> str:
+    arn = state_machine_arn(ctx, STATE_MACHINE)
     domain = ctx.parameters.get("DomainName") or "rehearsal.test"
     data = {"username": USERNAME, "email": f"admin@{domain}", "role": "Owner"}
     first = ctx.aws.run_state_machine(arn, data)
@@ -102,7 +97,7 @@ def _rehearse(ctx: RehearsalContext, sm: Any, ecs: Any, sfn: Any, seen: dict[str
     leaked = [name for name, text in sinks.items() if password in text]
     if leaked:
         raise TootstackError(f"the admin password appears in: {', '.join(leaked)}")
-    pending = json.loads(sm.get_secret_value(SecretId=ids["AdminPendingSecret"])["SecretString"])
+    pending = json.loads(sm.get_secret_value(SecretId=ctx.physical_ids["AdminPendingSecret"])["SecretString"])
     if pending.get("password"):
         raise TootstackError("the pending admin secret still holds a password after the execution")
     scanned = sum(len(t) for t in sinks.values())
@@ -110,12 +105,6 @@ def _rehearse(ctx: RehearsalContext, sm: Any, ecs: Any, sfn: Any, seen: dict[str
     note = ("; secrets no first-boot stage had filled got rehearsal placeholders: " + ", ".join(names)) if filled else ""
     return (
         f"@{USERNAME} created (exit 0) then reported existing on re-run; the task got the password via ECS "
-        f"secrets only; {how}; no password in {scanned} characters of history, task logs, commands and outputs{note}"
+        f"secrets only; ran the deployed state machine; no password in {scanned} characters of history, task logs, commands and outputs{note}"
     )
-
-
-def _state_machine(ctx: RehearsalContext, sfn: Any, ecs: Any) -> tuple[str, str]:
-    from tootstack.rehearsal.deploy import state_machine_arn
-
-    return state_machine_arn(ctx, STATE_MACHINE), "ran the deployed state machine"
 

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import json
 import os
-from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator
+from typing import Any
 
 import boto3
 
@@ -31,6 +30,8 @@ FUNCTION_ID = "CrashloopDetectorFunction"
 
 
 def run(ctx: RehearsalContext) -> str:
+    if ctx.aws is None:
+        raise TootstackError("no LocalAws harness in the rehearsal context")
     region = ctx.region
     ecs = boto3.client("ecs", region_name=region)
     stood_in: list[str] = []
@@ -146,55 +147,17 @@ def _subscribe(region: str, topic: str):
 
 
 def _invoker(ctx: RehearsalContext, table: str, topic: str, cluster: str, stood_in: list[str]):
-    """Invoke the deployed detector through the Lambda API (the deploy stage routed it to the real
-    handler); without one, create a moto function routed to the real handler with the right env."""
-    env = {"CRASHLOOP_TABLE": table, "ALERT_TOPIC_ARN": topic, "CLUSTER_NAME": cluster,
-           "CRASH_THRESHOLD": "3", "CRASH_WINDOW_MINUTES": "10", "POWERTOOLS_SERVICE_NAME": "tootstack",
-           "AWS_REGION": ctx.region, "AWS_DEFAULT_REGION": ctx.region}
+    """Invoke the detector through the Lambda API: the deployed one (the deploy stage routed it to the
+    real handler with its deployed environment), or else a moto function routed to the real handler."""
     function = ctx.physical_ids.get(FUNCTION_ID)
-    local = LocalFunction(FUNCTION_ID, ctx.root / "functions/crashloop_detector", "app.handler", {})
-    if function and ctx.aws is not None and hasattr(ctx.aws, "invoke"):
-        # the deployed environment, plus what the Lambda runtime itself sets (the region)
-        deployed = boto3.client("lambda", region_name=ctx.region).get_function_configuration(FunctionName=function)
-        environment = {**deployed.get("Environment", {}).get("Variables", {}), "AWS_REGION": ctx.region, "AWS_DEFAULT_REGION": ctx.region}
-        ctx.aws.route_function(function, local, environment=environment)
-        return lambda event: _quiet(lambda: ctx.aws.invoke(function, event))
-    stood_in.append("detector function")
-    if ctx.aws is not None and hasattr(ctx.aws, "create_function"):
-        name = f"{ctx.stack_name}-crashloop-detector"
-        ctx.aws.create_function(name, local, env)
-        return lambda event: _quiet(lambda: ctx.aws.invoke(name, event))
-
-    def direct(event: dict[str, Any]) -> dict[str, Any]:
-        with _environment(env):
-            return _quiet(lambda: local.entrypoint(event, _Context()))
-
-    return direct
-
-
-class _Context:
-    function_name = "crashloop-detector"
-    memory_limit_in_mb = 256
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:crashloop-detector"
-    aws_request_id = "rehearsal"
-
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 60_000
-
-
-@contextmanager
-def _environment(env: dict[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    if not function:
+        stood_in.append("detector function")
+        function = f"{ctx.stack_name}-crashloop-detector"
+        env = {"CRASHLOOP_TABLE": table, "ALERT_TOPIC_ARN": topic, "CLUSTER_NAME": cluster,
+               "CRASH_THRESHOLD": "3", "CRASH_WINDOW_MINUTES": "10", "POWERTOOLS_SERVICE_NAME": "tootstack"}
+        local = LocalFunction(FUNCTION_ID, ctx.root / "functions/crashloop_detector", "app.handler", {})
+        ctx.aws.create_function(function, local, env)
+    return lambda event: _quiet(lambda: ctx.aws.invoke(function, event))
 
 
 def _quiet(call):
