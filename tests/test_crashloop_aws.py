@@ -17,6 +17,7 @@ from tootstack.crashloop.detector import Detector
 from tootstack.crashloop.store import Crash, Deployment, DynamoStore
 from tootstack.errors import DependencyUnavailable
 from tootstack.local.template import LocalFunction, project_root
+from tootstack.local.aws import LambdaContext
 
 ROOT = project_root()
 REGION = "us-east-1"
@@ -24,15 +25,10 @@ TABLE = "tootstack-crashloop"
 SAMPLE = json.loads((ROOT / "events/crashloop_detector.json").read_text())
 
 
-class _Context:
-    function_name = "crashloop-detector"
-    memory_limit_in_mb = 256
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:crashloop-detector"
-    aws_request_id = "req-1"
+def _Context():
+    return LambdaContext("crashloop-detector")
 
-    @staticmethod
-    def get_remaining_time_in_millis():
-        return 60_000
+
 
 
 def create_table(client, name=TABLE):

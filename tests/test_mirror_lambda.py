@@ -13,20 +13,17 @@ from tootstack.local.images import push_image
 from tootstack.local.registry import Registry
 from tootstack.local.template import LocalFunction, load_template, project_root
 from tootstack.mirror.service import parse_jobs
+from tootstack.local.aws import LambdaContext
 
 ROOT = project_root()
 ECR_PASSWORD = "123456789012-auth-token"     # what moto's ecr:GetAuthorizationToken hands out
 REPOS = {"mastodon": "tootstack-mastodon", "mastodon-streaming": "tootstack-streaming"}
 
 
-class _Context:
-    function_name = "mirror"
-    memory_limit_in_mb = 1024
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:mirror"
-    aws_request_id = "req-1"
+def _Context():
+    return LambdaContext("mirror")
 
-    def get_remaining_time_in_millis(self):
-        return 900_000
+
 
 
 @pytest.fixture

@@ -7,15 +7,15 @@ import pytest
 from moto import mock_aws
 
 from tootstack.local.template import LocalFunction, project_root
+from tootstack.local.aws import LambdaContext
 
 ROOT = project_root()
 
 
-class _Context:
-    function_name = "preflight"
-    memory_limit_in_mb = 256
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:preflight"
-    aws_request_id = "req-1"
+def _Context():
+    return LambdaContext("preflight")
+
+
 
 
 @pytest.fixture

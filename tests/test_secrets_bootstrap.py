@@ -15,6 +15,7 @@ from tootstack.errors import InvalidInput
 from tootstack.local.template import LocalFunction, project_root
 from tootstack.secrets import generate
 from tootstack.secrets.bootstrap import BootstrapConfig, run_bootstrap
+from tootstack.local.aws import LambdaContext
 
 ROOT = project_root()
 REGION = "us-east-1"
@@ -199,12 +200,10 @@ def response_url():
     server.server_close()
 
 
-class _Context:
-    function_name = "secrets-bootstrap"
-    memory_limit_in_mb = 256
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:secrets-bootstrap"
-    aws_request_id = "req-1"
-    log_stream_name = "2026/11/26/[$LATEST]abc"
+def _Context():
+    return LambdaContext("secrets-bootstrap")
+
+
 
 
 def _event(arns, url, request_type="Create"):

@@ -98,15 +98,15 @@ from moto import mock_aws  # noqa: E402
 
 from tootstack.crashloop import HALT_TAG  # noqa: E402
 from tootstack.local.template import LocalFunction, project_root  # noqa: E402
+from tootstack.local.aws import LambdaContext
 
 ROOT = project_root()
 
 
-class _Context:
-    function_name = "spot-fallback"
-    memory_limit_in_mb = 256
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:spot-fallback"
-    aws_request_id = "req-1"
+def _Context():
+    return LambdaContext("spot-fallback")
+
+
 
 
 @pytest.fixture

@@ -259,13 +259,14 @@ class _Route:
         return getattr(self.target, "entrypoint", self.target)
 
 
-class _LambdaContext:
-    """What a handler's `context` carries in Lambda (enough for Powertools)."""
+class LambdaContext:
+    """What a handler's `context` carries in Lambda (enough for Powertools); also for tests that call a
+    handler directly."""
 
-    def __init__(self, name: str, arn: str) -> None:
+    def __init__(self, name: str, arn: str | None = None) -> None:
         self.function_name = name
         self.function_version = "$LATEST"
-        self.invoked_function_arn = arn
+        self.invoked_function_arn = arn or f"arn:aws:lambda:us-east-1:{ACCOUNT_ID}:function:{name}"
         self.memory_limit_in_mb = 256
         self.aws_request_id = str(uuid.uuid4())
         self.log_group_name = f"/aws/lambda/{name}"
@@ -566,7 +567,7 @@ class LocalAws:
             saved = {key: os.environ.get(key) for key in route.environment}
             os.environ.update(route.environment)
             try:
-                result = route.handler(event, _LambdaContext(route.name, arn))
+                result = route.handler(event, LambdaContext(route.name, arn))
                 return json.dumps(result, default=str), False
             except Exception as exc:  # Lambda reports an unhandled error as this payload
                 return json.dumps({
