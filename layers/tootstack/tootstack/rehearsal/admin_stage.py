@@ -19,7 +19,6 @@ import boto3
 from tootstack.errors import TootstackError
 from tootstack.rehearsal.context import RehearsalContext
 from tootstack.rehearsal.day2_common import fill_missing_secret_keys, restore_secrets
-from tootstack.rehearsal.deploy import state_machine_arn
 
 NAME = "create-admin"
 USERNAME = "rehearsal_admin"
@@ -71,7 +70,7 @@ def run(ctx: RehearsalContext) -> str:
 
 
 def _rehearse(ctx: RehearsalContext, sm: Any, seen: dict[str, Any], filled: list[str]) -> str:
-    arn = state_machine_arn(ctx, STATE_MACHINE)
+    arn = ctx.physical(STATE_MACHINE)
     domain = ctx.parameters.get("DomainName") or "rehearsal.test"
     data = {"username": USERNAME, "email": f"admin@{domain}", "role": "Owner"}
     first = ctx.aws.run_state_machine(arn, data)

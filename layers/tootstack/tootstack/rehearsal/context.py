@@ -24,3 +24,12 @@ class RehearsalContext:
     aws: Any = None          # tootstack.local.aws harness: moto + Lambda routing + ECS task simulation
     progress: Callable[[str], None] = print
     extras: dict[str, Any] = field(default_factory=dict)         # stage-to-stage hand-over
+
+    def physical(self, logical_id: str) -> str:
+        """The physical id (name or ARN) of a resource of the deployed stack; a clear error if it is absent."""
+        value = self.physical_ids.get(logical_id)
+        if not value:
+            from tootstack.errors import TootstackError
+
+            raise TootstackError(f"{logical_id} is not in the deployed stack")
+        return value

@@ -14,8 +14,7 @@ import boto3
 
 from tootstack.errors import TootstackError
 from tootstack.local.aws import TaskResult
-from tootstack.rehearsal.deploy import state_machine_arn
-from tootstack.rehearsal.first_boot_stage import leaks, mastodon_connects, physical, route_redis_functions
+from tootstack.rehearsal.first_boot_stage import leaks, mastodon_connects, route_redis_functions
 
 NAME = "db-setup"
 NEEDED = ("SECRET_KEY_BASE", "OTP_SECRET", "VAPID_PRIVATE_KEY", "VAPID_PUBLIC_KEY", "ACTIVE_RECORD_ENCRYPTION_PRIMARY_KEY",
@@ -26,7 +25,7 @@ NEEDED = ("SECRET_KEY_BASE", "OTP_SECRET", "VAPID_PRIVATE_KEY", "VAPID_PUBLIC_KE
 def run(ctx) -> str:
     route_redis_functions(ctx)
     ecs = boto3.client("ecs", region_name=ctx.region)
-    toolbox = ecs.describe_task_definition(taskDefinition=physical(ctx, "ToolboxTaskDefinition"))["taskDefinition"]
+    toolbox = ecs.describe_task_definition(taskDefinition=ctx.physical("ToolboxTaskDefinition"))["taskDefinition"]
     seen: list[str] = []
 
     def mastodon_task(task) -> TaskResult:
@@ -39,7 +38,7 @@ def run(ctx) -> str:
         return TaskResult(exit_code=0, log_lines=["Redis: AUTH ok (TLS)", f"ran: {' '.join(task.command)}"])
 
     ctx.aws.tasks.on(toolbox["family"], mastodon_task)
-    state_machine = state_machine_arn(ctx, "FirstBootStateMachine")
+    state_machine = ctx.physical("FirstBootStateMachine")
     first = ctx.aws.run_state_machine(state_machine, {"skip_mirror": True}, timeout=60)
     if first.status != "SUCCEEDED":
         raise TootstackError(f"first boot {first.status}: {first.error}: {(first.cause or '')[:300]}")

@@ -110,14 +110,6 @@ def apply_definition_substitutions(template: dict[str, Any]) -> int:
     return changed
 
 
-def state_machine_arn(ctx: RehearsalContext, logical_id: str) -> str:
-    """The ARN of a state machine of the deployed stack (runnable: substitutions applied, see above)."""
-    arn = ctx.physical_ids.get(logical_id)
-    if not arn:
-        raise TootstackError(f"{logical_id} is not in the deployed stack")
-    return arn
-
-
 def _check_state_machines(ctx: RehearsalContext) -> int:
     """Every deployed state machine is valid JSON with none of its DefinitionSubstitutions left unapplied."""
     sfn = boto3.client("stepfunctions", region_name=ctx.region)

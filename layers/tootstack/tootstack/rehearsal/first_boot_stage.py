@@ -14,7 +14,6 @@ from typing import Any, Iterable
 
 import boto3
 
-from tootstack.errors import TootstackError
 from tootstack.local.template import local_functions
 from tootstack.redis_auth.backends import AclBackend
 from tootstack.redis_auth.credentials import Credential, Endpoint, works
@@ -23,16 +22,9 @@ from tootstack.redis_auth.entry import handler_with_backend
 SECRET_IDS = ("AppSecrets", "DatabaseSecret", "RedisSecret", "SmtpSecret")
 
 
-def physical(ctx: Any, logical_id: str) -> str:
-    value = ctx.physical_ids.get(logical_id)
-    if not value:
-        raise TootstackError(f"{logical_id} is not in the deployed stack")
-    return value
-
-
 def read_secret(ctx: Any, logical_id: str) -> dict[str, Any]:
     sm = boto3.client("secretsmanager", region_name=ctx.region)
-    return json.loads(sm.get_secret_value(SecretId=physical(ctx, logical_id), VersionStage="AWSCURRENT")["SecretString"])
+    return json.loads(sm.get_secret_value(SecretId=ctx.physical(logical_id), VersionStage="AWSCURRENT")["SecretString"])
 
 
 def secret_version_values(sm: Any, secret_ids: Iterable[str]) -> list[str]:
@@ -50,7 +42,7 @@ def leaks(ctx: Any, *haystacks: str) -> int:
     """How many values of the stack's four secrets appear in the haystacks."""
     text = "".join(haystacks)
     sm = boto3.client("secretsmanager", region_name=ctx.region)
-    return sum(1 for value in secret_version_values(sm, (physical(ctx, lid) for lid in SECRET_IDS)) if value in text)
+    return sum(1 for value in secret_version_values(sm, (ctx.physical(lid) for lid in SECRET_IDS)) if value in text)
 
 
 def endpoint(ctx: Any) -> Endpoint:
@@ -68,7 +60,7 @@ def route_redis_functions(ctx: Any) -> str:
         return ctx.extras["redis_routed"]
     lambda_client = boto3.client("lambda", region_name=ctx.region)
     functions = local_functions(ctx.sam_template, ctx.root)
-    rotation_name, probe_name = physical(ctx, "RedisRotationFunction"), physical(ctx, "RedisProbeFunction")
+    rotation_name, probe_name = ctx.physical("RedisRotationFunction"), ctx.physical("RedisProbeFunction")
 
     def env(name: str) -> dict[str, str]:
         variables = lambda_client.get_function_configuration(FunctionName=name).get("Environment", {}).get("Variables", {})

@@ -15,13 +15,12 @@ import boto3
 from tootstack.errors import TootstackError
 from tootstack.local.aws import TaskResult
 from tootstack.rehearsal.day2_common import toolbox_behavior
-from tootstack.rehearsal.deploy import state_machine_arn
 
 NAME = "maintenance"
 
 
 def run(ctx) -> str:
-    arn = state_machine_arn(ctx, "MaintenanceStateMachine")
+    arn = ctx.physical("MaintenanceStateMachine")
     if not arn:
         raise TootstackError("MaintenanceStateMachine is not in the deployed stack")
     commands: list[list[str]] = []

@@ -14,7 +14,7 @@ import uuid
 import boto3
 
 from tootstack.errors import TootstackError
-from tootstack.rehearsal.first_boot_stage import endpoint, mastodon_connects, physical, read_secret, route_redis_functions
+from tootstack.rehearsal.first_boot_stage import endpoint, mastodon_connects, read_secret, route_redis_functions
 
 NAME = "redis-auth"
 
@@ -46,10 +46,10 @@ def run(ctx) -> str:
     sm = boto3.client("secretsmanager", region_name=ctx.region)
     lambda_arn = boto3.client("lambda", region_name=ctx.region).get_function(FunctionName=rotation_fn)["Configuration"]["FunctionArn"]
     token = str(uuid.uuid4())
-    sm.rotate_secret(SecretId=physical(ctx, "RedisSecret"), ClientRequestToken=token, RotationLambdaARN=lambda_arn,
+    sm.rotate_secret(SecretId=ctx.physical("RedisSecret"), ClientRequestToken=token, RotationLambdaARN=lambda_arn,
                      RotationRules={"AutomaticallyAfterDays": 30}, RotateImmediately=True)
     after = read_secret(ctx, "RedisSecret")
-    stages = sm.describe_secret(SecretId=physical(ctx, "RedisSecret"))["VersionIdsToStages"]
+    stages = sm.describe_secret(SecretId=ctx.physical("RedisSecret"))["VersionIdsToStages"]
     if "AWSCURRENT" not in stages.get(token, []) or any("AWSPENDING" in s for s in stages.values()):
         raise TootstackError(f"rotation did not finish: version stages {stages}")
     if after["password"] == before["password"]:

@@ -11,14 +11,14 @@ from __future__ import annotations
 import boto3
 
 from tootstack.errors import TootstackError
-from tootstack.rehearsal.first_boot_stage import SECRET_IDS, physical, read_secret
+from tootstack.rehearsal.first_boot_stage import SECRET_IDS, read_secret
 from tootstack.secrets.generate import APP_SECRET_KEYS, check_vapid_pair
 
 NAME = "secrets"
 
 
 def run(ctx) -> str:
-    function = physical(ctx, "SecretsBootstrapFunction")
+    function = ctx.physical("SecretsBootstrapFunction")
     first = ctx.aws.invoke(function, {"Action": "bootstrap"})
     documents = {lid: read_secret(ctx, lid) for lid in SECRET_IDS}
     app = documents["AppSecrets"]
@@ -30,7 +30,7 @@ def run(ctx) -> str:
         if not documents[lid].get("username") or not documents[lid].get("password"):
             raise TootstackError(f"{lid} has no username/password")
     iam = boto3.client("iam", region_name=ctx.region)
-    keys = [k["AccessKeyId"] for k in iam.list_access_keys(UserName=physical(ctx, "SmtpUser"))["AccessKeyMetadata"]]
+    keys = [k["AccessKeyId"] for k in iam.list_access_keys(UserName=ctx.physical("SmtpUser"))["AccessKeyMetadata"]]
     if keys != [documents["SmtpSecret"]["username"]]:
         raise TootstackError("the SMTP login is not the SMTP user's only access key")
     second = ctx.aws.invoke(function, {"Action": "bootstrap"})

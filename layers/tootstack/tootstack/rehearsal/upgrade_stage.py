@@ -19,14 +19,13 @@ from tootstack.local.ecs_deployments import ecs_deployments
 from tootstack.local.images import push_image
 from tootstack.local.template import local_functions
 from tootstack.rehearsal.day2_common import toolbox_behavior
-from tootstack.rehearsal.deploy import state_machine_arn
 
 NAME = "upgrade"
 TARGET = "v4.5.3"
 
 
 def run(ctx) -> str:
-    arn = state_machine_arn(ctx, "UpgradeStateMachine")
+    arn = ctx.physical("UpgradeStateMachine")
     function = ctx.physical_ids.get("UpgradeFunction")
     if not arn or not function:
         raise TootstackError("UpgradeStateMachine/UpgradeFunction are not in the deployed stack")
