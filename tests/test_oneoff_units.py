@@ -258,14 +258,14 @@ def test_sample_events_run_through_the_handlers(local_aws, monkeypatch):
     monkeypatch.setenv("ADMIN_PENDING_SECRET_ARN", pending)
     create = LocalFunction("SampleCreateAdmin", ROOT / "functions/create_admin", "app.handler", {}).entrypoint
     oneoff = LocalFunction("SampleRunOneOff", ROOT / "functions/run_oneoff", "app.handler", {}).entrypoint
-    from tootstack.local.aws import _LambdaContext
+    from tootstack.local.aws import LambdaContext
 
-    prepared = create(json.loads((ROOT / "events/create_admin.json").read_text()), _LambdaContext("f", "arn"))
+    prepared = create(json.loads((ROOT / "events/create_admin.json").read_text()), LambdaContext("create-admin"))
     assert prepared["username"] == "alice" and prepared["secret_arn"].split(":secret:")[1].startswith("s/admin/alice-")
     password = sm.get_secret_value(SecretId=prepared["secret_arn"])["SecretString"]
     assert password not in json.dumps(prepared)
     assert json.loads(sm.get_secret_value(SecretId=pending)["SecretString"])["password"] == password
-    validated = oneoff(json.loads((ROOT / "events/run_oneoff.json").read_text()), _LambdaContext("g", "arn"))
+    validated = oneoff(json.loads((ROOT / "events/run_oneoff.json").read_text()), LambdaContext("run-oneoff"))
     assert validated["command"] == ["bin/tootctl", "media", "usage"]
 
 
