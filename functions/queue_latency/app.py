@@ -15,7 +15,6 @@ POWERTOOLS_METRICS_NAMESPACE.
 
 import os
 
-import boto3
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -28,19 +27,13 @@ from tootstack.autoscale.queue_latency import (
     service_latencies,
 )
 from tootstack.errors import InvalidInput
+from tootstack.clients import ClientCache
 from tootstack.redis_auth.credentials import Credential
 
 logger = Logger()
 tracer = Tracer()
 
-_clients: dict = {}
-
-
-def _client(service: str):
-    """One boto3 client per service for the execution environment, reused by warm invocations."""
-    if service not in _clients:
-        _clients[service] = boto3.client(service)
-    return _clients[service]
+_client = ClientCache()  # one boto3 client per service, reused by warm invocations
 
 
 def _credential(force_fetch: bool = False) -> Credential:

@@ -4,25 +4,18 @@ FALLBACK_STATE_PARAMETER, optional LATENCY_HIGH_SECONDS / LATENCY_LOW_SECONDS / 
 
 import os
 
-import boto3
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tootstack.autoscale.controller import run_once
 from tootstack.autoscale.spot_fallback import FallbackConfig
+from tootstack.clients import ClientCache
 from tootstack.crashloop import is_halted
 
 logger = Logger()
 tracer = Tracer()
 
-_clients: dict = {}
-
-
-def _client(service: str):
-    """One boto3 client per service for the execution environment, reused by warm invocations."""
-    if service not in _clients:
-        _clients[service] = boto3.client(service)
-    return _clients[service]
+_client = ClientCache()  # one boto3 client per service, reused by warm invocations
 
 
 @logger.inject_lambda_context(log_event=False)

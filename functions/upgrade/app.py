@@ -8,26 +8,19 @@ carries (names, ARNs, digests; never a secret).
 import json
 import os
 
-import boto3
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tootstack.crashloop import is_halted
 from tootstack.errors import InvalidInput
+from tootstack.clients import ClientCache
 from tootstack.upgrade import steps
 
 logger = Logger()
 tracer = Tracer()
 
-_clients: dict = {}
-
-
-def _client(service: str):
-    """One boto3 client per service for the execution environment, reused by warm invocations."""
-    if service not in _clients:
-        _clients[service] = boto3.client(service)
-    return _clients[service]
+_client = ClientCache()  # one boto3 client per service, reused by warm invocations
 
 
 def _pairs(text: str) -> dict[str, str]:

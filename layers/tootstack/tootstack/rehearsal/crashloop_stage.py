@@ -30,8 +30,6 @@ FUNCTION_ID = "CrashloopDetectorFunction"
 
 
 def run(ctx: RehearsalContext) -> str:
-    if ctx.aws is None:
-        raise TootstackError("no LocalAws harness in the rehearsal context")
     region = ctx.region
     ecs = boto3.client("ecs", region_name=region)
     stood_in: list[str] = []

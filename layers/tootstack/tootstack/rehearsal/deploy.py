@@ -172,8 +172,6 @@ def _hosted_zone(region: str) -> str:
 
 def route_functions(ctx: RehearsalContext) -> int:
     """Point each deployed Lambda function at its real handler, with its deployed environment."""
-    if ctx.aws is None or not hasattr(ctx.aws, "route_function"):
-        return 0
     lambda_client = boto3.client("lambda", region_name=ctx.region)
     functions = local_functions(ctx.sam_template, ctx.root)
     for logical_id, local_fn in functions.items():
