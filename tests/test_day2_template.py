@@ -21,7 +21,8 @@ def test_scheduler_service_is_never_scaled():
         found = resources(Profile=profile, ServicesLaunched="true")
         targets = [r["Properties"]["ResourceId"] for r in found.values() if r["Type"] == "AWS::ApplicationAutoScaling::ScalableTarget"]
         assert targets, profile
-        assert not any("SidekiqSchedulerService" in json.dumps(t, default=str) for t in targets)
+        assert "CoreService" in found
+        assert not any("CoreService" in json.dumps(t, default=str) for t in targets)
 
 
 def test_scaling_waits_for_first_boot_and_micro_scales_only_web():
@@ -78,9 +79,9 @@ def test_cost_model_prices_every_resource_type_of_the_template(profile):
 def test_upgrade_covers_every_mastodon_service_including_the_fallback_twin():
     env = resources(Profile="standard", ServicesLaunched="true")["UpgradeFunction"]["Properties"]["Environment"]["Variables"]
     names = json.dumps(env["SERVICE_NAMES"], default=str)
-    for service in ("WebService", "StreamingService", "SidekiqDefaultService", "SidekiqPullService",
-                    "SidekiqSchedulerService", "SidekiqPullOnDemandService"):
+    for service in ("CoreService", "WebService", "SidekiqDefaultService", "SidekiqPullService", "SidekiqPullOnDemandService"):
         assert service in names
+    assert env["SCHEDULER_SERVICE"].logical_id == "CoreService"      # deployed stop-first
     micro = resources(Profile="micro")["UpgradeFunction"]["Properties"]["Environment"]["Variables"]
     assert "SidekiqPullOnDemandService" not in json.dumps(micro["SERVICE_NAMES"], default=str)
 
@@ -103,20 +104,60 @@ def test_exactly_one_running_process_takes_the_scheduler_queue(profile):
     assert len(takers) == 1, takers
 
 
-def test_micro_cut_scheduler_queue_packed_into_the_default_worker():
+@pytest.mark.parametrize("profile", ["micro", "standard"])
+def test_core_task_packs_web_streaming_and_the_scheduler_and_is_all_that_runs_at_no_load(profile):
+    found = resources(Profile=profile, ServicesLaunched="true")
+    containers = {c["Name"]: c for c in found["CoreTaskDefinition"]["Properties"]["ContainerDefinitions"]}
+    assert set(containers) == {"web", "streaming", "sidekiq"}
+    assert [p["ContainerPort"] for p in containers["web"]["PortMappings"]] == [3000]
+    assert [p["ContainerPort"] for p in containers["streaming"]["PortMappings"]] == [4000]
+    queues = [str(c) for c in containers["sidekiq"]["Command"]]
+    for queue in ("default,8", "push,6", "ingress,4", "mailers,2", "fasp", "pull", "scheduler"):
+        assert queues[queues.index(queue) - 1] == "-q", queue
+    core = found["CoreService"]["Properties"]
+    assert {(lb["ContainerName"], lb["TargetGroupArn"].logical_id) for lb in core["LoadBalancers"]} == {
+        ("web", "WebTargetGroup"), ("streaming", "StreamingTargetGroup")}
+    assert core["DesiredCount"] == 1
+    assert core["DeploymentConfiguration"]["MaximumPercent"] == 100 and core["DeploymentConfiguration"]["MinimumHealthyPercent"] == 0
+    # the burst services wait at 0 tasks; the burst worker never takes the scheduler queue
+    for burst in ("WebService", "SidekiqDefaultService", "SidekiqPullService"):
+        assert str(found[burst]["Properties"]["DesiredCount"]) == "0", burst
+    assert "scheduler" not in [str(c) for c in found["SidekiqTaskDefinition"]["Properties"]["ContainerDefinitions"][0]["Command"]]
+    fargate = [i.name for i in estimate(TEMPLATE, profile).items if i.name.startswith("Fargate")]
+    assert fargate == ["Fargate CoreService (ARM64 on-demand)"]
+
+
+def test_burst_services_scale_out_from_zero_on_the_core_tasks_load():
+    standard = resources(Profile="standard", ServicesLaunched="true")
+    for target, policy, alarms in (("WebScalableTarget", "WebScaleOut", ("WebRequestsHighAlarm", "CoreCpuHighAlarm")),
+                                   ("SidekiqDefaultScalableTarget", "SidekiqDefaultScaleFromZero", ("SidekiqDefaultBacklogAlarm",))):
+        assert str(standard[target]["Properties"]["MinCapacity"]) == "0", target
+        step = standard[policy]["Properties"]
+        assert step["ScalingTargetId"].logical_id == target
+        config = step["StepScalingPolicyConfiguration"]
+        assert config["AdjustmentType"] == "ChangeInCapacity" and config["StepAdjustments"][0]["ScalingAdjustment"] == 1
+        for alarm in alarms:
+            assert standard[alarm]["Properties"]["AlarmActions"][0].logical_id == policy, alarm
+    cpu = standard["CoreCpuHighAlarm"]["Properties"]
+    dimensions = {d["Name"]: d["Value"] for d in cpu["Dimensions"]}
+    assert cpu["Namespace"] == "AWS/ECS" and dimensions["ServiceName"].logical_id == "CoreService"
+    # ... and web back in to 0: target tracking would hold 1 task while any request arrives
+    step_in = standard["WebScaleIn"]["Properties"]["StepScalingPolicyConfiguration"]
+    assert step_in["StepAdjustments"] == [{"MetricIntervalUpperBound": 0, "ScalingAdjustment": -1}]
+    low = standard["WebRequestsLowAlarm"]["Properties"]
+    assert low["AlarmActions"][0].logical_id == "WebScaleIn" and low["ComparisonOperator"] == "LessThanThreshold"
+    assert low["Threshold"] < standard["WebRequestsHighAlarm"]["Properties"]["Threshold"]   # hysteresis
+    assert low["TreatMissingData"] == "breaching"       # no requests at all publishes no datapoint
     micro = resources(Profile="micro", ServicesLaunched="true")
-    assert str(micro["SidekiqSchedulerService"]["Properties"]["DesiredCount"]) == "0"
-    command = micro["SidekiqTaskDefinition"]["Properties"]["ContainerDefinitions"][0]["Command"]
-    assert command[command.index("scheduler") - 1] == "-q"
-    names = {i.name for i in estimate(TEMPLATE, "micro").items}
-    assert not any("SidekiqSchedulerService" in n for n in names)
-    assert any("SidekiqSchedulerService" in n for n in (i.name for i in estimate(TEMPLATE, "standard").items))
+    assert {"WebScaleOut", "WebScaleIn"} <= set(micro) and "SidekiqDefaultScaleFromZero" not in micro
 
 
 def test_pull_queue_never_waits_for_the_pull_service_and_it_scales_out_from_zero():
     standard = resources(Profile="standard", ServicesLaunched="true")
     command = [str(c) for c in standard["SidekiqTaskDefinition"]["Properties"]["ContainerDefinitions"][0]["Command"]]
-    assert command[command.index("pull") - 1] == "-q"       # the default worker drains pull (lowest weight)
+    assert command[command.index("pull") - 1] == "-q"       # burst default workers drain pull (lowest weight)
+    core = [str(c) for c in standard["CoreTaskDefinition"]["Properties"]["ContainerDefinitions"][2]["Command"]]
+    assert core[core.index("pull") - 1] == "-q"             # and so does the core task at no load
     assert str(standard["SidekiqPullService"]["Properties"]["DesiredCount"]) == "0"
     assert str(standard["SidekiqPullScalableTarget"]["Properties"]["MinCapacity"]) == "0"
     step = standard["SidekiqPullScaleFromZero"]["Properties"]
@@ -145,13 +186,16 @@ def test_profile_sizing_is_what_the_cost_model_prices():
         found = resources(Profile=profile, ServicesLaunched="true")
         web = found["WebTaskDefinition"]["Properties"]
         assert (str(web["Cpu"]), str(web["Memory"])) == ("512", "1024"), profile
-        assert str(found["WebScalableTarget"]["Properties"]["MinCapacity"]) == "1", profile
+        core = found["CoreTaskDefinition"]["Properties"]
+        assert (str(core["Cpu"]), str(core["Memory"])) == ("512", {"micro": "2048", "standard": "3072"}[profile]), profile
+        assert str(found["WebScalableTarget"]["Properties"]["MinCapacity"]) == "0", profile
         assert found["Database"]["Properties"]["DBInstanceClass"] == "db.t4g.micro", profile
     big = resources(Profile="standard", DatabaseInstanceClass="db.t4g.small")
     assert big["Database"]["Properties"]["DBInstanceClass"] == "db.t4g.small"
     names = {i.name for i in estimate(TEMPLATE, "standard").items}
     assert "Fargate SidekiqPullService (X86_64 Spot)" not in names      # 0 tasks at no load
-    assert estimate(TEMPLATE, "standard").public_ipv4 == 6 and estimate(TEMPLATE, "micro").public_ipv4 == 5
+    # the core task's address only: the ALB is internal behind the CloudFront VPC origin
+    assert estimate(TEMPLATE, "standard").public_ipv4 == 1 and estimate(TEMPLATE, "micro").public_ipv4 == 1
 
 
 def test_queue_latency_runs_outside_the_vpc_and_reads_redis_through_the_in_vpc_probe():

@@ -17,7 +17,7 @@ from tootstack.rehearsal.first_boot_stage import secret_version_values
 
 ROOT = project_root()
 REGION = "us-east-1"
-SERVICES = {"web": 2, "streaming": 1, "sidekiq-default": 1, "sidekiq-pull": 1, "sidekiq-scheduler": 1}
+SERVICES = {"core": 1, "web": 2, "sidekiq-default": 1, "sidekiq-pull": 0}   # pull: "not run in this profile"
 
 
 class Stack:

@@ -79,6 +79,20 @@ def test_micro_profile_without_cloudfront_rehearses_cleanly():
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "Rehearsal OK" in proc.stdout
-    assert "sidekiq-scheduler=0" in proc.stdout  # micro folds the scheduler queue into the default task
+    # only the core task (web + streaming + the scheduler-holding Sidekiq) starts; burst services wait at 0
+    assert "services scaled from 0: core=1, web=0, sidekiq-default=0, sidekiq-pull=0" in proc.stdout
     assert proc.stderr == ""
     assert '"level":"INFO"' not in proc.stdout
+
+
+@pytest.mark.xdist_group("rehearsal-launched")
+def test_launched_stack_rehearses_rotation_and_a_bridged_upgrade():
+    """ServicesLaunched=true (after first boot): the Redis rotation redeploys the running services before
+    it retires the old password, and the upgrade bridges the core's stop-first restart with a web task."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "tootstack.cli", "rehearse", "--quiet", "-p", "ServicesLaunched=true"],
+        cwd=ROOT, capture_output=True, text=True, timeout=240,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "old one refused" in proc.stdout
+    assert "core restart bridged by a web task on the new version, web minimum back to 0" in proc.stdout

@@ -67,7 +67,9 @@ def test_host_is_forwarded_unchanged_and_proto_is_https():
     origin = next(o for o in config["Origins"] if o["Id"] == default["TargetOriginId"])
     assert default["OriginRequestPolicyId"] == ALL_VIEWER  # AllViewer forwards Host as the viewer sent it
     assert default["CachePolicyId"] == CACHING_DISABLED
-    assert origin["CustomOriginConfig"]["OriginProtocolPolicy"] == "https-only"
+    # the ALB is reached through a CloudFront VPC origin, which carries the protocol policy (tests/test_vpc_origin.py)
+    assert origin["VpcOriginConfig"]["VpcOriginId"] == {"Fn::GetAtt": ["AlbVpcOrigin", "Id"]}
+    assert RESOURCES["AlbVpcOrigin"]["Properties"]["VpcOriginEndpointConfig"]["OriginProtocolPolicy"] == "https-only"
     headers = {h["HeaderName"]: h["HeaderValue"] for h in origin["OriginCustomHeaders"]}
     assert headers == {"X-Forwarded-Proto": "https"}
     assert origin["DomainName"] == {"Fn::GetAtt": ["LoadBalancer", "DNSName"]}
@@ -90,16 +92,15 @@ def test_cloudfront_certificate_is_from_us_east_1():
 
 
 def test_exactly_one_service_processes_the_scheduler_queue_and_it_cannot_scale_out():
-    # micro (issue 8 cost cut) runs the scheduler queue in its single default Sidekiq task instead; "exactly
-    # one running process, stop-first, never scaled" is checked per profile in tests/test_day2_template.py.
-    assert sorted(scheduler_services(TEMPLATE)) in (["SidekiqSchedulerService"], ["SidekiqDefaultService", "SidekiqSchedulerService"])
-    props = RESOURCES["SidekiqSchedulerService"]["Properties"]
+    # The core task (web + streaming + Sidekiq on every queue) is the only scheduler taker, in every profile.
+    assert scheduler_services(TEMPLATE) == ["CoreService"]
+    props = RESOURCES["CoreService"]["Properties"]
     assert max(branches(props["DesiredCount"])) <= 1
     assert props["DeploymentConfiguration"]["MaximumPercent"] == 100
     assert props["DeploymentConfiguration"]["MinimumHealthyPercent"] == 0
-    assert queues_of("SidekiqSchedulerService") == {"scheduler"}
+    assert {"scheduler", "default", "pull"} <= queues_of("CoreService")
     scaling = of_type(TEMPLATE, "AWS::ApplicationAutoScaling::ScalableTarget")
-    assert not any("SidekiqSchedulerService" in str(t["Properties"].get("ResourceId")) for t in scaling.values())
+    assert not any("CoreService" in str(t["Properties"].get("ResourceId")) for t in scaling.values())
 
 
 def queues_of(service):
@@ -323,10 +324,11 @@ def test_preflight_is_wired_read_only():
 
 
 def test_container_health_checks_hit_the_mastodon_health_endpoints():
-    def check(lid):
-        return " ".join(RESOURCES[lid]["Properties"]["ContainerDefinitions"][0]["HealthCheck"]["Command"])
+    def check(lid, index=0):
+        return " ".join(RESOURCES[lid]["Properties"]["ContainerDefinitions"][index]["HealthCheck"]["Command"])
 
     assert "localhost:3000/health" in check("WebTaskDefinition")
-    assert "localhost:4000/api/v1/streaming/health" in check("StreamingTaskDefinition")
+    assert "localhost:3000/health" in check("CoreTaskDefinition", 0)
+    assert "localhost:4000/api/v1/streaming/health" in check("CoreTaskDefinition", 1)
     groups = {lid: r["Properties"]["HealthCheckPath"] for lid, r in of_type(TEMPLATE, "AWS::ElasticLoadBalancingV2::TargetGroup").items()}
     assert groups["WebTargetGroup"] == "/health" and groups["StreamingTargetGroup"] == "/api/v1/streaming/health"

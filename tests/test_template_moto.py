@@ -45,10 +45,11 @@ def test_template_deploys_into_moto(parameters):
         services = ecs.describe_services(cluster=cluster, services=ecs.list_services(cluster=cluster)["serviceArns"])["services"]
         counts = {s["serviceName"]: s["desiredCount"] for s in services}
         # (+ the Spot fallback's on-demand twin, standard once launched; it idles at 0 - issue 8)
-        assert set(counts) - {"sidekiq-pull-ondemand"} == {"web", "streaming", "sidekiq-default", "sidekiq-pull", "sidekiq-scheduler"}
+        assert set(counts) - {"sidekiq-pull-ondemand"} == {"core", "web", "sidekiq-default", "sidekiq-pull"}
         assert counts.get("sidekiq-pull-ondemand", 0) == 0
         if parameters.get("ServicesLaunched") == "true":
-            assert counts["sidekiq-scheduler"] == 1 and counts["web"] >= 1
+            # only the core task runs at no load; the burst services wait at 0 for autoscaling
+            assert counts == {**{name: 0 for name in counts}, "core": 1}
         else:
             assert set(counts.values()) == {0}  # nothing starts before first boot
         # every injected secret is a real (moto) secret, referenced by ARN and JSON key
@@ -87,7 +88,7 @@ def test_preflight_sees_the_deployed_services_and_secrets():
         _, resources, _ = deploy({})
         result = run_preflight(resources["Cluster"], DOMAIN, region=REGION)
         checks = {c["name"]: c for c in result["checks"]}
-        assert checks["services"]["status"] == "ok" and "sidekiq-scheduler 0/0" in checks["services"]["detail"]
+        assert checks["services"]["status"] == "ok" and "core 0/0" in checks["services"]["detail"]
         assert checks["secrets"]["status"] == "ok", checks["secrets"]["detail"]
         assert checks["images"]["status"] == "warn"  # ghcr.io until the mirror pins ECR digests
         assert checks["email"]["status"] in ("warn", "fail")  # moto's CloudFormation has no SES identity

@@ -45,7 +45,8 @@ def upgrade(local_aws, registries):
         yield _setup(local_aws, *registries)
 
 
-def _setup(local_aws, registry_plain, registry_basic):
+def _setup(local_aws, registry_plain, registry_basic, services=None, desired=None, env_overrides=None):
+    services = services or SERVICES
     ecs, network = cluster_with_network(STACK)
     images = {"mastodon": "ghcr.io/mastodon/mastodon:v4.5.2", "streaming": "ghcr.io/mastodon/mastodon-streaming:v4.5.2"}
 
@@ -57,19 +58,20 @@ def _setup(local_aws, registry_plain, registry_basic):
         )["taskDefinition"]["taskDefinitionArn"]
 
     toolbox = register(f"{STACK}-toolbox", "mastodon")
-    for name, role in SERVICES.items():
-        ecs.create_service(cluster=STACK, serviceName=name, taskDefinition=register(f"{STACK}-{name}", role), desiredCount=1)
+    for name, role in services.items():
+        ecs.create_service(cluster=STACK, serviceName=name, taskDefinition=register(f"{STACK}-{name}", role),
+                           desiredCount=(desired or {}).get(name, 1))
     secret = boto3.client("secretsmanager", region_name="us-east-1").create_secret(
         Name=f"{STACK}/mirror", SecretString=json.dumps({"dest": {"username": registry_basic.username,
                                                                    "password": registry_basic.password}}))["ARN"]
     env = {
-        "CLUSTER_NAME": STACK, "SERVICE_NAMES": ",".join(SERVICES), "SCHEDULER_SERVICE": "scheduler",
+        "CLUSTER_NAME": STACK, "SERVICE_NAMES": ",".join(services), "SCHEDULER_SERVICE": "scheduler",
         "TOOLBOX_FAMILY": f"{STACK}-toolbox", "UPGRADE_LOCK_PARAMETER": LOCK, "VERSION_PARAMETER": VERSION,
         "IMAGE_SOURCES": f"mastodon={registry_plain.host_port}/mastodon/mastodon,"
                          f"streaming={registry_plain.host_port}/mastodon/mastodon-streaming",
         "IMAGE_DESTINATIONS": f"mastodon={registry_basic.host_port}/mastodon,streaming={registry_basic.host_port}/mastodon-streaming",
         "MIRROR_CREDENTIALS_SECRET_ARN": secret, "MIRROR_PLAIN_HTTP": "true", "GUARD_POLL_SECONDS": "0",
-        "GUARD_MAX_CHECKS": "5", "STACK_NAME": STACK,
+        "GUARD_MAX_CHECKS": "5", "STACK_NAME": STACK, **(env_overrides or {}),
     }
     fn = LocalFunction("UpgradeFunction", ROOT / "functions/upgrade", "app.handler", {})
     arn = local_aws.create_state_machine_from_file(
@@ -195,6 +197,68 @@ def test_crashloop_halt_during_rollout_rolls_back(upgrade):
     assert {n: s["taskDefinition"] for n, s in _live(ecs).items()} == before
     assert len(aws.tasks.runs) == 1          # no post-deployment migration
     assert not _lock_held()
+
+
+CORE_SERVICES = {"core": "mastodon", "web": "mastodon", "sidekiq-default": "mastodon"}
+
+
+@pytest.fixture
+def bridged_upgrade(local_aws, registries):
+    """The stack's shape: the core service (web + streaming + the scheduler) stop-first, web and Sidekiq
+    burst services at 0 tasks, web autoscaled from a minimum of 0."""
+    OUTCOMES.clear()
+    order = []
+
+    def outcome(service, td):
+        order.append((service, td))
+        return OUTCOMES.get(service, "COMPLETED")
+
+    with ecs_deployments(outcome):
+        aws, arn, ecs, toolbox, ecr = _setup(local_aws, *registries, services=CORE_SERVICES,
+                                             desired={"core": 1, "web": 0, "sidekiq-default": 0},
+                                             env_overrides={"SCHEDULER_SERVICE": "core", "BRIDGE_SERVICE": "web"})
+        autoscaling = boto3.client("application-autoscaling", region_name="us-east-1")
+        autoscaling.register_scalable_target(ServiceNamespace="ecs", ResourceId=f"service/{STACK}/web",
+                                             ScalableDimension="ecs:service:DesiredCount", MinCapacity=0, MaxCapacity=8)
+        yield aws, arn, ecs, autoscaling, order
+
+
+def _web_minimum(autoscaling):
+    (target,) = autoscaling.describe_scalable_targets(ServiceNamespace="ecs", ResourceIds=[f"service/{STACK}/web"])["ScalableTargets"]
+    return target["MinCapacity"], target["MaxCapacity"]
+
+
+def test_core_restart_is_bridged_by_a_web_task_on_the_new_version(bridged_upgrade):
+    aws, arn, ecs, autoscaling, order = bridged_upgrade
+    execution = aws.run_state_machine(arn, {"version": "v4.5.3"})
+    assert execution.status == "SUCCEEDED", (execution.error, execution.cause)
+    live = {s["serviceName"]: s for s in ecs.describe_services(cluster=STACK, services=list(CORE_SERVICES))["services"]}
+    # web went to the new version with a task before the core (stop-first) was touched
+    moved = [service for service, _ in order]
+    assert moved.index("web") < moved.index("core") and moved.count("core") == 1
+    assert dict(order)["web"] == live["web"]["taskDefinition"] and live["web"]["desiredCount"] == 1
+    config = live["core"]["deploymentConfiguration"]
+    assert config["maximumPercent"] == 100 and config["minimumHealthyPercent"] == 0
+    guards = [json.loads(e["stateExitedEventDetails"]["output"])["guard"]["value"]["status"] for e in execution.history
+              if e.get("stateExitedEventDetails", {}).get("name") == "Guard"]
+    assert guards == ["bridged", "steady"]
+    # the minimum is back at 0 (autoscaling's quiet-traffic scale-in removes the bridge task later)
+    assert _web_minimum(autoscaling) == (0, 8) and not _lock_held()
+    # a re-run is a no-op: nothing moves, the minimum is untouched
+    order.clear()
+    assert aws.run_state_machine(arn, {"version": "v4.5.3"}).status == "SUCCEEDED"
+    assert order == [] and _web_minimum(autoscaling) == (0, 8)
+
+
+def test_failed_core_rollout_rolls_back_and_gives_web_its_minimum_back(bridged_upgrade):
+    aws, arn, ecs, autoscaling, order = bridged_upgrade
+    before = {s["serviceName"]: s["taskDefinition"] for s in ecs.describe_services(cluster=STACK, services=list(CORE_SERVICES))["services"]}
+    OUTCOMES["core"] = "FAILED"
+    execution = aws.run_state_machine(arn, {"version": "v4.5.3"})
+    assert execution.status == "FAILED" and execution.error == "UpgradeRolledBack"
+    after = {s["serviceName"]: s["taskDefinition"] for s in ecs.describe_services(cluster=STACK, services=list(CORE_SERVICES))["services"]}
+    assert after == before
+    assert _web_minimum(autoscaling) == (0, 8) and not _lock_held()
 
 
 class _Ecs:

@@ -39,6 +39,7 @@ def _config() -> steps.UpgradeConfig:
         images={role: {"source": sources[role], "dest": dests[role]} for role in sources if role in dests},
         max_checks=int(os.environ.get("GUARD_MAX_CHECKS", "60")),
         deployed_image=os.environ.get("DEPLOYED_IMAGE", ""),
+        bridge_service=os.environ.get("BRIDGE_SERVICE", ""),
     )
 
 
@@ -82,15 +83,17 @@ def handler(event: dict, context: LambdaContext) -> dict:
     elif action == "register":
         result = steps.register(event["version"], event["pinned"], ecs=ecs, cfg=cfg)
     elif action == "deploy":
-        result = steps.deploy(event["plan"], ecs=ecs, cfg=cfg)
+        result = steps.deploy(event["plan"], ecs=ecs, cfg=cfg, ssm=ssm, autoscaling=_client("application-autoscaling"),
+                              execution=event.get("execution", ""))
     elif action == "check":
-        result = steps.check(event["plan"], int(event.get("checks", 0)), ecs=ecs, cfg=cfg, is_halted=halted)
+        result = steps.check(event["plan"], int(event.get("checks", 0)), ecs=ecs, cfg=cfg, is_halted=halted,
+                             phase=event.get("phase", "all"))
     elif action == "rollback":
         result = steps.rollback(event["plan"], ecs=ecs, cfg=cfg)
     elif action == "finish":
-        result = steps.finish(event["version"], event["execution"], ssm=ssm, cfg=cfg)
+        result = steps.finish(event["version"], event["execution"], ssm=ssm, cfg=cfg, autoscaling=_client("application-autoscaling"))
     elif action == "release":
-        result = {"released": steps.release(ssm, cfg, event["execution"])}
+        result = {"released": steps.release(ssm, cfg, event["execution"], _client("application-autoscaling"))}
     else:
         raise InvalidInput(f"unknown action {action!r}")
     logger.info("upgrade step", extra={"action": action, "result": json.dumps(result, default=str)[:2000]})

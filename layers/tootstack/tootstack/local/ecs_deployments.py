@@ -1,10 +1,12 @@
 """ECS service deployments as ECS reports them, on top of moto (which keeps the first deployment forever).
 
-After UpdateService with a new task definition, ECS shows a new PRIMARY deployment for it. This context
+After UpdateService with a new task definition (or forceNewDeployment), ECS shows a new PRIMARY
+deployment for it. This context
 manager makes moto do the same and decides how the rollout ends: `outcome(service_name, task_definition)`
 returns "COMPLETED" (steady state) or "FAILED" (the deployment circuit breaker tripped: with rollback on,
 ECS puts the service back on the previous task definition, the FAILED deployment is what the history shows).
-Used by the upgrade tests and the rehearsal stage "upgrade" (nothing else in the harness changes).
+Used by the upgrade tests and the rehearsal stages "redis-auth" (the rotation redeploys running
+services before it retires the old password) and "upgrade" (nothing else in the harness changes).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ def ecs_deployments(outcome: Outcome = lambda service, td: "COMPLETED") -> Itera
         previous = before.task_definition
         service = original(backend, service_properties)
         new_td = service.task_definition
-        if new_td != previous or not service.deployments:
+        if new_td != previous or not service.deployments or props.get("force_new_deployment"):
             state = outcome(service.name, new_td)
             now = utcnow()
             deployment = {
@@ -44,6 +46,8 @@ def ecs_deployments(outcome: Outcome = lambda service, td: "COMPLETED") -> Itera
             }
             if state == "FAILED":
                 service.task_definition = previous   # rollback to the last completed deployment
+            else:                                    # a completed rollout runs its desired count
+                service.running_count, service.pending_count = service.desired_count, 0
             service.deployments = [deployment]
         return service
 

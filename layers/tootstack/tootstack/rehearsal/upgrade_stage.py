@@ -5,6 +5,8 @@ pointed at the stand-in registries (plain HTTP, their credentials in a rehearsal
 waiting. ECS deployments complete as ECS reports them (tootstack.local.ecs_deployments). Checked: every
 service on a task definition pinned to the mirrored digest, pre- then post-deployment migrations, the
 scheduler replaced stop-first, the version recorded, the lock released; then a downgrade is refused.
+With ServicesLaunched=true (web autoscaled), also: the core's stop-first restart is bridged by a web
+task on the new version, and web's autoscaling minimum is given back.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ def run(ctx) -> str:
 
     ecs = boto3.client("ecs", region_name=ctx.region)
     stood_in = _pin_stood_in_images(ctx, ecs)
+    web_target = _register_web_scalable_target(ctx, ecs)
     migrations: list[str] = []
 
     def toolbox(run) -> TaskResult:
@@ -65,11 +68,44 @@ def run(ctx) -> str:
             if not any(i.startswith(f"{ecr.host_port}/") and "@sha256:" in i for i in images):
                 raise TootstackError(f"{service}: {td} is not pinned to a mirrored digest: {images}")
             pinned[service] = td
+        bridged = ""
+        if web_target is not None:
+            guards = [json.loads(e["stateExitedEventDetails"]["output"])["guard"]["value"]["status"]
+                      for e in done.history if e.get("stateExitedEventDetails", {}).get("name") == "Guard"]
+            if "bridged" not in guards:
+                raise TootstackError(f"the core restart was not bridged by a web task (guard: {guards})")
+            if _min_capacity(ctx, web_target) != 0:
+                raise TootstackError("web's autoscaling minimum was not given back after the upgrade")
+            bridged = "; core restart bridged by a web task on the new version, web minimum back to 0"
         downgrade = ctx.aws.run_state_machine(arn, {"version": "v4.5.1"}, timeout=30)
         if downgrade.status != "FAILED" or downgrade.error != "InvalidInput":
             raise TootstackError(f"downgrade not refused: {downgrade.status} {downgrade.error}")
     return (f"{TARGET}: {len(pinned)} services (from {stood_in} stand-in image references) on task definitions pinned to mirrored digests, migrations pre -> post, "
-            "version recorded, lock released; downgrade to v4.5.1 refused")
+            f"version recorded, lock released{bridged}; downgrade to v4.5.1 refused")
+
+
+def _register_web_scalable_target(ctx, ecs) -> str | None:
+    """moto's CloudFormation skips Application Auto Scaling. Once launched, the stack has web's scalable
+    target (minimum 0): register it as CloudFormation would, so the upgrade can bridge the core restart."""
+    from tootstack.cost.template_eval import TemplateEvaluator
+
+    target = TemplateEvaluator(ctx.sam_template, ctx.parameters).resources().get("WebScalableTarget")
+    if target is None:                  # ServicesLaunched=false: no autoscaling yet, nothing to bridge with
+        return None
+    props = target["Properties"]
+    cluster = ctx.physical("Cluster")
+    web = ecs.describe_services(cluster=cluster, services=[ctx.physical("WebService")])["services"][0]["serviceName"]
+    resource_id = f"service/{cluster.split('/')[-1]}/{web}"
+    boto3.client("application-autoscaling", region_name=ctx.region).register_scalable_target(
+        ServiceNamespace="ecs", ResourceId=resource_id, ScalableDimension="ecs:service:DesiredCount",
+        MinCapacity=int(props["MinCapacity"]), MaxCapacity=int(props["MaxCapacity"]))
+    return resource_id
+
+
+def _min_capacity(ctx, resource_id: str) -> int:
+    found = boto3.client("application-autoscaling", region_name=ctx.region).describe_scalable_targets(
+        ServiceNamespace="ecs", ResourceIds=[resource_id])["ScalableTargets"]
+    return found[0]["MinCapacity"]
 
 
 STANDIN_PREFIX = "rehearsal-standin-ImageMirror-"

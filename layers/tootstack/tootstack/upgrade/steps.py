@@ -40,6 +40,7 @@ class UpgradeConfig:
     images: dict[str, dict[str, str]] = field(default_factory=dict)   # role -> {"source", "dest"}
     max_checks: int = 60
     deployed_image: str = ""                  # the MastodonImage stack parameter (a version fallback)
+    bridge_service: str = ""                  # burst web service that serves while the stop-first core restarts
 
 
 def image_role(image: str, images: dict[str, dict[str, str]]) -> str | None:
@@ -123,12 +124,19 @@ def read_lock(ssm: Any, name: str) -> dict[str, Any] | None:
     return held if isinstance(held, dict) else {"execution": str(held)}
 
 
-def release(ssm: Any, cfg: UpgradeConfig, execution: str) -> bool:
+def release(ssm: Any, cfg: UpgradeConfig, execution: str, autoscaling: Any = None) -> bool:
+    """Drop this execution's lock; first give the bridge service its autoscaling minimum back (every
+    terminal path of the state machine ends here, so a failed upgrade does not keep web at 1 task)."""
     held = read_lock(ssm, cfg.lock_parameter)
-    if held is not None and held.get("execution") == execution:
-        ssm.delete_parameter(Name=cfg.lock_parameter)
-        return True
-    return False
+    if held is None or held.get("execution") != execution:
+        return False
+    bridge = held.get("bridge")
+    if bridge and autoscaling is not None:
+        target = _scalable_target(autoscaling, cfg, bridge["service"])
+        if target is not None and target["MinCapacity"] != bridge["min"]:
+            _set_min_capacity(autoscaling, cfg, target, bridge["min"])
+    ssm.delete_parameter(Name=cfg.lock_parameter)
+    return True
 
 
 # --- mirror --------------------------------------------------------------------------------------
@@ -205,7 +213,7 @@ def register(version: str, pinned: dict[str, str], *, ecs: Any, cfg: UpgradeConf
 # --- deploy, guard, rollback ---------------------------------------------------------------------
 def _update(ecs: Any, cfg: UpgradeConfig, service: str, task_definition: str) -> None:
     kwargs: dict[str, Any] = {"cluster": cfg.cluster, "service": service, "taskDefinition": task_definition}
-    if service in {s.strip() for s in cfg.scheduler_service.split(",")}:
+    if service in _scheduler_services(cfg):
         # Stop the old scheduler before the new one starts: never two processes on the scheduler queue.
         kwargs["deploymentConfiguration"] = {"maximumPercent": 100, "minimumHealthyPercent": 0,
                                              "deploymentCircuitBreaker": {"enable": True, "rollback": True}}
@@ -223,15 +231,67 @@ def _move_services(ecs: Any, cfg: UpgradeConfig, wanted: dict[str, str]) -> list
     return moved
 
 
-def deploy(plan: dict[str, Any], *, ecs: Any, cfg: UpgradeConfig) -> dict[str, Any]:
-    return {"deployed": _move_services(ecs, cfg, plan["target"]), "checks": 0}
+def _scheduler_services(cfg: UpgradeConfig) -> set[str]:
+    return {s.strip() for s in cfg.scheduler_service.split(",") if s.strip()}
 
 
-def check(plan: dict[str, Any], checks: int, *, ecs: Any, cfg: UpgradeConfig, is_halted: Callable[[str], bool]) -> dict[str, Any]:
-    """"steady", "in_progress", "failed" (circuit breaker / rolled back), "halted" or "timed_out"."""
-    found = {s["serviceName"]: s for s in ecs.describe_services(cluster=cfg.cluster, services=list(plan["target"])).get("services", [])}
+def _scalable_target(autoscaling: Any, cfg: UpgradeConfig, service: str) -> dict[str, Any] | None:
+    found = autoscaling.describe_scalable_targets(
+        ServiceNamespace="ecs", ResourceIds=[f"service/{cfg.cluster}/{service}"],
+        ScalableDimension="ecs:service:DesiredCount").get("ScalableTargets", [])
+    return found[0] if found else None
+
+
+def _set_min_capacity(autoscaling: Any, cfg: UpgradeConfig, target: dict[str, Any], minimum: int) -> None:
+    autoscaling.register_scalable_target(
+        ServiceNamespace="ecs", ResourceId=target["ResourceId"], ScalableDimension="ecs:service:DesiredCount",
+        MinCapacity=minimum, MaxCapacity=max(minimum, target["MaxCapacity"]))
+
+
+def _hold_bridge(ecs: Any, ssm: Any, autoscaling: Any, cfg: UpgradeConfig, execution: str, task_definition: str,
+                 target: dict[str, Any], desired: int) -> None:
+    """At least one bridge (burst web) task on the new version: its autoscaling minimum goes to 1 (else
+    the quiet-traffic scale-in would remove it again) and release() restores the minimum it had."""
+    if target["MinCapacity"] < 1:
+        held = read_lock(ssm, cfg.lock_parameter) or {}
+        if held.get("execution") == execution and "bridge" not in held:
+            held["bridge"] = {"service": cfg.bridge_service, "min": target["MinCapacity"]}
+            ssm.put_parameter(Name=cfg.lock_parameter, Value=json.dumps(held), Type="String", Overwrite=True)
+        _set_min_capacity(autoscaling, cfg, target, 1)
+    ecs.update_service(cluster=cfg.cluster, service=cfg.bridge_service, taskDefinition=task_definition,
+                       desiredCount=max(1, desired))
+
+
+def deploy(plan: dict[str, Any], *, ecs: Any, cfg: UpgradeConfig, ssm: Any = None, autoscaling: Any = None,
+           execution: str = "") -> dict[str, Any]:
+    """Move the services to the new task definitions. The core (scheduler) service restarts stop-first,
+    which at no load leaves no web task: when a bridge service is configured, the first call ("bridge"
+    phase) moves every other service and holds one bridge task on the new version; the guard waits
+    for it, and the second call moves the core. Idempotent: a re-run finds what is done."""
+    core = _scheduler_services(cfg)
+    live = _service_task_definitions(ecs, cfg)
+    pending = {s: td for s, td in plan["target"].items() if live.get(s) != td}
+    bridge = cfg.bridge_service
+    # Only where autoscaling manages the bridge service: it takes the bridge task away again afterwards.
+    target = _scalable_target(autoscaling, cfg, bridge) if bridge in plan["target"] and autoscaling is not None else None
+    if target is not None and core & set(pending):
+        bridge_live = ecs.describe_services(cluster=cfg.cluster, services=[bridge])["services"][0]
+        others = {s: td for s, td in pending.items() if s not in core}
+        if others or bridge_live["desiredCount"] < 1:
+            _hold_bridge(ecs, ssm, autoscaling, cfg, execution, plan["target"][bridge], target, bridge_live["desiredCount"])
+            moved = _move_services(ecs, cfg, {s: td for s, td in others.items() if s != bridge})
+            return {"deployed": sorted({*moved, bridge}), "checks": 0, "phase": "bridge"}
+    return {"deployed": _move_services(ecs, cfg, plan["target"]), "checks": 0, "phase": "all"}
+
+
+def check(plan: dict[str, Any], checks: int, *, ecs: Any, cfg: UpgradeConfig, is_halted: Callable[[str], bool],
+          phase: str = "all") -> dict[str, Any]:
+    """"steady" ("bridged" after the bridge phase: deploy again for the core), "in_progress", "failed"
+    (circuit breaker / rolled back), "halted" or "timed_out"."""
+    targets = {s: td for s, td in plan["target"].items() if phase != "bridge" or s not in _scheduler_services(cfg)}
+    found = {s["serviceName"]: s for s in ecs.describe_services(cluster=cfg.cluster, services=list(targets)).get("services", [])}
     waiting = []
-    for service, target in plan["target"].items():
+    for service, target in targets.items():
         if is_halted(service):
             return {"status": "halted", "detail": f"{service} was halted by the crashloop detector", "checks": checks + 1}
         svc = found.get(service)
@@ -250,17 +310,21 @@ def check(plan: dict[str, Any], checks: int, *, ecs: Any, cfg: UpgradeConfig, is
         if not done:
             waiting.append(service)
     if not waiting:
-        return {"status": "steady", "detail": "every service reached steady state", "checks": checks + 1}
+        if phase == "bridge":
+            return {"status": "bridged", "detail": "bridge web task serving on the new version; the core is next",
+                    "checks": checks + 1, "phase": phase}
+        return {"status": "steady", "detail": "every service reached steady state", "checks": checks + 1, "phase": phase}
     if checks + 1 >= cfg.max_checks:
-        return {"status": "timed_out", "detail": f"not steady after {checks + 1} checks: {', '.join(waiting)}", "checks": checks + 1}
-    return {"status": "in_progress", "detail": f"waiting for {', '.join(waiting)}", "checks": checks + 1}
+        return {"status": "timed_out", "detail": f"not steady after {checks + 1} checks: {', '.join(waiting)}",
+                "checks": checks + 1, "phase": phase}
+    return {"status": "in_progress", "detail": f"waiting for {', '.join(waiting)}", "checks": checks + 1, "phase": phase}
 
 
 def rollback(plan: dict[str, Any], *, ecs: Any, cfg: UpgradeConfig) -> dict[str, Any]:
     return {"rolled_back": _move_services(ecs, cfg, plan["previous"])}
 
 
-def finish(version: str, execution: str, *, ssm: Any, cfg: UpgradeConfig) -> dict[str, Any]:
+def finish(version: str, execution: str, *, ssm: Any, cfg: UpgradeConfig, autoscaling: Any = None) -> dict[str, Any]:
     ssm.put_parameter(Name=cfg.version_parameter, Value=version, Type="String", Overwrite=True)
-    release(ssm, cfg, execution)
+    release(ssm, cfg, execution, autoscaling)
     return {"version": version, "status": "upgraded"}
