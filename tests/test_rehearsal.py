@@ -81,6 +81,9 @@ def test_micro_profile_without_cloudfront_rehearses_cleanly():
     assert "Rehearsal OK" in proc.stdout
     # only the core task (web + streaming + the scheduler-holding Sidekiq) starts; burst services wait at 0
     assert "services scaled from 0: core=1, web=0, sidekiq-default=0, sidekiq-pull=0" in proc.stdout
+    # stand-ins are reported only for resources these parameters deploy (CloudFront is off here)
+    assert "Distribution (AWS::CloudFront::Distribution)" not in proc.stdout and "AlbVpcOrigin" not in proc.stdout
+    assert "(moto listed no type" in proc.stdout
     assert proc.stderr == ""
     assert '"level":"INFO"' not in proc.stdout
 

@@ -17,6 +17,7 @@ import boto3
 from tootstack.errors import InvalidInput, TootstackError
 from tootstack.local.template import local_functions
 from tootstack.rehearsal.context import RehearsalContext
+from tootstack.cost.template_eval import TemplateEvaluator
 from tootstack.rehearsal.standins import default_stand_ins, substitute
 from tootstack.rehearsal.translate import package, sam_transform
 
@@ -32,6 +33,7 @@ def run(ctx: RehearsalContext) -> str:
     s3.create_bucket(Bucket=ARTIFACT_BUCKET)
     packaged = package(ctx.sam_template, ctx.root, s3, ARTIFACT_BUCKET)
     transformed = sam_transform(packaged, ctx.region, ACCOUNT_ID)
+    conditional = {lid: r["Condition"] for lid, r in transformed.get("Resources", {}).items() if "Condition" in r}
     cfn_template, ctx.skipped = substitute(transformed, default_stand_ins(ctx.redis, ctx.region))
     substituted = apply_definition_substitutions(cfn_template)
     # moto's CloudFormation leaves `{{resolve:secretsmanager:...}}` as literal text (RDS gets the reference
@@ -39,6 +41,9 @@ def run(ctx: RehearsalContext) -> str:
     # template, so it is left alone on purpose.
     ctx.cfn_template = cfn_template
     ctx.parameters = stack_parameters(ctx)
+    # Report only the stand-ins of resources these parameters deploy (a false Condition creates nothing).
+    conditions = TemplateEvaluator(cfn_template, ctx.parameters)
+    ctx.skipped = [s for s in ctx.skipped if s["logical_id"] not in conditional or conditions.condition(conditional[s["logical_id"]])]
 
     ctx.progress(f"creating stack {ctx.stack_name} in moto ({len(cfn_template['Resources'])} resources)")
     cfn = boto3.client("cloudformation", region_name=ctx.region)

@@ -9,7 +9,7 @@ from tootstack.rehearsal.runner import RehearsalReport
 
 def render_text(report: RehearsalReport) -> str:
     lines = [f"tootstack rehearsal of stack {report.stack_name}", ""]
-    by_type = Counter(r["type"] for r in report.resources)
+    by_type = Counter(r["type"] or "(moto listed no type: SAM-generated)" for r in report.resources)
     lines.append(f"Resources created in the emulation: {len(report.resources)}")
     lines += [f"  {count:4d}  {rtype}" for rtype, count in sorted(by_type.items())]
     lines.append("")
