@@ -181,3 +181,30 @@ def test_micro_floor_without_any_task_is_already_near_the_target():
     assert floor == pytest.approx(by_hand)                       # 1.4627
     smallest_task = (0.5 * 0.03238 + 1 * 0.00356) * 24           # 0.474: 0.5 vCPU / 1 GB ARM64
     assert floor + smallest_task > 1.50
+
+
+def test_sidekiq_capacity_compares_spot_x86_with_arm64_on_demand_per_service():
+    """Spot has no ARM64: each Sidekiq service is priced per task both ways (and X86_64 on-demand), and the
+    report says which the template picked and why; the scheduler's service is never the Spot one."""
+    report = estimate(load_template(ROOT / "template.yaml"), "standard")
+    options = {o["service"]: o for o in report.sidekiq_capacity}
+    assert set(options) == {"CoreService", "SidekiqDefaultService", "SidekiqPullService", "SidekiqPullOnDemandService"}
+    pull = options["SidekiqPullService"]
+    assert pull["usd_per_task_day"] == {
+        "ARM64 on-demand": pytest.approx((0.5 * 0.03238 + 1 * 0.00356) * 24, abs=1e-4),
+        "X86_64 on-demand": pytest.approx((0.5 * 0.04048 + 1 * 0.004445) * 24, abs=1e-4),
+        "X86_64 Spot": pytest.approx((0.5 * 0.01334053 + 1 * 0.00146489) * 24, abs=1e-4),
+    }
+    assert pull["chosen"] == "X86_64 Spot" and min(pull["usd_per_task_day"], key=pull["usd_per_task_day"].get) == "X86_64 Spot"
+    core = options["CoreService"]
+    assert "scheduler" in core["queues"] and core["chosen"] == "ARM64 on-demand" and "never Spot" in core["why"]
+    assert options["SidekiqDefaultService"]["chosen"] == "ARM64 on-demand"
+    assert "fallback twin" in options["SidekiqPullOnDemandService"]["why"]
+    micro = {o["service"] for o in estimate(load_template(ROOT / "template.yaml"), "micro").sidekiq_capacity}
+    assert "SidekiqPullOnDemandService" not in micro      # no fallback controller in micro
+
+
+def test_cli_json_carries_the_sidekiq_capacity_comparison(capsys):
+    assert cli.main(["cost", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert {o["service"] for o in data["sidekiq_capacity"]} >= {"CoreService", "SidekiqPullService"}

@@ -103,6 +103,7 @@ class CostReport:
     warnings: list[str] = field(default_factory=list)
     unpriced: list[str] = field(default_factory=list)
     public_ipv4: int = 0
+    sidekiq_capacity: list[dict[str, Any]] = field(default_factory=list)   # per Sidekiq service: the options
 
     @property
     def monthly(self) -> float:
@@ -128,6 +129,7 @@ class CostReport:
             "target": self.target(), "public_ipv4_addresses": self.public_ipv4,
             "items": [{**asdict(i), "monthly": round(i.monthly, 4), "daily": round(i.daily, 4)} for i in self.items],
             "assumptions": self.assumptions, "warnings": self.warnings, "unpriced": self.unpriced,
+            "sidekiq_capacity": self.sidekiq_capacity,
         }
 
 
@@ -226,6 +228,7 @@ class CostModel:
         self.running_tasks = 0
         self._ipv4_sources: list[str] = []
         self._task_log_groups: list[tuple[int, str | None]] = []   # (tasks, log group) per service
+        self.sidekiq_capacity: list[dict[str, Any]] = []
 
     def _of_type(self, *types: str) -> dict[str, dict[str, Any]]:
         return {k: r["Properties"] for k, r in self.resources.items() if r["Type"] in types}
@@ -268,7 +271,7 @@ class CostModel:
                                 "up to 3 CloudWatch dashboards cost nothing at no load")
         self.assumptions.append("data transfer: no inter-AZ or internet egress beyond CloudFront's free tier at no load")
         return CostReport(self.profile, self.prices["region"], self.prices["date"], self.template_name,
-                          self.items, self.assumptions, self.warnings, unpriced, self.public_ipv4)
+                          self.items, self.assumptions, self.warnings, unpriced, self.public_ipv4, self.sidekiq_capacity)
 
     # Fargate services --------------------------------------------------------------------------
     def _service_count(self, logical_id: str, props: dict[str, Any]) -> tuple[int, str]:
@@ -324,6 +327,45 @@ class CostModel:
                           f"{n} task(s) x {vcpu:g} vCPU, {gb:g} GB ({why}){'; public IPv4' if public_ip else ''}")
             if any(s.get("CapacityProvider") == "FARGATE_SPOT" for s in strategy):
                 self._assume("", f"{logical_id}: Spot priced at the dated observed Spot rate (it floats, 50-70% off on-demand)")
+            self._compare_sidekiq_capacity(logical_id, props, td, vcpu, gb, arch, strategy, count)
+
+    def _shares_task_definition_with_spot(self, logical_id: str, props: dict[str, Any]) -> bool:
+        td = props.get("TaskDefinition")
+        return any(other is not props and other.get("TaskDefinition") == td
+                   and any(s.get("CapacityProvider") == "FARGATE_SPOT" for s in other.get("CapacityProviderStrategy") or [])
+                   for other in self._of_type("AWS::ECS::Service").values())
+
+    def _compare_sidekiq_capacity(self, logical_id: str, props: dict[str, Any], td: dict[str, Any], vcpu: float,
+                                  gb: float, arch: str, strategy: list[dict[str, Any]], count: int) -> None:
+        """Issue 8: Spot runs X86_64 only, so a Sidekiq service is either X86_64 on Spot or ARM64 on-demand;
+        price one task of its size both ways (and X86_64 on-demand) and say which the template picked."""
+        commands = [[str(c) for c in (container.get("Command") or [])] for container in td.get("ContainerDefinitions") or []]
+        sidekiq = [c for c in commands if "sidekiq" in c]
+        if not sidekiq:
+            return
+        queues = [c[i + 1].split(",")[0] for c in sidekiq for i, flag in enumerate(c[:-1]) if flag in ("-q", "--queue")]
+        per_day = {
+            "ARM64 on-demand": (vcpu * self.p["fargate_arm64_vcpu_hour"] + gb * self.p["fargate_arm64_gb_hour"]) * 24,
+            "X86_64 on-demand": (vcpu * self.p["fargate_x86_vcpu_hour"] + gb * self.p["fargate_x86_gb_hour"]) * 24,
+            "X86_64 Spot": (vcpu * self.p["fargate_spot_x86_vcpu_hour"] + gb * self.p["fargate_spot_x86_gb_hour"]) * 24,
+        }
+        spot = any(s.get("CapacityProvider") == "FARGATE_SPOT" for s in strategy)
+        chosen = "X86_64 Spot" if spot else f"{'ARM64' if arch == 'ARM64' else 'X86_64'} on-demand"
+        if "scheduler" in queues:
+            why = ("runs the only scheduler process: never Spot (an interruption stops scheduled jobs, and an "
+                   "on-demand fallback running beside it would be a second scheduler)")
+        elif spot:
+            why = "interruptible work with an on-demand fallback twin: Spot is the cheapest"
+        elif arch == "ARM64":
+            why = "on-demand without interruptions: ARM64 is the cheapest on-demand"
+        elif self._shares_task_definition_with_spot(logical_id, props):
+            why = "the Spot service's on-demand fallback twin: same X86_64 task definition, runs only while Spot cannot"
+        else:
+            why = "X86_64 on-demand: ARM64 on-demand would be cheaper"
+        self.sidekiq_capacity.append({
+            "service": logical_id, "queues": queues, "vcpu": vcpu, "gb": gb, "tasks_at_no_load": count,
+            "usd_per_task_day": {k: round(v, 4) for k, v in per_day.items()}, "chosen": chosen, "why": why,
+        })
 
     # Load balancers --------------------------------------------------------------------------------
     def load_balancers(self) -> None:
@@ -558,6 +600,13 @@ def render_text(report: CostReport) -> str:
         verdict = "MET" if target["met"] else "NOT MET"
         lines.append(f"target ({report.profile}): {target['relation']} ${target['usd_per_day']:.2f}/day -> {verdict} "
                      f"(margin ${target['margin_usd_per_day']:+.4f}/day)")
+    if report.sidekiq_capacity:
+        lines.append("")
+        lines.append("Sidekiq capacity, $/day for one task of each service's size (Spot is X86_64 only):")
+        for option in report.sidekiq_capacity:
+            prices = ", ".join(f"{k} {v:.4f}" for k, v in option["usd_per_task_day"].items())
+            lines.append(f"  {option['service']} ({option['vcpu']:g} vCPU / {option['gb']:g} GB, "
+                         f"{option['tasks_at_no_load']} at no load): {prices} -> {option['chosen']}: {option['why']}")
     lines.append("")
     lines.append("assumptions:")
     lines.extend(f"  - {a}" for a in report.assumptions)
