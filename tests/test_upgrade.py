@@ -314,7 +314,7 @@ class _RecordingEcs:
 
 
 def test_every_service_with_the_scheduler_queue_is_replaced_stop_first():
-    """micro packs the scheduler queue into the default worker: both must never run twice."""
+    """SCHEDULER_SERVICE may name several services (a comma list): each one is replaced stop-first."""
     cfg = steps.UpgradeConfig("c", ["web", "sidekiq-default"], "sidekiq-default,sidekiq-scheduler", "tb", "/l", "/v")
     ecs = _RecordingEcs()
     for service in ("web", "sidekiq-default", "sidekiq-scheduler"):
