@@ -80,7 +80,7 @@ def run(ctx) -> str:
         downgrade = ctx.aws.run_state_machine(arn, {"version": "v4.5.1"}, timeout=30)
         if downgrade.status != "FAILED" or downgrade.error != "InvalidInput":
             raise TootstackError(f"downgrade not refused: {downgrade.status} {downgrade.error}")
-    return (f"{TARGET}: {len(pinned)} services (from {stood_in} stand-in image references) on task definitions pinned to mirrored digests, migrations pre -> post, "
+    return (f"{TARGET}: {len(pinned)} services{stood_in} on task definitions pinned to mirrored digests, migrations pre -> post, "
             f"version recorded, lock released{bridged}; downgrade to v4.5.1 refused")
 
 
@@ -140,4 +140,4 @@ def _pin_stood_in_images(ctx, ecs) -> str:
         if target["serviceName"]:
             ecs.update_service(cluster=cluster, service=target["serviceName"], taskDefinition=arn)
         replaced += 1
-    return "ImageMirror" if replaced else "no"
+    return f" (started from the ImageMirror stand-in's {replaced} re-pinned task definitions)" if replaced else ""
