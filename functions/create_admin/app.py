@@ -11,15 +11,16 @@ Actions:
 import os
 from pathlib import Path
 
-import boto3
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from tootstack.clients import ClientCache
 from tootstack.errors import InvalidInput
 from tootstack.oneoff import admin, tasks
 
 logger = Logger()
 tracer = Tracer()
+_client = ClientCache()  # one boto3 client per service, reused by warm invocations
 
 SCRIPT = Path(__file__).with_name("create_admin.rb").read_text()  # the admin task's `rails runner` script
 CONTAINER = os.environ.get("ADMIN_CONTAINER_NAME", "admin")
@@ -31,7 +32,7 @@ def handler(event: dict, context: LambdaContext) -> dict:
     if not isinstance(event, dict):
         raise InvalidInput("event must be a JSON object with an 'action'")
     action = event.get("action")
-    secrets_manager = boto3.client("secretsmanager")
+    secrets_manager = _client("secretsmanager")
     pending = os.environ["ADMIN_PENDING_SECRET_ARN"]
     if action == "prepare":
         prepared = admin.prepare(
@@ -45,7 +46,7 @@ def handler(event: dict, context: LambdaContext) -> dict:
         state = event.get("state") or {}
         summary = None
         if state.get("task"):
-            ecs = boto3.client("ecs")
+            ecs = _client("ecs")
             location = tasks.describe_location(ecs, state["task"], CONTAINER, ecs.meta.region_name)
             summary = tasks.summarize(state["task"], CONTAINER, location)
         elif state.get("error"):

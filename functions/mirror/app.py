@@ -9,19 +9,20 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
-import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tootstack.cfn_custom import respond
+from tootstack.clients import ClientCache
 from tootstack.errors import InvalidInput, TootstackError
 from tootstack.mirror.service import ecr_login, parse_jobs, repositories_from_env, run_jobs
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
+_client = ClientCache()  # one boto3 client per service, reused by warm invocations
 SAFETY_MS = 30_000   # answer CloudFormation this long before the Lambda timeout
 
 
@@ -37,12 +38,12 @@ def _source_credentials() -> tuple[str, str] | None:
 
 def _mirror(entries, plain_http: bool = False) -> list[dict]:
     jobs = parse_jobs(entries, repositories_from_env())
-    registry, dest_creds = ecr_login(boto3.client("ecr"))
+    registry, dest_creds = ecr_login(_client("ecr"))
     # Local rehearsal only: the "ECR" stand-in is a docker-registry on loopback behind plain HTTP.
     override = os.environ.get("MIRROR_REGISTRY_OVERRIDE")
     if override:
         registry, plain_http = override, True
-    results = run_jobs(jobs, registry, dest_creds, boto3.client("ssm"), os.environ["PARAMETER_PREFIX"],
+    results = run_jobs(jobs, registry, dest_creds, _client("ssm"), os.environ["PARAMETER_PREFIX"],
                        src_creds=_source_credentials(), plain_http=plain_http)
     for r in results:
         metrics.add_metric(name="MirrorBytesCopied", unit=MetricUnit.Bytes, value=r["bytes_copied"])

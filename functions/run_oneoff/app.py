@@ -9,15 +9,16 @@ Actions:
 
 import os
 
-import boto3
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from tootstack.clients import ClientCache
 from tootstack.errors import InvalidInput
 from tootstack.oneoff import oneoff
 
 logger = Logger()
 tracer = Tracer()
+_client = ClientCache()  # one boto3 client per service, reused by warm invocations
 
 
 @logger.inject_lambda_context(log_event=False)
@@ -33,12 +34,12 @@ def handler(event: dict, context: LambdaContext) -> dict:
         logger.info("one-off command accepted", extra={"command": validated["requested"]})
         return validated
     if action == "report":
-        ecs = boto3.client("ecs")
+        ecs = _client("ecs")
         report = oneoff.report(
             event.get("state") or {},
             ecs=ecs,
-            logs=boto3.client("logs"),
-            secrets_manager=boto3.client("secretsmanager"),
+            logs=_client("logs"),
+            secrets_manager=_client("secretsmanager"),
             region=ecs.meta.region_name,
             container_name=os.environ.get("ONEOFF_CONTAINER_NAME", "toolbox"),
             secret_ids=[s for s in os.environ.get("ONEOFF_SECRET_ARNS", "").split(",") if s],
