@@ -139,27 +139,25 @@ class ElastiCacheRbacBackend:
             return None
         return users[0] if users else None
 
-    def _wait_user_active(self) -> dict[str, Any]:
+    def _wait_for(self, what: str, ready: str, describe: Callable[[], dict[str, Any] | None]) -> dict[str, Any]:
+        """Poll `describe` until the resource's Status is `ready`; re-running the step continues a timed-out wait."""
         deadline = time.monotonic() + self._wait_seconds
         while True:
-            user = self._user()
-            if user is None:
-                raise TootstackError(f"ElastiCache user {self.user_id} disappeared while waiting for it")
-            if user.get("Status") == "active":
-                return user
+            found = describe()
+            if found is None:
+                raise TootstackError(f"{what} disappeared while waiting for it")
+            if found.get("Status") == ready:
+                return found
             if time.monotonic() > deadline:
-                raise DependencyUnavailable(f"ElastiCache user {self.user_id} still {user.get('Status')} after {self._wait_seconds:.0f}s; re-run to continue")
+                raise DependencyUnavailable(f"{what} still {found.get('Status')} after {self._wait_seconds:.0f}s; re-run to continue")
             self._sleep(self._poll)
 
+    def _wait_user_active(self) -> dict[str, Any]:
+        return self._wait_for(f"ElastiCache user {self.user_id}", "active", self._user)
+
     def _wait_group_active(self) -> dict[str, Any]:
-        deadline = time.monotonic() + self._wait_seconds
-        while True:
-            group = self._ec.describe_user_groups(UserGroupId=self.user_group_id)["UserGroups"][0]
-            if group.get("Status") == "active":
-                return group
-            if time.monotonic() > deadline:
-                raise DependencyUnavailable(f"ElastiCache user group {self.user_group_id} still {group.get('Status')}; re-run to continue")
-            self._sleep(self._poll)
+        return self._wait_for(f"ElastiCache user group {self.user_group_id}", "active",
+                              lambda: self._ec.describe_user_groups(UserGroupId=self.user_group_id)["UserGroups"][0])
 
     def ensure_user(self, credential: Credential) -> None:
         self.put_user(credential)
@@ -180,17 +178,13 @@ class ElastiCacheRbacBackend:
         self._wait_replication_group_available()
 
     def _wait_replication_group_available(self) -> dict[str, Any]:
-        deadline = time.monotonic() + self._wait_seconds
-        while True:
-            groups = self._ec.describe_replication_groups(ReplicationGroupId=self.replication_group_id)["ReplicationGroups"]
-            if not groups:
-                raise InvalidInput(f"ElastiCache replication group {self.replication_group_id} not found")
-            group = groups[0]
-            if group.get("Status") == "available":
-                return group
-            if time.monotonic() > deadline:
-                raise DependencyUnavailable(f"replication group {self.replication_group_id} still {group.get('Status')}; re-run to continue")
-            self._sleep(self._poll)
+        return self._wait_for(f"replication group {self.replication_group_id}", "available", self._replication_group)
+
+    def _replication_group(self) -> dict[str, Any]:
+        groups = self._ec.describe_replication_groups(ReplicationGroupId=self.replication_group_id)["ReplicationGroups"]
+        if not groups:
+            raise InvalidInput(f"ElastiCache replication group {self.replication_group_id} not found")
+        return groups[0]
 
     def put_user(self, credential: Credential) -> None:
         """The user exists with `credential` as its password (created, or its passwords replaced)."""
