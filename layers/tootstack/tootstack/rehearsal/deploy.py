@@ -70,6 +70,7 @@ def run(ctx: RehearsalContext) -> str:
         {"logical_id": r["LogicalResourceId"], "type": r["ResourceType"], "physical_id": r["PhysicalResourceId"]}
         for r in resources
     ]
+    scaled = register_scalable_targets(ctx)
     machines = _check_state_machines(ctx)
     routed = route_functions(ctx)
     by_type = Counter(r["ResourceType"] for r in resources)
@@ -77,8 +78,34 @@ def run(ctx: RehearsalContext) -> str:
     return (
         f"stack CREATE_COMPLETE: {len(resources)} resources created, {len(ctx.skipped)} stood in for, "
         f"{routed} Lambda functions routed to their real handlers, {machines} state machines deployed "
-        f"({substituted} with DefinitionSubstitutions applied)"
+        f"({substituted} with DefinitionSubstitutions applied)" + (f", {scaled} ECS scalable targets registered" if scaled else "")
     )
+
+
+def register_scalable_targets(ctx: RehearsalContext) -> int:
+    """moto's CloudFormation skips AWS::ApplicationAutoScaling::ScalableTarget; register the stack's ECS
+    targets (`service/${Cluster}/${<Service>.Name}`) in moto's Application Auto Scaling with the template's
+    capacities, as CloudFormation would, so what reads them (the upgrade's bridge) sees the deployed stack."""
+    import re
+
+    targets = [s["logical_id"] for s in ctx.skipped if s["type"] == "AWS::ApplicationAutoScaling::ScalableTarget"]
+    if not targets:
+        return 0
+    evaluated = TemplateEvaluator(ctx.sam_template, ctx.parameters).resources()
+    ecs = boto3.client("ecs", region_name=ctx.region)
+    autoscaling = boto3.client("application-autoscaling", region_name=ctx.region)
+    cluster = ctx.physical("Cluster").split("/")[-1]
+    for logical_id in targets:
+        props = evaluated[logical_id]["Properties"]
+        raw = ctx.sam_template["Resources"][logical_id]["Properties"]["ResourceId"]
+        service_id = re.search(r"\$\{(\w+)\.Name\}", json.dumps(raw))
+        if props.get("ServiceNamespace") != "ecs" or service_id is None:
+            raise TootstackError(f"{logical_id}: only ECS service scalable targets are registered in the rehearsal")
+        service = ecs.describe_services(cluster=cluster, services=[ctx.physical(service_id.group(1))])["services"][0]["serviceName"]
+        autoscaling.register_scalable_target(
+            ServiceNamespace="ecs", ResourceId=f"service/{cluster}/{service}", ScalableDimension=props["ScalableDimension"],
+            MinCapacity=int(props["MinCapacity"]), MaxCapacity=int(props["MaxCapacity"]))
+    return len(targets)
 
 
 def apply_definition_substitutions(template: dict[str, Any]) -> int:

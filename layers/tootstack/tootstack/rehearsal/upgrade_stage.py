@@ -49,7 +49,7 @@ def run(ctx) -> str:
 
     ecs = boto3.client("ecs", region_name=ctx.region)
     stood_in = _pin_stood_in_images(ctx, ecs)
-    web_target = _register_web_scalable_target(ctx, ecs)
+    web_target = _web_scalable_target(ctx, ecs)
     migrations: list[str] = []
 
     def toolbox(run) -> TaskResult:
@@ -84,22 +84,14 @@ def run(ctx) -> str:
             f"version recorded, lock released{bridged}; downgrade to v4.5.1 refused")
 
 
-def _register_web_scalable_target(ctx, ecs) -> str | None:
-    """moto's CloudFormation skips Application Auto Scaling. Once launched, the stack has web's scalable
-    target (minimum 0): register it as CloudFormation would, so the upgrade can bridge the core restart."""
-    from tootstack.cost.template_eval import TemplateEvaluator
-
-    target = TemplateEvaluator(ctx.sam_template, ctx.parameters).resources().get("WebScalableTarget")
-    if target is None:                  # ServicesLaunched=false: no autoscaling yet, nothing to bridge with
-        return None
-    props = target["Properties"]
-    cluster = ctx.physical("Cluster")
+def _web_scalable_target(ctx, ecs) -> str | None:
+    """web's scalable target when the stack has one (ServicesLaunched=true; the deploy stage registers it)."""
+    cluster = ctx.physical("Cluster").split("/")[-1]
     web = ecs.describe_services(cluster=cluster, services=[ctx.physical("WebService")])["services"][0]["serviceName"]
-    resource_id = f"service/{cluster.split('/')[-1]}/{web}"
-    boto3.client("application-autoscaling", region_name=ctx.region).register_scalable_target(
-        ServiceNamespace="ecs", ResourceId=resource_id, ScalableDimension="ecs:service:DesiredCount",
-        MinCapacity=int(props["MinCapacity"]), MaxCapacity=int(props["MaxCapacity"]))
-    return resource_id
+    resource_id = f"service/{cluster}/{web}"
+    found = boto3.client("application-autoscaling", region_name=ctx.region).describe_scalable_targets(
+        ServiceNamespace="ecs", ResourceIds=[resource_id])["ScalableTargets"]
+    return resource_id if found else None
 
 
 def _min_capacity(ctx, resource_id: str) -> int:
