@@ -23,6 +23,12 @@ STEADY_STATE_PARAMETERS = {
     "ServicesLaunched": ("true", "services at their profile counts (ServicesLaunched=true, as after first boot)"),
 }
 TARGETS_USD_PER_DAY = {"standard": ("below", 2.37), "micro": ("at or below", 1.50)}
+# Fargate capacity -> its (vCPU-hour, GB-hour) price ids. Spot runs X86_64 only.
+FARGATE_PRICES = {
+    "ARM64 on-demand": ("fargate_arm64_vcpu_hour", "fargate_arm64_gb_hour"),
+    "X86_64 on-demand": ("fargate_x86_vcpu_hour", "fargate_x86_gb_hour"),
+    "X86_64 Spot": ("fargate_spot_x86_vcpu_hour", "fargate_spot_x86_gb_hour"),
+}
 
 # Resource types with no charge of their own at no load (or priced through another line item).
 FREE_TYPES = {
@@ -315,19 +321,17 @@ class CostModel:
                 spot = provider == "FARGATE_SPOT"
                 if spot and arch != "X86_64":
                     self.warnings.append(f"{logical_id}: FARGATE_SPOT with {arch} cannot place tasks (Spot is X86_64 only)")
-                if spot:
-                    keys, label = ["fargate_spot_x86_vcpu_hour", "fargate_spot_x86_gb_hour"], "X86_64 Spot"
-                elif arch == "ARM64":
-                    keys, label = ["fargate_arm64_vcpu_hour", "fargate_arm64_gb_hour"], "ARM64 on-demand"
-                else:
-                    keys, label = ["fargate_x86_vcpu_hour", "fargate_x86_gb_hour"], "X86_64 on-demand"
-                per_task_hour = vcpu * self.p[keys[0]] + gb * self.p[keys[1]]
+                label = "X86_64 Spot" if spot else "ARM64 on-demand" if arch == "ARM64" else "X86_64 on-demand"
                 self._add("compute", f"Fargate {logical_id} ({label})", [logical_id, td_ref.logical_id], n, "task",
-                          per_task_hour, "hour", keys,
+                          self._task_hour(label, vcpu, gb), "hour", list(FARGATE_PRICES[label]),
                           f"{n} task(s) x {vcpu:g} vCPU, {gb:g} GB ({why}){'; public IPv4' if public_ip else ''}")
             if any(s.get("CapacityProvider") == "FARGATE_SPOT" for s in strategy):
                 self._assume("", f"{logical_id}: Spot priced at the dated observed Spot rate (it floats, 50-70% off on-demand)")
             self._compare_sidekiq_capacity(logical_id, props, td, vcpu, gb, arch, strategy, count)
+
+    def _task_hour(self, capacity: str, vcpu: float, gb: float) -> float:
+        vcpu_price, gb_price = FARGATE_PRICES[capacity]
+        return vcpu * self.p[vcpu_price] + gb * self.p[gb_price]
 
     def _shares_task_definition_with_spot(self, logical_id: str, props: dict[str, Any]) -> bool:
         td = props.get("TaskDefinition")
@@ -344,11 +348,7 @@ class CostModel:
         if not sidekiq:
             return
         queues = [c[i + 1].split(",")[0] for c in sidekiq for i, flag in enumerate(c[:-1]) if flag in ("-q", "--queue")]
-        per_day = {
-            "ARM64 on-demand": (vcpu * self.p["fargate_arm64_vcpu_hour"] + gb * self.p["fargate_arm64_gb_hour"]) * 24,
-            "X86_64 on-demand": (vcpu * self.p["fargate_x86_vcpu_hour"] + gb * self.p["fargate_x86_gb_hour"]) * 24,
-            "X86_64 Spot": (vcpu * self.p["fargate_spot_x86_vcpu_hour"] + gb * self.p["fargate_spot_x86_gb_hour"]) * 24,
-        }
+        per_day = {label: self._task_hour(label, vcpu, gb) * 24 for label in FARGATE_PRICES}
         spot = any(s.get("CapacityProvider") == "FARGATE_SPOT" for s in strategy)
         chosen = "X86_64 Spot" if spot else f"{'ARM64' if arch == 'ARM64' else 'X86_64'} on-demand"
         if "scheduler" in queues:
