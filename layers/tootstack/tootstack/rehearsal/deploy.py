@@ -42,8 +42,8 @@ def run(ctx: RehearsalContext) -> str:
     ctx.cfn_template = cfn_template
     ctx.parameters = stack_parameters(ctx)
     # Report only the stand-ins of resources these parameters deploy (a false Condition creates nothing).
-    conditions = TemplateEvaluator(cfn_template, ctx.parameters)
-    ctx.skipped = [s for s in ctx.skipped if s["logical_id"] not in conditional or conditions.condition(conditional[s["logical_id"]])]
+    evaluator = TemplateEvaluator(ctx.sam_template, ctx.parameters)   # the template's conditions, for these parameters
+    ctx.skipped = [s for s in ctx.skipped if s["logical_id"] not in conditional or evaluator.condition(conditional[s["logical_id"]])]
 
     ctx.progress(f"creating stack {ctx.stack_name} in moto ({len(cfn_template['Resources'])} resources)")
     cfn = boto3.client("cloudformation", region_name=ctx.region)
@@ -70,7 +70,7 @@ def run(ctx: RehearsalContext) -> str:
         {"logical_id": r["LogicalResourceId"], "type": r["ResourceType"], "physical_id": r["PhysicalResourceId"]}
         for r in resources
     ]
-    scaled = register_scalable_targets(ctx)
+    scaled = register_scalable_targets(ctx, evaluator)
     machines = _check_state_machines(ctx)
     routed = route_functions(ctx)
     by_type = Counter(r["ResourceType"] for r in resources)
@@ -82,7 +82,7 @@ def run(ctx: RehearsalContext) -> str:
     )
 
 
-def register_scalable_targets(ctx: RehearsalContext) -> int:
+def register_scalable_targets(ctx: RehearsalContext, evaluator: TemplateEvaluator) -> int:
     """moto's CloudFormation skips AWS::ApplicationAutoScaling::ScalableTarget; register the stack's ECS
     targets (`service/${Cluster}/${<Service>.Name}`) in moto's Application Auto Scaling with the template's
     capacities, as CloudFormation would, so what reads them (the upgrade's bridge) sees the deployed stack."""
@@ -91,7 +91,7 @@ def register_scalable_targets(ctx: RehearsalContext) -> int:
     targets = [s["logical_id"] for s in ctx.skipped if s["type"] == "AWS::ApplicationAutoScaling::ScalableTarget"]
     if not targets:
         return 0
-    evaluated = TemplateEvaluator(ctx.sam_template, ctx.parameters).resources()
+    evaluated = evaluator.resources()
     ecs = boto3.client("ecs", region_name=ctx.region)
     autoscaling = boto3.client("application-autoscaling", region_name=ctx.region)
     cluster = ctx.physical("Cluster").split("/")[-1]
