@@ -56,11 +56,9 @@ def _mirror_credentials() -> dict:
     if creds.get("dest"):
         kwargs["dest_creds"] = (creds["dest"]["username"], creds["dest"]["password"])
     else:
-        import base64
+        from tootstack.mirror.service import ecr_login
 
-        token = _client("ecr").get_authorization_token()["authorizationData"][0]["authorizationToken"]
-        user, _, password = base64.b64decode(token).decode().partition(":")
-        kwargs["dest_creds"] = (user, password)
+        _, kwargs["dest_creds"] = ecr_login(_client("ecr"))
     return kwargs
 
 

@@ -18,5 +18,10 @@ class InvalidInput(TootstackError):
     exit_code = 2
 
 
+def aws_error_code(exc: Exception, default: str = "") -> str:
+    """The AWS error code of a botocore ClientError (e.g. "ResourceNotFoundException"), else `default`."""
+    return getattr(exc, "response", {}).get("Error", {}).get("Code", default)
+
+
 class DependencyUnavailable(TootstackError):
     """A registry, Redis, AWS API or local tool could not be reached or used."""

@@ -20,7 +20,7 @@ from typing import Any
 
 from tootstack.crashloop.detector import Decision, parse_service_arn, service_key
 from tootstack.crashloop.store import DynamoStore, Store
-from tootstack.errors import DependencyUnavailable, InvalidInput
+from tootstack.errors import DependencyUnavailable, InvalidInput, aws_error_code
 
 HALT_TAG = "tootstack:crashloop-halted"
 TABLE_ENV = "CRASHLOOP_TABLE"
@@ -36,7 +36,7 @@ def _client(name: str, client: Any = None) -> Any:
 
 
 def _aws_error(what: str, exc: Exception) -> DependencyUnavailable:
-    code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
+    code = aws_error_code(exc, type(exc).__name__)
     return DependencyUnavailable(f"{what} failed: {code}")
 
 

@@ -21,15 +21,14 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
-import string
 import uuid
 from typing import Any, Literal
 
 from aws_lambda_powertools.utilities.parser import BaseModel, ValidationError, field_validator, parse
 from pydantic import ConfigDict, StrictBool, StrictStr
 
-from tootstack.errors import InvalidInput, TootstackError
+from tootstack.errors import InvalidInput, TootstackError, aws_error_code
+from tootstack.secrets.generate import alphanumeric
 
 ROLES = ("Owner", "Admin", "Moderator")
 USERNAME_MAX = 30                    # Mastodon: local usernames are at most 30 characters
@@ -38,7 +37,6 @@ EMAIL_MAX = 254
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 EMAIL_RE = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@" + _LABEL + r"(?:\." + _LABEL + r")+")
 PASSWORD_LENGTH = 32                 # bcrypt uses at most 72 bytes; Mastodon needs at least 8
-_PASSWORD_ALPHABET = string.ascii_letters + string.digits
 
 # Exit codes of create_admin.rb (the state machine's Choice state maps them; keep both in sync).
 EXIT_CREATED = 0          # account created with the password from the secret
@@ -133,16 +131,12 @@ def read_password_command(secret_arn: str) -> str:
 
 
 def generate_password() -> str:
-    return "".join(secrets.choice(_PASSWORD_ALPHABET) for _ in range(PASSWORD_LENGTH))
+    return alphanumeric(PASSWORD_LENGTH)
 
 
 def _token(request: str, purpose: str) -> str:
     """A Secrets Manager ClientRequestToken that is the same on a retry of the same execution."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"tootstack:{purpose}:{request}"))
-
-
-def _error_code(exc: Exception) -> str:
-    return getattr(exc, "response", {}).get("Error", {}).get("Code", "")
 
 
 def ensure_user_secret(sm: Any, stack_name: str, request: AdminRequest, request_id: str) -> tuple[str, str, bool]:
@@ -151,7 +145,7 @@ def ensure_user_secret(sm: Any, stack_name: str, request: AdminRequest, request_
     try:
         described = sm.describe_secret(SecretId=name)
     except Exception as exc:  # botocore ClientError
-        if _error_code(exc) != "ResourceNotFoundException":
+        if aws_error_code(exc) != "ResourceNotFoundException":
             raise
         described = None
     if described is not None and described.get("DeletedDate"):
@@ -171,7 +165,7 @@ def ensure_user_secret(sm: Any, stack_name: str, request: AdminRequest, request_
             )
             return created["ARN"], password, True
         except Exception as exc:
-            if _error_code(exc) != "ResourceExistsException":
+            if aws_error_code(exc) != "ResourceExistsException":
                 raise
             described = sm.describe_secret(SecretId=name)  # created meanwhile (a retry): use it
     arn = described["ARN"]
@@ -245,7 +239,7 @@ def finish(sm: Any, pending_secret_id: str, prepared: dict[str, Any], outcome: s
         try:
             sm.delete_secret(SecretId=arn, ForceDeleteWithoutRecovery=True)
         except Exception as exc:  # a retry of this step: already deleted
-            if _error_code(exc) != "ResourceNotFoundException":
+            if aws_error_code(exc) != "ResourceNotFoundException":
                 raise
         result["message"] = (
             f"@{username} already existed; role, confirmation and approval ensured; its password was not "

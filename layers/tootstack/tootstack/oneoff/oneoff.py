@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tootstack.errors import InvalidInput
+from tootstack.errors import InvalidInput, aws_error_code
 from tootstack.oneoff import tasks
 from tootstack.oneoff.commands import validate_command
 from tootstack.oneoff.redact import stack_secret_values, withhold
@@ -24,7 +24,7 @@ def log_tail(logs: Any, group: str, stream: str, limit: int = TAIL_LINES) -> lis
     try:
         events = logs.get_log_events(logGroupName=group, logStreamName=stream, startFromHead=False, limit=limit)["events"]
     except Exception as exc:  # no stream: the container never wrote a line
-        if getattr(exc, "response", {}).get("Error", {}).get("Code") == "ResourceNotFoundException":
+        if aws_error_code(exc) == "ResourceNotFoundException":
             return []
         raise
     return [event["message"].rstrip("\n") for event in events]

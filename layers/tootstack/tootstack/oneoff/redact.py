@@ -13,6 +13,8 @@ import json
 import re
 from typing import Any, Iterable
 
+from tootstack.errors import aws_error_code
+
 WITHHELD = "[line withheld: it contains a secret value]"
 MIN_SECRET_LENGTH = 8
 NOT_SECRET_FIELDS = frozenset({
@@ -52,7 +54,7 @@ def stack_secret_values(sm: Any, secret_ids: Iterable[str], name_prefix: str | N
         try:
             secret = sm.get_secret_value(SecretId=secret_id)
         except Exception as exc:  # a secret scheduled for deletion or without a current value
-            if getattr(exc, "response", {}).get("Error", {}).get("Code") in ("ResourceNotFoundException", "InvalidRequestException"):
+            if aws_error_code(exc) in ("ResourceNotFoundException", "InvalidRequestException"):
                 continue
             raise
         values |= values_of(secret.get("SecretString", ""))
