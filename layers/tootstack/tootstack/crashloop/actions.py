@@ -16,11 +16,14 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tootstack.crashloop.detector import Decision, parse_service_arn, service_key
+from tootstack.crashloop.keys import parse_service_arn, service_key
 from tootstack.crashloop.store import DynamoStore, Store
 from tootstack.errors import DependencyUnavailable, InvalidInput, aws_error_code
+
+if TYPE_CHECKING:   # the detector loads the Parser models: not on the is_halted callers' cold start
+    from tootstack.crashloop.detector import Decision
 
 HALT_TAG = "tootstack:crashloop-halted"
 TABLE_ENV = "CRASHLOOP_TABLE"
@@ -55,11 +58,11 @@ def resolve_service(service: str, cluster: str | None = None) -> tuple[str, str]
     return cluster.rsplit("/", 1)[-1], service
 
 
-def describe_service(ecs: Any, cluster: str, service: str) -> dict[str, Any]:
+def describe_service(ecs: Any, cluster: str, service: str, include_tags: bool = False) -> dict[str, Any]:
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        found = ecs.describe_services(cluster=cluster, services=[service])
+        found = ecs.describe_services(cluster=cluster, services=[service], **({"include": ["TAGS"]} if include_tags else {}))
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") == "ClusterNotFoundException":
             raise InvalidInput(f"ECS cluster {cluster!r} not found") from None
@@ -200,15 +203,14 @@ def is_halted(
     For the upgrade state machine, the scheduler and anything else that would deploy or scale the
     service: check this first and leave a halted service alone. Reads the DynamoDB halt item when the
     table is known (table_name or $CRASHLOOP_TABLE; IAM: dynamodb:GetItem on the table); otherwise the
-    service's `tootstack:crashloop-halted` tag (IAM: ecs:DescribeServices, ecs:ListTagsForResource).
+    service's `tootstack:crashloop-halted` tag (one DescribeServices with its tags; IAM: ecs:DescribeServices,
+    ecs:ListTagsForResource).
     From a state machine without Python: DynamoDB GetItem {pk: "SVC#<cluster>/<service>", sk: "HALT"}.
     """
     if table_name or os.environ.get(TABLE_ENV):
         return halt_record(service, cluster=cluster, table_name=table_name, dynamodb=dynamodb) is not None
     cluster, name = resolve_service(service, cluster)
-    client = _client("ecs", ecs)
-    arn = describe_service(client, cluster, name)["serviceArn"]
-    tags = client.list_tags_for_resource(resourceArn=arn).get("tags", [])
+    tags = describe_service(_client("ecs", ecs), cluster, name, include_tags=True).get("tags", [])
     return any(t.get("key") == HALT_TAG for t in tags)
 
 

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from tootstack.crashloop.classify import Stop, classify
+from tootstack.crashloop.keys import cluster_name, parse_service_arn, service_key
 from tootstack.crashloop.models import EcsDeploymentStateChangeEvent, EcsEvent, EcsTaskStateChangeEvent, parse_event
 from tootstack.crashloop.store import Crash, Deployment, MemoryStore, Store
 
@@ -72,23 +73,6 @@ class Decision:
     def from_dict(cls, data: dict[str, Any]) -> "Decision":
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**known)
-
-
-def service_key(cluster: str, service: str) -> str:
-    return f"{cluster}/{service}"
-
-
-def cluster_name(cluster_arn_or_name: str) -> str:
-    return cluster_arn_or_name.rsplit("/", 1)[-1] if cluster_arn_or_name else ""
-
-
-def parse_service_arn(service_arn: str, default_cluster: str | None = None) -> tuple[str, str]:
-    """(cluster, service) from arn:aws:ecs:R:A:service/CLUSTER/NAME (or the old service/NAME form)."""
-    resource = service_arn.split(":", 5)[-1]
-    parts = resource.split("/")
-    if len(parts) >= 3:
-        return parts[1], parts[2]
-    return (default_cluster or "default"), parts[-1]
 
 
 def window_reached(times: list[float], threshold: int, window_seconds: float) -> tuple[bool, int]:
