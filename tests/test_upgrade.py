@@ -365,3 +365,23 @@ def test_a_service_without_a_known_image_is_refused_not_skipped():
     with pytest.raises(steps.TootstackError, match="no container runs a known Mastodon image"):
         steps._check_recognised("web", _TdEcs("docker.io/library/nginx:1.27").describe_task_definition("td:1")["taskDefinition"], cfg)  # noqa: SLF001
     steps._check_recognised("web", _TdEcs("1.dkr.ecr/x/mastodon@sha256:" + "b" * 64).describe_task_definition("td:1")["taskDefinition"], cfg)  # noqa: SLF001
+
+
+def test_mirror_step_mounts_shared_layers_from_the_repository_it_mirrored_first():
+    """The streaming image shares base layers with the Mastodon one: mounted in ECR, never pulled upstream twice."""
+    calls = []
+
+    class _Result:
+        digest = "sha256:" + "a" * 64
+
+    def fake_mirror_image(source, destination, **kwargs):
+        calls.append((destination, kwargs["mount_from"]))
+        return _Result()
+
+    cfg = steps.UpgradeConfig("c", ["web"], "core", "tb", "/l", "/v", images={
+        "mastodon": {"source": "ghcr.io/mastodon/mastodon", "dest": "123.dkr.ecr.us-east-1.amazonaws.com/st/mastodon"},
+        "streaming": {"source": "ghcr.io/mastodon/mastodon-streaming", "dest": "123.dkr.ecr.us-east-1.amazonaws.com/st/streaming"}})
+    pinned = steps.mirror("v4.5.3", cfg, fake_mirror_image)
+    assert calls == [("123.dkr.ecr.us-east-1.amazonaws.com/st/mastodon:v4.5.3", ()),
+                     ("123.dkr.ecr.us-east-1.amazonaws.com/st/streaming:v4.5.3", ("st/mastodon",))]
+    assert pinned["streaming"] == "123.dkr.ecr.us-east-1.amazonaws.com/st/streaming@sha256:" + "a" * 64

@@ -145,24 +145,30 @@ def mirror(version: str, cfg: UpgradeConfig, mirror_image: Callable[..., Any], *
     from tootstack.mirror.client import ImageNotFound
 
     pinned: dict[str, str] = {}
+    mirrored: list[str] = []     # repositories already in ECR: shared layers are mounted from them, not pulled again
     for role, spec in sorted(cfg.images.items()):
         source = f"{spec['source']}:{version}"
         try:
-            result = mirror_image(source, f"{spec['dest']}:{version}", **kwargs)
+            result = mirror_image(source, f"{spec['dest']}:{version}", mount_from=tuple(mirrored), **kwargs)
         except ImageNotFound:
             raise InvalidInput(f"unknown version {version}: {source} does not exist upstream") from None
+        mirrored.append(spec["dest"].split("/", 1)[-1])
         pinned[role] = f"{spec['dest']}@{result.digest}"
     return pinned
 
 
 # --- register ------------------------------------------------------------------------------------
-def _service_task_definitions(ecs: Any, cfg: UpgradeConfig) -> dict[str, str]:
+def _live_services(ecs: Any, cfg: UpgradeConfig) -> dict[str, dict[str, Any]]:
     found = ecs.describe_services(cluster=cfg.cluster, services=cfg.services).get("services", [])
-    by_name = {s["serviceName"]: s["taskDefinition"] for s in found if s.get("status") == "ACTIVE"}
+    by_name = {s["serviceName"]: s for s in found if s.get("status") == "ACTIVE"}
     missing = [s for s in cfg.services if s not in by_name]
     if missing:
         raise DependencyUnavailable(f"ECS service(s) not found in {cfg.cluster}: {', '.join(missing)}")
     return by_name
+
+
+def _service_task_definitions(ecs: Any, cfg: UpgradeConfig) -> dict[str, str]:
+    return {name: s["taskDefinition"] for name, s in _live_services(ecs, cfg).items()}
 
 
 def _pinned_revision(ecs: Any, described: dict[str, Any], pinned: dict[str, str], version: str, cfg: UpgradeConfig) -> str:
@@ -220,9 +226,10 @@ def _update(ecs: Any, cfg: UpgradeConfig, service: str, task_definition: str) ->
     ecs.update_service(**kwargs)
 
 
-def _move_services(ecs: Any, cfg: UpgradeConfig, wanted: dict[str, str]) -> list[str]:
-    """Put each service on its wanted task definition; idempotent (a service already there is left alone)."""
-    live = _service_task_definitions(ecs, cfg)
+def _move_services(ecs: Any, cfg: UpgradeConfig, wanted: dict[str, str], live: dict[str, str] | None = None) -> list[str]:
+    """Put each service on its wanted task definition; idempotent (a service already there is left alone).
+    `live`: service -> task definition as just described (else described here)."""
+    live = _service_task_definitions(ecs, cfg) if live is None else live
     moved = []
     for service, task_definition in wanted.items():
         if live.get(service) != task_definition:
@@ -269,19 +276,20 @@ def deploy(plan: dict[str, Any], *, ecs: Any, cfg: UpgradeConfig, ssm: Any = Non
     phase) moves every other service and holds one bridge task on the new version; the guard waits
     for it, and the second call moves the core. Idempotent: a re-run finds what is done."""
     core = _scheduler_services(cfg)
-    live = _service_task_definitions(ecs, cfg)
+    services = _live_services(ecs, cfg)
+    live = {name: s["taskDefinition"] for name, s in services.items()}
     pending = {s: td for s, td in plan["target"].items() if live.get(s) != td}
     bridge = cfg.bridge_service
     # Only where autoscaling manages the bridge service: it takes the bridge task away again afterwards.
     target = _scalable_target(autoscaling, cfg, bridge) if bridge in plan["target"] and autoscaling is not None else None
     if target is not None and core & set(pending):
-        bridge_live = ecs.describe_services(cluster=cfg.cluster, services=[bridge])["services"][0]
+        desired = services[bridge]["desiredCount"]
         others = {s: td for s, td in pending.items() if s not in core}
-        if others or bridge_live["desiredCount"] < 1:
-            _hold_bridge(ecs, ssm, autoscaling, cfg, execution, plan["target"][bridge], target, bridge_live["desiredCount"])
-            moved = _move_services(ecs, cfg, {s: td for s, td in others.items() if s != bridge})
+        if others or desired < 1:
+            _hold_bridge(ecs, ssm, autoscaling, cfg, execution, plan["target"][bridge], target, desired)
+            moved = _move_services(ecs, cfg, {s: td for s, td in others.items() if s != bridge}, live)
             return {"deployed": sorted({*moved, bridge}), "checks": 0, "phase": "bridge"}
-    return {"deployed": _move_services(ecs, cfg, plan["target"]), "checks": 0, "phase": "all"}
+    return {"deployed": _move_services(ecs, cfg, plan["target"], live), "checks": 0, "phase": "all"}
 
 
 def check(plan: dict[str, Any], checks: int, *, ecs: Any, cfg: UpgradeConfig, is_halted: Callable[[str], bool],
