@@ -54,7 +54,7 @@ def _process(event: dict) -> dict:
     result = _runtime().handle_ecs_event(event)
     if result.get("stop_kind"):
         metrics.add_metric(name="TaskStops", unit=MetricUnit.Count, value=1)
-    if result.get("stop_kind") in ("exit_nonzero", "exit_zero", "health_check", "failed_to_start"):
+    if result.get("crash"):
         metrics.add_metric(name="Crashes", unit=MetricUnit.Count, value=1)
     if result.get("action"):
         metrics.add_metric(name="CrashloopHalts", unit=MetricUnit.Count, value=1)

@@ -232,10 +232,9 @@ def resume(
     cluster, name = resolve_service(service, cluster)
     key = service_key(cluster, name)
     ecs = _client("ecs", ecs)
-    found = describe_service(ecs, cluster, name)
+    found = describe_service(ecs, cluster, name, include_tags=True)
     halt = store.get_halt(key)
-    tags = ecs.list_tags_for_resource(resourceArn=found["serviceArn"]).get("tags", [])
-    tagged = any(t.get("key") == HALT_TAG for t in tags)
+    tagged = any(t.get("key") == HALT_TAG for t in found.get("tags", []))
     if halt is None and not tagged:
         raise InvalidInput(f"service {key} is not halted: nothing to resume")
     halt = halt or {}

@@ -20,19 +20,6 @@ from dataclasses import dataclass
 from tootstack.crashloop.models import EcsTaskDetail
 
 CRASH_KINDS = frozenset({"exit_nonzero", "exit_zero", "health_check", "failed_to_start"})
-BENIGN_KINDS = frozenset(
-    {
-        "scale_in",
-        "deployment_replacement",
-        "spot_interruption",
-        "termination_notice",
-        "user_initiated",
-        "infrastructure",
-        "scheduler_other",
-        "one_off",
-        "not_stopped",
-    }
-)
 
 _HEALTH = re.compile(r"health ?checks?", re.IGNORECASE)
 _SCALING = re.compile(r"scaling activity initiated by", re.IGNORECASE)

@@ -82,10 +82,6 @@ def replay_lines(lines: TextIO, threshold: int = 3, window_seconds: float = 600.
 
 
 def run_replay(args: argparse.Namespace) -> int:
-    if args.threshold < 1:
-        raise InvalidInput(f"--threshold must be at least 1, got {args.threshold}")
-    if args.window_minutes <= 0:
-        raise InvalidInput(f"--window-minutes must be positive, got {args.window_minutes}")
     if args.events == "-":
         _, bad = replay_lines(sys.stdin, args.threshold, args.window_minutes * 60, args.cluster, source="stdin")
     else:
@@ -124,8 +120,6 @@ def run_resume(args: argparse.Namespace) -> int:
     from tootstack.crashloop.actions import resume
     from tootstack.crashloop.store import DynamoStore
 
-    if args.desired_count is not None and args.desired_count < 0:
-        raise InvalidInput(f"--desired-count must be >= 0, got {args.desired_count}")
     read: list[dict[str, str]] = []
 
     def stack_output(key: str) -> str | None:  # one DescribeStacks, and only when a value is missing

@@ -65,7 +65,8 @@ class Runtime:
     def handle_ecs_event(self, event: dict[str, Any]) -> dict[str, Any]:
         decision: Decision | None = self.detector.process(event)
         stop = self.detector.last_stop
-        result: dict[str, Any] = {"event_id": event.get("id"), "stop_kind": stop.kind if stop else None, "action": None}
+        result: dict[str, Any] = {"event_id": event.get("id"), "stop_kind": stop.kind if stop else None,
+                                  "crash": bool(stop and stop.is_crash), "action": None}
         if decision is not None:
             applied = self.halter.apply(decision)
             result.update(
@@ -81,16 +82,11 @@ class Runtime:
         return result
 
     def handle_resume(self, event: dict[str, Any]) -> dict[str, Any]:
-        service = event.get("service")
-        if not isinstance(service, str) or not service:
-            raise InvalidInput('resume needs "service": the ECS service name or ARN')
-        desired = event.get("desired_count")
-        if desired is not None and (not isinstance(desired, int) or isinstance(desired, bool)):
-            raise InvalidInput(f'"desired_count" must be a whole number, got {desired!r}')
+        # resume() validates the service and the desired count before it changes anything.
         return resume(
-            service,
+            event.get("service"),
             cluster=event.get("cluster"),  # else $CLUSTER_NAME (resolve_service)
-            desired_count=desired,
+            desired_count=event.get("desired_count"),
             store=self.store,
             ecs=self.ecs,
             autoscaling=self.halter.autoscaling,
