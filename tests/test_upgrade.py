@@ -385,3 +385,17 @@ def test_mirror_step_mounts_shared_layers_from_the_repository_it_mirrored_first(
     assert calls == [("123.dkr.ecr.us-east-1.amazonaws.com/st/mastodon:v4.5.3", ()),
                      ("123.dkr.ecr.us-east-1.amazonaws.com/st/streaming:v4.5.3", ("st/mastodon",))]
     assert pinned["streaming"] == "123.dkr.ecr.us-east-1.amazonaws.com/st/streaming@sha256:" + "a" * 64
+
+
+def test_an_unreadable_upgrade_lock_is_an_error_never_unlocked():
+    """read_lock (the upgrade, the maintenance gate) turns an SSM failure into DependencyUnavailable."""
+    from botocore.exceptions import ClientError
+
+    from tootstack.errors import DependencyUnavailable
+
+    class _Denied(_Ssm):
+        def get_parameter(self, Name):
+            raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "GetParameter")
+
+    with pytest.raises(DependencyUnavailable, match="AccessDeniedException|ClientError"):
+        steps.read_lock(_Denied(), "/s/upgrade/lock")

@@ -15,7 +15,7 @@ from tootstack.crashloop import is_halted
 from tootstack.errors import InvalidInput
 from tootstack.maintenance import Settings, gate
 from tootstack.clients import ClientCache
-from tootstack.maintenance.plan import upgrade_lock
+from tootstack.upgrade.steps import read_lock
 
 logger = Logger()
 tracer = Tracer()
@@ -36,7 +36,7 @@ def handler(event: dict, context: LambdaContext) -> dict:
         defaults=Settings.from_env(),
         services=services,
         is_halted=lambda name: is_halted(name, cluster=cluster, ecs=ecs),
-        lock=lambda: upgrade_lock(ssm, os.environ["UPGRADE_LOCK_PARAMETER"]),
+        lock=lambda: read_lock(ssm, os.environ["UPGRADE_LOCK_PARAMETER"]),
     )
     logger.info("maintenance gate", extra={"proceed": result["proceed"], "reason": result["reason"],
                                            "steps": [s["name"] for s in result["steps"]]})

@@ -19,8 +19,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from tootstack.errors import DependencyUnavailable, InvalidInput
-from tootstack.upgrade.steps import read_lock
+from tootstack.errors import InvalidInput
 
 MEDIA_DAYS_MIN = 1
 PREVIEW_CARDS_DAYS_MIN = 14   # tootctl preview_cards remove: "not below 14" (Mastodon)
@@ -92,15 +91,6 @@ def build_plan(event_input: Any, defaults: Settings) -> list[dict[str, Any]]:
     if s.prune_accounts:
         steps.append({"name": "accounts-prune", "command": [TOOTCTL, "accounts", "prune"]})
     return steps
-
-
-def upgrade_lock(ssm: Any, parameter: str) -> dict[str, Any] | None:
-    """The upgrade lock when held, else None (tootstack.upgrade.steps.read_lock). The upgrade state machine
-    writes it before it changes anything and deletes it when it ends (success, failure or rollback)."""
-    try:
-        return read_lock(ssm, parameter)
-    except Exception as exc:  # noqa: BLE001 - an unreadable lock must not look like "unlocked"
-        raise DependencyUnavailable(f"cannot read the upgrade lock {parameter}: {type(exc).__name__}") from None
 
 
 def gate(

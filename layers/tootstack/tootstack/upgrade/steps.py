@@ -111,10 +111,14 @@ def prepare(event_input: Any, execution: str, *, ecs: Any, ssm: Any, cfg: Upgrad
 def read_lock(ssm: Any, name: str) -> dict[str, Any] | None:
     """The upgrade lock ({"version", "execution", "since"}) when held, else None (absent, "" or "none").
     Also read by the maintenance gate, which skips its run while an upgrade holds it."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
     try:
         value = ssm.get_parameter(Name=name)["Parameter"]["Value"]
     except ssm.exceptions.ParameterNotFound:
         return None
+    except (ClientError, BotoCoreError) as exc:   # unreadable must never look like "unlocked"
+        raise DependencyUnavailable(f"cannot read the upgrade lock {name}: {type(exc).__name__}") from None
     if value.strip().lower() in ("", "none"):
         return None
     try:
