@@ -11,16 +11,18 @@ import os
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from tootstack.clients import ClientCache
 from tootstack.redis_auth.entry import handle, rotation_from_env
 
 logger = Logger()
 tracer = Tracer()
+_client = ClientCache()  # one boto3 client per service, reused by warm invocations
 
 
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict, context: LambdaContext) -> dict:
     remaining = context.get_remaining_time_in_millis() / 1000 if hasattr(context, "get_remaining_time_in_millis") else None
-    rotation = rotation_from_env(os.environ, remaining_seconds=remaining)
+    rotation = rotation_from_env(os.environ, remaining_seconds=remaining, client=_client)
     rotation.logger = logger
     return handle(event, rotation)

@@ -26,6 +26,7 @@ import json
 import os
 from typing import Any, Callable, Mapping
 
+from tootstack.clients import ClientCache
 from tootstack.errors import DependencyUnavailable, InvalidInput, TootstackError
 from tootstack.redis_auth.backends import AclBackend, ElastiCacheRbacBackend, RedisAuthBackend
 from tootstack.redis_auth.credentials import AuthenticationFailed, Credential, Endpoint, verify
@@ -46,11 +47,9 @@ def endpoint_from_env(env: Mapping[str, str]) -> Endpoint:
     return Endpoint(host, port, tls=(env.get("REDIS_TLS", "true").lower() != "false"), ca_file=env.get("REDIS_CA_FILE") or None)
 
 
-def probe_verifier(function: str, lambda_client: Any = None) -> Callable[[Credential, str], None]:
-    """Verify through the in-VPC probe function (synchronous invoke; its payload is not stored or logged)."""
-    import boto3
-
-    client = lambda_client or boto3.client("lambda")
+def probe_verifier(function: str, client: Any) -> Callable[[Credential, str], None]:
+    """Verify through the in-VPC probe function with `client` (a Lambda client; synchronous invoke, its
+    payload is not stored or logged)."""
 
     def check(credential: Credential, what: str) -> None:
         response = client.invoke(
@@ -69,39 +68,39 @@ def probe_verifier(function: str, lambda_client: Any = None) -> Callable[[Creden
     return check
 
 
-def backend_from_env(env: Mapping[str, str], sm: Any = None) -> RedisAuthBackend:
-    import boto3
-
+def backend_from_env(env: Mapping[str, str], client: Callable[[str], Any]) -> RedisAuthBackend:
+    """`client`: boto3 client by service name (a handler's ClientCache)."""
     kind = (env.get("REDIS_BACKEND") or "elasticache").lower()
     if kind == "elasticache":
         user_id, group_id = env.get("ELASTICACHE_USER_ID"), env.get("ELASTICACHE_USER_GROUP_ID")
         if not user_id or not group_id:
             raise InvalidInput("ELASTICACHE_USER_ID and ELASTICACHE_USER_GROUP_ID are required for the elasticache backend")
-        return ElastiCacheRbacBackend(boto3.client("elasticache"), user_id, group_id,
+        return ElastiCacheRbacBackend(client("elasticache"), user_id, group_id,
                                       replication_group_id=env.get("ELASTICACHE_REPLICATION_GROUP_ID") or None,
                                       engine=env.get("ELASTICACHE_ENGINE") or "valkey")
     if kind == "acl":
         admin_arn = env.get("REDIS_ADMIN_SECRET_ARN")
         if not admin_arn:
             raise InvalidInput("REDIS_ADMIN_SECRET_ARN is required for the acl backend")
-        sm = sm or boto3.client("secretsmanager")
-        admin = Credential.from_document(json.loads(sm.get_secret_value(SecretId=admin_arn)["SecretString"]), "Redis admin secret")
+        admin = Credential.from_document(json.loads(client("secretsmanager").get_secret_value(SecretId=admin_arn)["SecretString"]),
+                                         "Redis admin secret")
         endpoint = endpoint_from_env(env)
         return AclBackend(lambda: endpoint.client(admin))
     raise InvalidInput(f"REDIS_BACKEND must be 'elasticache' or 'acl', not {kind!r}")
 
 
 def rotation_from_env(env: Mapping[str, str], remaining_seconds: float | None = None,
-                      backend: RedisAuthBackend | None = None, verifier: Callable[[Credential, str], None] | None = None) -> RedisRotation:
-    import boto3
-
+                      backend: RedisAuthBackend | None = None, verifier: Callable[[Credential, str], None] | None = None,
+                      client: Callable[[str], Any] | None = None) -> RedisRotation:
+    """`client`: boto3 client by service name; a handler passes its ClientCache so warm invocations reuse them."""
+    client = client or ClientCache()
     secret_arn = env.get("REDIS_SECRET_ARN")
     if not secret_arn:
         raise InvalidInput("REDIS_SECRET_ARN is not set")
-    sm = boto3.client("secretsmanager")
+    sm = client("secretsmanager")
     if verifier is None:
         if env.get("REDIS_PROBE_FUNCTION"):
-            verifier = probe_verifier(env["REDIS_PROBE_FUNCTION"])
+            verifier = probe_verifier(env["REDIS_PROBE_FUNCTION"], client("lambda"))
         else:
             endpoint = endpoint_from_env(env)
             verifier = lambda cred, what: verify(endpoint, cred, what)  # noqa: E731
@@ -113,8 +112,8 @@ def rotation_from_env(env: Mapping[str, str], remaining_seconds: float | None = 
         wait = float(env.get("REDEPLOY_WAIT_SECONDS") or 600)
         if remaining_seconds is not None:
             wait = max(0.0, min(wait, remaining_seconds - _MARGIN_SECONDS))
-        redeployer = EcsRedeployer(boto3.client("ecs"), env["CLUSTER_NAME"], services, wait_seconds=wait)
-    return RedisRotation(sm, secret_arn, backend or backend_from_env(env, sm), verifier, redeployer)
+        redeployer = EcsRedeployer(client("ecs"), env["CLUSTER_NAME"], services, wait_seconds=wait)
+    return RedisRotation(sm, secret_arn, backend or backend_from_env(env, client), verifier, redeployer)
 
 
 def handler_with_backend(backend_factory: Callable[[], RedisAuthBackend]) -> Callable[[dict[str, Any], Any], dict[str, str]]:
@@ -135,7 +134,7 @@ def handle(event: dict[str, Any], rotation: RedisRotation) -> dict[str, str]:
     if "Step" in event:
         described = rotation.sm.describe_secret(SecretId=event.get("SecretId") or "")
         check_secret_matches(described, rotation.secret_id)
-        return rotation.run_step(event["Step"], event.get("ClientRequestToken") or "")
+        return rotation.run_step(event["Step"], event.get("ClientRequestToken") or "", described)
     if event.get("Action") == "setup":
         return rotation.setup()
     if event.get("Action") == "resume":

@@ -112,12 +112,13 @@ class RedisRotation:
         return {t["Key"]: t["Value"] for t in described.get("Tags", [])}
 
     # --- protocol -----------------------------------------------------------------------------------
-    def run_step(self, step: str, token: str) -> dict[str, str]:
+    def run_step(self, step: str, token: str, described: dict[str, Any] | None = None) -> dict[str, str]:
+        """One step of the protocol; `described`: this secret's DescribeSecret answer if the caller has it."""
         if step not in STEPS:
             raise InvalidInput(f"unknown rotation step {step!r}: expected one of {', '.join(STEPS)}")
         if not token:
             raise InvalidInput("ClientRequestToken is required")
-        described = self._describe()
+        described = self._describe() if described is None else described
         stages = self._stages(described)
         if step != "createSecret" and token not in stages:
             raise InvalidInput(f"secret version {token} does not exist: run createSecret first")
