@@ -16,10 +16,17 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tootstack.cfn_custom import FAILED, SUCCESS, respond
+from tootstack.clients import ClientCache
 from tootstack.secrets.bootstrap import BootstrapConfig, run_bootstrap
 
 logger = Logger()
 tracer = Tracer()
+_client = ClientCache()  # one boto3 client per service, reused by warm invocations
+
+
+def _bootstrap(props: dict):
+    return run_bootstrap(BootstrapConfig.from_properties(props, os.environ.get("AWS_REGION")),
+                         sm=_client("secretsmanager"), iam=_client("iam"))
 
 
 @logger.inject_lambda_context(log_event=False)
@@ -34,7 +41,7 @@ def handler(event: dict, context: LambdaContext) -> dict:
             "SmtpUserName": os.environ.get("SMTP_USER_NAME"),
             "SesRegion": os.environ.get("SES_REGION"),
         }
-        data = run_bootstrap(BootstrapConfig.from_properties(props, os.environ.get("AWS_REGION"))).summary()
+        data = _bootstrap(props).summary()
         logger.info("secrets bootstrap done", extra={"action": "bootstrap", **data})
         return data
     request_type = event.get("RequestType")
@@ -45,17 +52,15 @@ def handler(event: dict, context: LambdaContext) -> dict:
     try:
         if starts_first_boot:
             # Custom::FirstBootStart: start first boot once, on stack creation only
-            import boto3
-
             from tootstack.first_boot import start_first_boot
 
             data = {"Execution": "none"}
             if request_type == "Create":
-                data = {"Execution": start_first_boot(boto3.client("stepfunctions"), props["StartStateMachineArn"], event["StackId"])}
+                data = {"Execution": start_first_boot(_client("stepfunctions"), props["StartStateMachineArn"], event["StackId"])}
             logger.info("first boot trigger", extra={"request_type": request_type, **data})
             return respond(event, context, SUCCESS, data=data, physical_id=physical_id)
         if request_type in ("Create", "Update"):
-            data = run_bootstrap(BootstrapConfig.from_properties(props, os.environ.get("AWS_REGION"))).summary()
+            data = _bootstrap(props).summary()
         elif request_type == "Delete":
             data = {"Generated": "none", "Kept": "retained (DeletionPolicy Retain)"}
         else:

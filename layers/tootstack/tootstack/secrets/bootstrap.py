@@ -125,9 +125,17 @@ def ensure_json_secret(sm: Any, secret_id: str, fill: Callable[[dict[str, Any]],
         result.generated[secret_id] = []
         return document
     merged = {**document, **additions}
-    token = str(uuid.uuid5(_TOKEN_NAMESPACE, f"{secret_id}|{version or 'initial'}|{','.join(sorted(additions))}"))
+    _put_version(sm, secret_id, merged, f"{secret_id}|{version or 'initial'}|{','.join(sorted(additions))}")
+    result.generated[secret_id] = sorted(additions)
+    return merged
+
+
+def _put_version(sm: Any, secret_id: str, document: dict[str, Any], token_seed: str) -> None:
+    """Write `document` as the secret's new version; the token derives from what is written, so a retry
+    of the same write is idempotent and a concurrent different one is refused."""
+    token = str(uuid.uuid5(_TOKEN_NAMESPACE, token_seed))
     try:
-        sm.put_secret_value(SecretId=secret_id, SecretString=json.dumps(merged), ClientRequestToken=token)
+        sm.put_secret_value(SecretId=secret_id, SecretString=json.dumps(document), ClientRequestToken=token)
     except ClientError as exc:
         code = exc.response["Error"]["Code"]
         if code == "ResourceExistsException":
@@ -135,8 +143,6 @@ def ensure_json_secret(sm: Any, secret_id: str, fill: Callable[[dict[str, Any]],
                 f"secret {_short(secret_id)} was changed concurrently; re-run the bootstrap (it keeps existing values)"
             ) from None
         raise DependencyUnavailable(f"cannot write secret {_short(secret_id)}: {code}") from None
-    result.generated[secret_id] = sorted(additions)
-    return merged
 
 
 def _app_fill(document: dict[str, Any]) -> dict[str, Any]:
@@ -177,11 +183,7 @@ def ensure_smtp_secret(sm: Any, iam: Any, secret_id: str, user_name: str, region
     # Without a username any password in the secret is a placeholder (the template's generated one),
     # never a usable SMTP credential: both keys are written together.
     merged = {**document, "username": created["AccessKeyId"], "password": password}
-    token = str(uuid.uuid5(_TOKEN_NAMESPACE, f"{secret_id}|{version or 'initial'}|smtp|{created['AccessKeyId']}"))
-    try:
-        sm.put_secret_value(SecretId=secret_id, SecretString=json.dumps(merged), ClientRequestToken=token)
-    except ClientError as exc:
-        raise DependencyUnavailable(f"cannot write secret {_short(secret_id)}: {exc.response['Error']['Code']}") from None
+    _put_version(sm, secret_id, merged, f"{secret_id}|{version or 'initial'}|smtp|{created['AccessKeyId']}")
     result.kept[secret_id] = []
     result.generated[secret_id] = ["password", "username"]
 
