@@ -101,7 +101,7 @@ def test_pinned_digest_source_and_single_platform_manifest(hub, ecr):
     result, _ = mirror(hub, f"mastodon/mastodon-streaming@{amd64}", ecr, "mastodon-streaming:amd64")
     assert result.digest == amd64 and result.blobs_copied == 2   # config + layer of one platform
     with ecr.client() as client:
-        assert client.head(f"/v2/mastodon-streaming/manifests/amd64",
+        assert client.head("/v2/mastodon-streaming/manifests/amd64",
                            headers={"Accept": "application/vnd.oci.image.manifest.v1+json"}).headers["docker-content-digest"] == amd64
 
 

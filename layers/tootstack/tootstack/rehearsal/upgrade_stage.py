@@ -48,7 +48,6 @@ def run(ctx) -> str:
     ctx.aws.route_function(function, local_functions(ctx.sam_template, ctx.root)["UpgradeFunction"], environment=env)
 
     ecs = boto3.client("ecs", region_name=ctx.region)
-    stood_in = _pin_stood_in_images(ctx, ecs)
     web_target = _web_scalable_target(ctx, ecs)
     migrations: list[str] = []
 
@@ -80,7 +79,7 @@ def run(ctx) -> str:
         downgrade = ctx.aws.run_state_machine(arn, {"version": "v4.5.1"}, timeout=30)
         if downgrade.status != "FAILED" or downgrade.error != "InvalidInput":
             raise TootstackError(f"downgrade not refused: {downgrade.status} {downgrade.error}")
-    return (f"{TARGET}: {len(pinned)} services{stood_in} on task definitions pinned to mirrored digests, migrations pre -> post, "
+    return (f"{TARGET}: {len(pinned)} services on task definitions pinned to mirrored digests, migrations pre -> post, "
             f"version recorded, lock released{bridged}; downgrade to v4.5.1 refused")
 
 
@@ -98,38 +97,3 @@ def _min_capacity(ctx, resource_id: str) -> int:
     found = boto3.client("application-autoscaling", region_name=ctx.region).describe_scalable_targets(
         ServiceNamespace="ecs", ResourceIds=[resource_id])["ScalableTargets"]
     return found[0]["MinCapacity"]
-
-
-STANDIN_PREFIX = "rehearsal-standin-ImageMirror-"
-MIRROR_KEYS = {"MastodonImage": "mastodon", "StreamingImage": "mastodon-streaming"}
-
-
-def _pin_stood_in_images(ctx, ecs) -> str:
-    """The task definitions take `!GetAtt ImageMirror.<Name>`; moto skipped the custom resource, so they hold a
-    placeholder. Put in what ImageMirror returns in AWS (the pinned refs the mirror stage recorded in SSM) and
-    deploy them as CloudFormation would: the state the upgrade starts from."""
-    ssm = boto3.client("ssm", region_name=ctx.region)
-    refs: dict[str, str] = {}
-    for name, key in MIRROR_KEYS.items():
-        try:
-            refs[STANDIN_PREFIX + name] = ssm.get_parameter(Name=f"/{ctx.stack_name}/images/{key}")["Parameter"]["Value"]
-        except ssm.exceptions.ParameterNotFound:
-            continue
-    cluster = ctx.physical_ids["Cluster"]
-    arns = ecs.list_services(cluster=cluster)["serviceArns"]
-    services = ecs.describe_services(cluster=cluster, services=arns)["services"] if arns else []
-    toolbox = ctx.physical_ids["ToolboxTaskDefinition"]
-    replaced = 0
-    for target in [*services, {"serviceName": None, "taskDefinition": toolbox}]:
-        td = ecs.describe_task_definition(taskDefinition=target["taskDefinition"])["taskDefinition"]
-        containers = [dict(c, image=refs.get(c.get("image", ""), c.get("image", ""))) for c in td["containerDefinitions"]]
-        if containers == td["containerDefinitions"]:
-            continue
-        for c in containers:
-            c["environment"] = [dict(e, value=str(e.get("value", ""))) for e in c.get("environment", [])]
-        keys = ("family", "taskRoleArn", "executionRoleArn", "networkMode", "requiresCompatibilities", "cpu", "memory", "runtimePlatform")
-        arn = ecs.register_task_definition(**{k: td[k] for k in keys if td.get(k)}, containerDefinitions=containers)["taskDefinition"]["taskDefinitionArn"]
-        if target["serviceName"]:
-            ecs.update_service(cluster=cluster, service=target["serviceName"], taskDefinition=arn)
-        replaced += 1
-    return f" (started from the ImageMirror stand-in's {replaced} re-pinned task definitions)" if replaced else ""
