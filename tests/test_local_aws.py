@@ -149,3 +149,16 @@ def test_update_service_integration_changes_the_moto_service(local_aws):
     assert execution.status == "SUCCEEDED", execution.cause
     assert execution.output == {"desired": 2}
     assert ecs.describe_services(cluster="mastodon", services=["web"])["services"][0]["desiredCount"] == 2
+
+
+def test_task_behaviour_for_a_block_puts_the_previous_one_back(local_aws):
+    tasks = local_aws.tasks
+    outer, inner = TaskResult(exit_code=3), TaskResult(exit_code=4)
+    with tasks.behaving("fam", inner):                      # none before: none after
+        assert tasks._behaviors.get("fam") is inner
+    assert tasks._behaviors.get("fam") is None
+    tasks.on("fam", outer)
+    with pytest.raises(RuntimeError):
+        with tasks.behaving("fam", inner):
+            raise RuntimeError("stage failed")
+    assert tasks._behaviors.get("fam") is outer       # restored even when the block fails

@@ -18,9 +18,10 @@ import threading
 import time
 import traceback
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Union
+from typing import Any, Callable, Iterator, Union
 
 import boto3
 
@@ -80,6 +81,19 @@ class TaskSimulator:
     def on(self, family: str, behavior: Behavior) -> None:
         """What a task of `family` (name, or family of a task definition ARN) does when run."""
         self._behaviors[family] = behavior
+
+    @contextmanager
+    def behaving(self, family: str, behavior: Behavior) -> Iterator[None]:
+        """`on(family, behavior)` for the block only; the previous behaviour (or none) is put back after."""
+        previous = self._behaviors.get(family)
+        self._behaviors[family] = behavior
+        try:
+            yield
+        finally:
+            if previous is None:
+                self._behaviors.pop(family, None)
+            else:
+                self._behaviors[family] = previous
 
     def run_task(self, params: dict[str, Any]) -> dict[str, Any]:
         """Run a task for an ecs:RunTask call (boto3 parameter names); returns the stopped task

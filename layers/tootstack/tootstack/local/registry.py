@@ -10,7 +10,7 @@ answers 401 with a Bearer challenge pointing at a small token server run here in
 checks Basic credentials and issues ES256 JWTs (x5c header with a throwaway self-signed cert that
 the registry trusts through `auth.token.rootcertbundle`) carrying the scopes asked for.
 
-The registry's access log is kept, so `requests()` / `request_counts()` tell exactly which requests
+The registry's access log is kept, so `requests()` / `requests_since()` tell exactly which requests
 it served (a benchmark counts source GETs this way, whatever client made them); the token server
 counts its own requests in `token_requests`.
 """
@@ -29,7 +29,6 @@ import tempfile
 import threading
 import time
 import uuid
-from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -191,11 +190,6 @@ class Registry:
         return f"http://{self.host_port}"
 
     @property
-    def storage_dir(self) -> Path:
-        assert self._dir is not None
-        return self._dir / "data"
-
-    @property
     def creds(self) -> str | None:
         """USER:PASS as `tootstack mirror --src-creds` and skopeo `--creds` take them."""
         return f"{self.username}:{self.password}" if self.username else None
@@ -310,10 +304,6 @@ class Registry:
     def requests(self) -> list[tuple[str, str, int]]:
         """(method, path, status) of every request served so far, from the registry's access log."""
         return [(m.group(1), m.group(2), int(m.group(3))) for m in _ACCESS_LINE.finditer(self._log_text())]
-
-    def request_counts(self, path_prefix: str = "/v2/") -> Counter[str]:
-        """Requests per method (GET, HEAD, ...) served under `path_prefix` (401 challenges included)."""
-        return Counter(method for method, path, _ in self.requests() if path.startswith(path_prefix))
 
     def mark(self) -> int:
         """A position in the access log: pass it to `requests_since` to count what came after."""

@@ -18,7 +18,7 @@ import boto3
 
 from tootstack.errors import TootstackError
 from tootstack.rehearsal.context import RehearsalContext
-from tootstack.rehearsal.day2_common import fill_missing_secret_keys, restore_secrets
+from tootstack.rehearsal.day2_common import task_behavior
 
 NAME = "create-admin"
 USERNAME = "rehearsal_admin"
@@ -33,8 +33,6 @@ def run(ctx: RehearsalContext) -> str:
     if missing:
         raise TootstackError(f"the deployed stack lacks {', '.join(missing)}: template.yaml's admin section is missing")
     sm = boto3.client("secretsmanager", region_name=ctx.region)
-    taskdef = boto3.client("ecs", region_name=ctx.region).describe_task_definition(
-        taskDefinition=ids[TASK_DEFINITION])["taskDefinition"]
     secret_name = f"{ctx.stack_name}/admin/{USERNAME}"
     seen: dict[str, Any] = {}
 
@@ -58,13 +56,9 @@ def run(ctx: RehearsalContext) -> str:
             return TaskResult(exit_code=10, log_lines=(f"tootstack create-admin: @{USERNAME} existed: password unchanged",))
         return TaskResult(exit_code=0, log_lines=(f"tootstack create-admin: created @{USERNAME} as Owner, confirmed and approved",))
 
-    ctx.aws.tasks.on(taskdef["family"], admin_container)
-    originals = fill_missing_secret_keys(ctx, taskdef["taskDefinitionArn"])
-    filled = [secret_id.split(":secret:", 1)[-1] for secret_id in originals]
-    try:
+    # Afterwards later stages (first boot, if it runs after this one) see the secrets as they were.
+    with task_behavior(ctx, TASK_DEFINITION, admin_container) as filled:
         return _rehearse(ctx, sm, seen, filled)
-    finally:  # later stages (first boot, if it runs after this one) see the secrets as they were
-        restore_secrets(ctx, originals)
 
 
 def _rehearse(ctx: RehearsalContext, sm: Any, seen: dict[str, Any], filled: list[str]) -> str:

@@ -1,4 +1,4 @@
-"""Shared by the "maintenance" and "upgrade" rehearsal stages: the deployed state machines (the deploy
+"""Shared by the "maintenance", "upgrade" and "create-admin" rehearsal stages: the deployed state machines (the deploy
 stage makes them runnable in moto), secrets and task behaviours set up and restored around a run."""
 
 from __future__ import annotations
@@ -10,26 +10,26 @@ import boto3
 
 
 @contextmanager
-def toolbox_behavior(ctx: Any, behavior: Callable[[Any], Any]) -> Iterator[None]:
-    """Run the stack's toolbox task definition with `behavior` (and its secrets' missing keys filled) for
-    the block; the previous behaviour and secret values are put back afterwards."""
-    family = boto3.client("ecs", region_name=ctx.region).describe_task_definition(
-        taskDefinition=ctx.physical_ids["ToolboxTaskDefinition"])["taskDefinition"]["family"]
-    behaviors = getattr(ctx.aws.tasks, "_behaviors", {})
-    previous = behaviors.get(family)
-    ctx.aws.tasks.on(family, behavior)
-    originals = fill_missing_secret_keys(ctx, family)   # only when no first-boot stage filled them
+def task_behavior(ctx: Any, task_definition: str, behavior: Callable[[Any], Any]) -> Iterator[list[str]]:
+    """Run the stack's task definition `task_definition` (logical id) with `behavior`, its secrets' missing
+    keys filled, for the block; yields the secrets that were filled. The previous behaviour and the secret
+    values are put back afterwards."""
+    taskdef = boto3.client("ecs", region_name=ctx.region).describe_task_definition(
+        taskDefinition=ctx.physical(task_definition))["taskDefinition"]
+    originals = fill_missing_secret_keys(ctx, taskdef)   # only when no first-boot stage filled them
     try:
-        yield
+        with ctx.aws.tasks.behaving(taskdef["family"], behavior):
+            yield [secret_id.split(":secret:", 1)[-1] for secret_id in originals]
     finally:
-        if previous is None:
-            behaviors.pop(family, None)
-        else:
-            ctx.aws.tasks.on(family, previous)
         restore_secrets(ctx, originals)
 
 
-def fill_missing_secret_keys(ctx: Any, task_definition: str) -> dict[str, str]:
+def toolbox_behavior(ctx: Any, behavior: Callable[[Any], Any]):
+    """`task_behavior` for the toolbox task definition (one-off, migration and maintenance tasks)."""
+    return task_behavior(ctx, "ToolboxTaskDefinition", behavior)
+
+
+def fill_missing_secret_keys(ctx: Any, taskdef: dict[str, Any]) -> dict[str, str]:
     """ECS cannot start a task whose `secrets` name a JSON key its secret lacks. When no first-boot stage
     filled the stack's secrets before this stage, give each missing key a random placeholder (never
     overwriting a value) so the toolbox task can start. Returns the original values: put them back with
@@ -38,7 +38,6 @@ def fill_missing_secret_keys(ctx: Any, task_definition: str) -> dict[str, str]:
     import secrets as random_source
 
     sm = boto3.client("secretsmanager", region_name=ctx.region)
-    taskdef = boto3.client("ecs", region_name=ctx.region).describe_task_definition(taskDefinition=task_definition)["taskDefinition"]
     wanted: dict[str, set[str]] = {}
     for container in taskdef.get("containerDefinitions", []):
         for entry in container.get("secrets", []):

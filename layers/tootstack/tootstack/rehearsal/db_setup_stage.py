@@ -37,22 +37,22 @@ def run(ctx) -> str:
         seen.append(" ".join(task.command))
         return TaskResult(exit_code=0, log_lines=["Redis: AUTH ok (TLS)", f"ran: {' '.join(task.command)}"])
 
-    ctx.aws.tasks.on(toolbox["family"], mastodon_task)
-    state_machine = ctx.physical("FirstBootStateMachine")
-    first = ctx.aws.run_state_machine(state_machine, {"skip_mirror": True}, timeout=60)
-    if first.status != "SUCCEEDED":
-        raise TootstackError(f"first boot {first.status}: {first.error}: {(first.cause or '')[:300]}")
-    services = {s["service"]: s["desired"] for s in first.output["services"]}
-    if not seen or seen[0] != "bundle exec rails db:prepare":
-        raise TootstackError(f"the toolbox task did not run db:prepare with working Redis credentials (ran: {seen})")
-    if not any(services.values()):
-        raise TootstackError("no service was scaled up")
-    second = ctx.aws.run_state_machine(state_machine, {"skip_mirror": True}, timeout=60)
-    if second.status != "SUCCEEDED" or any(s["changed"] for s in second.output["services"]):
-        changed = [s["service"] for s in (second.output or {}).get("services", []) if s["changed"]]
-        raise TootstackError(f"re-run of first boot did not resume cleanly: {second.status} {second.error or ''} changed again: {changed}")
-    if second.output["secrets_generated"] != "none":
-        raise TootstackError("re-run of first boot generated secrets")
+    with ctx.aws.tasks.behaving(toolbox["family"], mastodon_task):   # later stages set their own
+        state_machine = ctx.physical("FirstBootStateMachine")
+        first = ctx.aws.run_state_machine(state_machine, {"skip_mirror": True}, timeout=60)
+        if first.status != "SUCCEEDED":
+            raise TootstackError(f"first boot {first.status}: {first.error}: {(first.cause or '')[:300]}")
+        services = {s["service"]: s["desired"] for s in first.output["services"]}
+        if not seen or seen[0] != "bundle exec rails db:prepare":
+            raise TootstackError(f"the toolbox task did not run db:prepare with working Redis credentials (ran: {seen})")
+        if not any(services.values()):
+            raise TootstackError("no service was scaled up")
+        second = ctx.aws.run_state_machine(state_machine, {"skip_mirror": True}, timeout=60)
+        if second.status != "SUCCEEDED" or any(s["changed"] for s in second.output["services"]):
+            changed = [s["service"] for s in (second.output or {}).get("services", []) if s["changed"]]
+            raise TootstackError(f"re-run of first boot did not resume cleanly: {second.status} {second.error or ''} changed again: {changed}")
+        if second.output["secrets_generated"] != "none":
+            raise TootstackError("re-run of first boot generated secrets")
     commands = " ".join(" ".join(r.command) for r in ctx.aws.tasks.runs)
     logs = " ".join(message for _, _, message in ctx.aws.tasks.log_events)
     leaked = leaks(ctx, first.raw, second.raw, commands, logs, str(ctx.outputs))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import tomllib
-from collections import Counter
 from typing import Any
 
 import boto3
@@ -73,8 +72,6 @@ def run(ctx: RehearsalContext) -> str:
     scaled = register_scalable_targets(ctx, evaluator)
     machines = _check_state_machines(ctx)
     routed = route_functions(ctx)
-    by_type = Counter(r["ResourceType"] for r in resources)
-    ctx.extras["resources_by_type"] = dict(sorted(by_type.items()))
     return (
         f"stack CREATE_COMPLETE: {len(resources)} resources created, {len(ctx.skipped)} stood in for, "
         f"{routed} Lambda functions routed to their real handlers, {machines} state machines deployed "

@@ -66,6 +66,5 @@ def _run(ctx) -> str:
         raise TootstackError("the rotated AWSCURRENT password is refused")
     if mastodon_connects(ctx, before["username"], before["password"]):
         raise TootstackError("the old password still works after finishSecret")
-    ctx.extras["redis_rotated"] = True
     return (f"setup: {setup.get('status')} (open default user {'closed' if open_before else 'was already closed'}); "
             f"rotation via RotateSecret: new password AUTHs over TLS, old one refused, AWSPENDING cleared")

@@ -27,10 +27,7 @@ TARGET = "v4.5.3"
 
 
 def run(ctx) -> str:
-    arn = ctx.physical("UpgradeStateMachine")
-    function = ctx.physical_ids.get("UpgradeFunction")
-    if not arn or not function:
-        raise TootstackError("UpgradeStateMachine/UpgradeFunction are not in the deployed stack")
+    arn, function = ctx.physical("UpgradeStateMachine"), ctx.physical("UpgradeFunction")
     hub, ecr = ctx.hub, ctx.ecr
     for upstream in ("mastodon/mastodon", "mastodon/mastodon-streaming"):
         push_image(hub, upstream, TARGET, [8192], platforms=("linux/amd64", "linux/arm64"))
