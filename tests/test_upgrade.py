@@ -9,7 +9,6 @@ import pytest
 from tootstack.crashloop import HALT_TAG
 from tootstack.errors import InvalidInput
 from tootstack.local.aws import TaskResult
-from tootstack.local.ecs_deployments import ecs_deployments
 from tootstack.local.images import push_image
 from tootstack.local.registry import Registry
 from tootstack.local.template import LocalFunction, project_root
@@ -41,8 +40,8 @@ def registries():
 @pytest.fixture
 def upgrade(local_aws, registries):
     OUTCOMES.clear()
-    with ecs_deployments(lambda service, td: OUTCOMES.get(service, "COMPLETED")):
-        yield _setup(local_aws, *registries)
+    local_aws.ecs_outcome = lambda service, td: OUTCOMES.get(service, "COMPLETED")
+    return _setup(local_aws, *registries)
 
 
 def _setup(local_aws, registry_plain, registry_basic, services=None, desired=None, env_overrides=None):
@@ -213,14 +212,14 @@ def bridged_upgrade(local_aws, registries):
         order.append((service, td))
         return OUTCOMES.get(service, "COMPLETED")
 
-    with ecs_deployments(outcome):
-        aws, arn, ecs, toolbox, ecr = _setup(local_aws, *registries, services=CORE_SERVICES,
-                                             desired={"core": 1, "web": 0, "sidekiq-default": 0},
-                                             env_overrides={"SCHEDULER_SERVICE": "core", "BRIDGE_SERVICE": "web"})
-        autoscaling = boto3.client("application-autoscaling", region_name="us-east-1")
-        autoscaling.register_scalable_target(ServiceNamespace="ecs", ResourceId=f"service/{STACK}/web",
-                                             ScalableDimension="ecs:service:DesiredCount", MinCapacity=0, MaxCapacity=8)
-        yield aws, arn, ecs, autoscaling, order
+    local_aws.ecs_outcome = outcome
+    aws, arn, ecs, toolbox, ecr = _setup(local_aws, *registries, services=CORE_SERVICES,
+                                         desired={"core": 1, "web": 0, "sidekiq-default": 0},
+                                         env_overrides={"SCHEDULER_SERVICE": "core", "BRIDGE_SERVICE": "web"})
+    autoscaling = boto3.client("application-autoscaling", region_name="us-east-1")
+    autoscaling.register_scalable_target(ServiceNamespace="ecs", ResourceId=f"service/{STACK}/web",
+                                         ScalableDimension="ecs:service:DesiredCount", MinCapacity=0, MaxCapacity=8)
+    return aws, arn, ecs, autoscaling, order
 
 
 def _web_minimum(autoscaling):

@@ -319,6 +319,8 @@ class LocalAws:
         self.region = region
         self.account_id = ACCOUNT_ID
         self.tasks = TaskSimulator(region)
+        # How an ECS service deployment ends (tootstack.local.ecs_deployments): "COMPLETED" or "FAILED".
+        self.ecs_outcome: Callable[[str, str], str] = lambda service, task_definition: "COMPLETED"
         self._routes: dict[str, _Route] = {}
         self._mock: Any = None
         self._patches: list[tuple[Any, str, Any]] = []
@@ -361,6 +363,8 @@ class LocalAws:
         )
 
         from moto.ecs.models import EC2ContainerServiceBackend
+
+        from tootstack.local.ecs_deployments import deploying_update_service
 
         harness = self
         original_resources = EC2ContainerServiceBackend._calculate_task_resource_requirements
@@ -405,6 +409,8 @@ class LocalAws:
                 return {"CPU": 0, "MEMORY": 0, "PORTS": [], "PORTS_UDP": []}
 
         self._patch(EC2ContainerServiceBackend, "_calculate_task_resource_requirements", task_resources)
+        self._patch(EC2ContainerServiceBackend, "update_service",
+                    deploying_update_service(EC2ContainerServiceBackend.update_service, lambda: harness.ecs_outcome))
         self._patch_cloudformation_backends()
         self._patch_execution_copy()
         self._patch_json_path()

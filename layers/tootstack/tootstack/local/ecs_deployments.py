@@ -1,18 +1,17 @@
 """ECS service deployments as ECS reports them, on top of moto (which keeps the first deployment forever).
 
 After UpdateService with a new task definition (or forceNewDeployment), ECS shows a new PRIMARY
-deployment for it. This context
-manager makes moto do the same and decides how the rollout ends: `outcome(service_name, task_definition)`
-returns "COMPLETED" (steady state) or "FAILED" (the deployment circuit breaker tripped: with rollback on,
-ECS puts the service back on the previous task definition, the FAILED deployment is what the history shows).
-Used by the upgrade tests and the rehearsal stages "redis-auth" (the rotation redeploys running
-services before it retires the old password) and "upgrade" (nothing else in the harness changes).
+deployment for it and, once it completes, runs the desired count. LocalAws installs this for every
+emulation; `outcome(service_name, task_definition)` (LocalAws.ecs_outcome) decides how a rollout ends:
+"COMPLETED" (steady state) or "FAILED" (the deployment circuit breaker tripped: with rollback on, ECS puts
+the service back on the previous task definition, the FAILED deployment is what the history shows).
+What reads it: the upgrade's guard, and the Redis rotation, which redeploys running services before it
+retires the old password.
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Any, Callable
 
 from moto.core.utils import utcnow
 from moto.ecs.models import EC2ContainerServiceBackend
@@ -21,9 +20,8 @@ from moto.moto_api._internal import mock_random
 Outcome = Callable[[str, str], str]
 
 
-@contextmanager
-def ecs_deployments(outcome: Outcome = lambda service, td: "COMPLETED") -> Iterator[None]:
-    original = EC2ContainerServiceBackend.update_service
+def deploying_update_service(original: Callable[..., Any], outcome: Callable[[], Outcome]) -> Callable[..., Any]:
+    """A replacement for EC2ContainerServiceBackend.update_service; `outcome()` gives the current decider."""
 
     def update_service(backend: EC2ContainerServiceBackend, service_properties: dict) -> object:
         props = dict(service_properties)
@@ -33,7 +31,7 @@ def ecs_deployments(outcome: Outcome = lambda service, td: "COMPLETED") -> Itera
         service = original(backend, service_properties)
         new_td = service.task_definition
         if new_td != previous or not service.deployments or props.get("force_new_deployment"):
-            state = outcome(service.name, new_td)
+            state = outcome()(service.name, new_td)
             now = utcnow()
             deployment = {
                 "id": f"ecs-svc/{mock_random.randint(0, 32**12)}", "status": "PRIMARY", "taskDefinition": new_td,
@@ -51,8 +49,4 @@ def ecs_deployments(outcome: Outcome = lambda service, td: "COMPLETED") -> Itera
             service.deployments = [deployment]
         return service
 
-    EC2ContainerServiceBackend.update_service = update_service
-    try:
-        yield
-    finally:
-        EC2ContainerServiceBackend.update_service = original
+    return update_service

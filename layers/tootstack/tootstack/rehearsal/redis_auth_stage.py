@@ -14,20 +14,12 @@ import uuid
 import boto3
 
 from tootstack.errors import TootstackError
-from tootstack.local.ecs_deployments import ecs_deployments
 from tootstack.rehearsal.first_boot_stage import endpoint, mastodon_connects, read_secret, route_redis_functions
 
 NAME = "redis-auth"
 
 
 def run(ctx) -> str:
-    # Running services (ServicesLaunched=true) are redeployed by finishSecret before the old password
-    # is retired: their forced deployments complete as ECS reports them.
-    with ecs_deployments():
-        return _run(ctx)
-
-
-def _run(ctx) -> str:
     rotation_fn = route_redis_functions(ctx)
     anonymous = endpoint(ctx).client()
     try:

@@ -17,7 +17,6 @@ import boto3
 
 from tootstack.errors import TootstackError
 from tootstack.local.aws import TaskResult
-from tootstack.local.ecs_deployments import ecs_deployments
 from tootstack.local.images import push_image
 from tootstack.local.template import local_functions
 from tootstack.rehearsal.day2_common import toolbox_behavior
@@ -52,7 +51,7 @@ def run(ctx) -> str:
         migrations.append("pre" if run.environment.get("SKIP_POST_DEPLOYMENT_MIGRATIONS") == "true" else "post")
         return TaskResult(0, ["== migrated =="])
 
-    with toolbox_behavior(ctx, toolbox), ecs_deployments():
+    with toolbox_behavior(ctx, toolbox):
         done = ctx.aws.run_state_machine(arn, {"version": TARGET}, timeout=45)
         if done.status != "SUCCEEDED":
             raise TootstackError(f"upgrade {TARGET}: {done.status} {done.error}: {done.cause}")
