@@ -18,6 +18,7 @@ import threading
 import time
 import traceback
 import uuid
+import contextlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -315,8 +316,11 @@ class Execution:
 class LocalAws:
     """moto in-process with Step Functions execution, Lambda routing and ECS task simulation."""
 
-    def __init__(self, region: str = "us-east-1") -> None:
+    def __init__(self, region: str = "us-east-1", function_stdout: Any = None) -> None:
+        """`function_stdout`: a text stream that takes what routed handlers print (in Lambda it would go to
+        CloudWatch Logs: log lines, metrics); None lets it through to this process's stdout."""
         self.region = region
+        self.function_stdout = function_stdout
         self.account_id = ACCOUNT_ID
         self.tasks = TaskSimulator(region)
         # How an ECS service deployment ends (tootstack.local.ecs_deployments): "COMPLETED" or "FAILED".
@@ -587,7 +591,8 @@ class LocalAws:
             saved = {key: os.environ.get(key) for key in route.environment}
             os.environ.update(route.environment)
             try:
-                result = route.handler(event, LambdaContext(route.name, arn))
+                with contextlib.redirect_stdout(self.function_stdout) if self.function_stdout else contextlib.nullcontext():
+                    result = route.handler(event, LambdaContext(route.name, arn))
                 return json.dumps(result, default=str), False
             except Exception as exc:  # Lambda reports an unhandled error as this payload
                 return json.dumps({

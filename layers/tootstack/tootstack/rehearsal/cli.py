@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import io
 import re
 import sys
 from pathlib import Path
@@ -72,7 +73,9 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.verbose:
         _quiet_emulation_logs()
-    report = rehearse(root, args.stack_name, args.region, _parameters(args.parameter), progress)
+    # Handlers print what Lambda sends to CloudWatch Logs (log lines, metrics): shown with --verbose only.
+    report = rehearse(root, args.stack_name, args.region, _parameters(args.parameter), progress,
+                      function_stdout=None if args.verbose else io.StringIO())
     print(render_text(report))
     if args.report:
         args.report.write_text(json.dumps(report.as_dict(), indent=2) + "\n")

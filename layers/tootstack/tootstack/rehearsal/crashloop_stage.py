@@ -12,7 +12,6 @@ SNS through an SQS subscription; `resume` restores the desired count. Anything t
 from __future__ import annotations
 
 import json
-import os
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -155,21 +154,4 @@ def _invoker(ctx: RehearsalContext, table: str, topic: str, cluster: str, stood_
                "CRASH_THRESHOLD": "3", "CRASH_WINDOW_MINUTES": "10", "POWERTOOLS_SERVICE_NAME": "tootstack"}
         local = LocalFunction(FUNCTION_ID, ctx.root / "functions/crashloop_detector", "app.handler", {})
         ctx.aws.create_function(function, local, env)
-    return lambda event: _quiet(lambda: ctx.aws.invoke(function, event))
-
-
-def _quiet(call):
-    """The handler's structured log lines go to stdout in Lambda (CloudWatch); keep the rehearsal's
-    progress output readable: below ERROR they are dropped for the duration of the call."""
-    import contextlib
-    import io
-    import logging
-
-    log = logging.getLogger(os.environ.get("POWERTOOLS_SERVICE_NAME", "tootstack"))
-    level = log.level
-    log.setLevel(logging.ERROR)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            return call()
-    finally:
-        log.setLevel(level)
+    return lambda event: ctx.aws.invoke(function, event)

@@ -83,8 +83,10 @@ def rehearse(
     parameters: dict[str, str] | None = None,
     progress: Callable[[str], None] = print,
     stage_modules: list[str] | None = None,
+    function_stdout: Any = None,
 ) -> RehearsalReport:
-    """Deploy template.yaml into moto and run every lifecycle stage; never raises for a stage failure."""
+    """Deploy template.yaml into moto and run every lifecycle stage; never raises for a stage failure.
+    `function_stdout`: where the routed handlers' own output goes (None: this process's stdout)."""
     from tootstack.local.aws import LocalAws
 
     started = time.monotonic()
@@ -92,7 +94,7 @@ def rehearse(
     ctx = RehearsalContext(root=root, stack_name=stack_name, region=region, parameters=dict(parameters or {}), progress=progress)
     ctx.sam_template = load_template(root / "template.yaml")
     with ExitStack() as stack:
-        ctx.aws = stack.enter_context(LocalAws(region=region))
+        ctx.aws = stack.enter_context(LocalAws(region=region, function_stdout=function_stdout))
         progress(f"[{STANDINS_STAGE}] starting")
         result = _timed(STANDINS_STAGE, lambda: start_stand_ins(ctx, stack))
         report.stages.append(result)
