@@ -1,5 +1,6 @@
 """The LocalAws harness: Lambda routing, state machine execution, ECS RunTask simulation."""
 
+import os
 import json
 from pathlib import Path
 
@@ -162,3 +163,13 @@ def test_task_behaviour_for_a_block_puts_the_previous_one_back(local_aws):
         with tasks.behaving("fam", inner):
             raise RuntimeError("stage failed")
     assert tasks._behaviors.get("fam") is outer       # restored even when the block fails
+
+
+def test_update_route_merges_environment_and_keeps_the_handler(local_aws):
+    seen = []
+    local_aws.create_function("fn", lambda event, context: seen.append(dict(os.environ)) or {"ok": True}, {"A": "1", "B": "2"})
+    local_aws.update_route("fn", {"B": "3"})
+    local_aws.invoke("fn", {})
+    assert seen[-1]["A"] == "1" and seen[-1]["B"] == "3"
+    with pytest.raises(TootstackError, match="not routed"):
+        local_aws.update_route("nope", {})

@@ -552,6 +552,15 @@ class LocalAws:
         env.update({key: str(value) for key, value in (environment or {}).items()})
         self._routes[name] = _Route(handler, env, name)
 
+    def update_route(self, name_or_arn: str, environment: dict[str, Any], handler: Any = None) -> None:
+        """Change a routed function's environment (merged over what it has) and, if given, its handler."""
+        name = name_or_arn.split(":function:", 1)[1].split(":")[0] if ":function:" in name_or_arn else name_or_arn
+        route = self._routes.get(name)
+        if route is None:
+            raise InvalidInput(f"function {name} is not routed to a handler")
+        env = {**route.environment, **{key: str(value) for key, value in environment.items()}}
+        self._routes[name] = _Route(handler or route.target, env, name)
+
     def create_function(self, name: str, handler: Any, environment: dict[str, Any] | None = None) -> str:
         """Create a moto Lambda function routed to `handler`; returns its ARN."""
         import io

@@ -14,7 +14,6 @@ from typing import Any, Iterable
 
 import boto3
 
-from tootstack.local.template import local_functions
 from tootstack.redis_auth.backends import AclBackend
 from tootstack.redis_auth.credentials import Credential, Endpoint, works
 from tootstack.redis_auth.entry import handler_with_backend
@@ -58,17 +57,11 @@ def route_redis_functions(ctx: Any) -> str:
     (trusting the stand-in CA); idempotent. Returns the rotation function's name."""
     if ctx.extras.get("redis_routed"):
         return ctx.extras["redis_routed"]
-    lambda_client = boto3.client("lambda", region_name=ctx.region)
-    functions = local_functions(ctx.sam_template, ctx.root)
     rotation_name, probe_name = ctx.physical("RedisRotationFunction"), ctx.physical("RedisProbeFunction")
-
-    def env(name: str) -> dict[str, str]:
-        variables = lambda_client.get_function_configuration(FunctionName=name).get("Environment", {}).get("Variables", {})
-        return {**variables, "REDIS_CA_FILE": ctx.redis.ca_file or "", "REDIS_TLS": "true" if ctx.redis.tls else "false"}
-
-    ctx.aws.route_function(probe_name, functions["RedisProbeFunction"], environment=env(probe_name))
-    rotation_env = {**env(rotation_name), "REDIS_BACKEND": "acl", "REDEPLOY_WAIT_SECONDS": "5"}
-    ctx.aws.route_function(rotation_name, handler_with_backend(lambda: AclBackend(ctx.redis.admin_client)), environment=rotation_env)
+    stand_in = {"REDIS_CA_FILE": ctx.redis.ca_file or "", "REDIS_TLS": "true" if ctx.redis.tls else "false"}
+    ctx.aws.update_route(probe_name, stand_in)
+    ctx.aws.update_route(rotation_name, {**stand_in, "REDIS_BACKEND": "acl", "REDEPLOY_WAIT_SECONDS": "5"},
+                         handler=handler_with_backend(lambda: AclBackend(ctx.redis.admin_client)))
     ctx.extras["redis_routed"] = rotation_name
     return rotation_name
 

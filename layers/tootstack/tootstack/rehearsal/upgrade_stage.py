@@ -18,7 +18,6 @@ import boto3
 from tootstack.errors import TootstackError
 from tootstack.local.aws import TaskResult
 from tootstack.local.images import push_image
-from tootstack.local.template import local_functions
 from tootstack.rehearsal.day2_common import toolbox_behavior
 
 NAME = "upgrade"
@@ -34,14 +33,11 @@ def run(ctx) -> str:
         Name=f"{ctx.stack_name}/rehearsal/mirror-credentials",
         SecretString=json.dumps({"source": {"username": hub.username, "password": hub.password},
                                  "dest": {"username": ecr.username, "password": ecr.password}}))["ARN"]
-    config = boto3.client("lambda", region_name=ctx.region).get_function_configuration(FunctionName=function)
-    env = dict(config.get("Environment", {}).get("Variables", {}))
-    env.update({
+    ctx.aws.update_route(function, {
         "IMAGE_SOURCES": f"mastodon={hub.host_port}/mastodon/mastodon,streaming={hub.host_port}/mastodon/mastodon-streaming",
         "IMAGE_DESTINATIONS": f"mastodon={ecr.host_port}/mastodon,streaming={ecr.host_port}/mastodon-streaming",
         "MIRROR_CREDENTIALS_SECRET_ARN": secret, "MIRROR_PLAIN_HTTP": "true", "GUARD_POLL_SECONDS": "0",
     })
-    ctx.aws.route_function(function, local_functions(ctx.sam_template, ctx.root)["UpgradeFunction"], environment=env)
 
     ecs = boto3.client("ecs", region_name=ctx.region)
     web_target = _web_scalable_target(ctx, ecs)
