@@ -20,13 +20,13 @@ from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tootstack.autoscale.queue_latency import (
-    ProbeAuthenticationFailed,
     latencies_through_probe,
     parse_service_queues,
     publish,
     service_latencies,
 )
 from tootstack.errors import InvalidInput
+from tootstack.redis_auth.credentials import AuthenticationFailed
 from tootstack.clients import ClientCache
 from tootstack.redis_auth.credentials import Credential
 
@@ -52,7 +52,7 @@ def handler(event: dict, context: LambdaContext) -> dict:
     lambda_client = _client("lambda")
     try:
         latencies = latencies_through_probe(lambda_client, function, _credential(), queues)
-    except ProbeAuthenticationFailed:
+    except AuthenticationFailed:
         # the cached password may have been retired by a rotation since: read AWSCURRENT again, once
         latencies = latencies_through_probe(lambda_client, function, _credential(force_fetch=True), queues)
     per_service = service_latencies(latencies, mapping)

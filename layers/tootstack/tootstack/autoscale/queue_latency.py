@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterable
 
 from tootstack.errors import DependencyUnavailable, InvalidInput, TootstackError
+from tootstack.redis_auth.credentials import invoke_probe
 
 SIDEKIQ_8_MS_THRESHOLD = 1e11   # an epoch in seconds stays below this until the year 5138
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
@@ -124,36 +125,19 @@ def probe_queue_latency(event: dict[str, Any], endpoint: Any, now: float | None 
             client.close()
     except redis.RedisError as exc:
         name = type(exc).__name__
-        return {"ok": False, "error": name,
+        # the probe's one name for "Redis refused the credential", whatever the action
+        return {"ok": False, "error": "AuthenticationFailed" if isinstance(exc, redis.AuthenticationError) else name,
                 "message": f"reading Sidekiq queues at {endpoint} as user {credential.username} failed: {name}"}
     except TootstackError as exc:
         return {"ok": False, "error": type(exc).__name__, "message": str(exc)}
     return {"ok": True, "queues": latencies}
 
 
-class ProbeAuthenticationFailed(DependencyUnavailable):
-    """Redis refused the credential (e.g. a cached password that a rotation has since retired)."""
-
-
 def latencies_through_probe(lambda_client: Any, function: str, credential: Any, queues: list[str]) -> dict[str, float]:
     """The outside-VPC side: synchronous invoke of the probe; its payload holds the password (never logged)."""
     payload = {"action": ACTION, "credential": {"username": credential.username, "password": credential.password},
                "queues": list(queues)}
-    response = lambda_client.invoke(FunctionName=function, InvocationType="RequestResponse",
-                                     Payload=json.dumps(payload).encode())
-    try:
-        body = json.loads(response["Payload"].read() or b"{}")
-    except ValueError:
-        body = {}
-    if not isinstance(body, dict):
-        body = {}
-    if response.get("FunctionError"):
-        # the error type only: an unhandled error's message is not ours to vouch for
-        raise DependencyUnavailable(f"queue latency probe {function} failed: {body.get('errorType', 'error')}")
-    if body.get("ok") is not True:
-        kind = str(body.get("error") or "error")
-        message = f"reading Sidekiq queues through {function} failed: {kind}: {str(body.get('message', ''))[:300]}"
-        raise (ProbeAuthenticationFailed if kind == "AuthenticationError" else DependencyUnavailable)(message)
+    body = invoke_probe(lambda_client, function, payload, "reading Sidekiq queues")   # AuthenticationFailed: refused
     queues_out = body.get("queues")
     if not isinstance(queues_out, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in queues_out.values()):
         raise DependencyUnavailable(f"queue latency probe {function} answered without queue latencies")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,6 +11,27 @@ from tootstack.errors import DependencyUnavailable, InvalidInput, TootstackError
 
 class AuthenticationFailed(TootstackError):
     """Redis refused a credential (WRONGPASS/NOPERM) or the user is disabled."""
+
+
+def invoke_probe(lambda_client: Any, function: str, payload: dict[str, Any], what: str) -> dict[str, Any]:
+    """Synchronous invoke of the in-VPC RedisProbeFunction (functions/redis_probe) from outside the VPC.
+    The payload holds a password: it is never logged. Returns the probe's answer when it is ok; raises
+    AuthenticationFailed when Redis refused the credential, DependencyUnavailable for anything else (for an
+    unhandled error its type only: its message is not ours to vouch for)."""
+    response = lambda_client.invoke(FunctionName=function, InvocationType="RequestResponse", Payload=json.dumps(payload).encode())
+    try:
+        body = json.loads(response["Payload"].read() or b"{}")
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    if response.get("FunctionError"):
+        raise DependencyUnavailable(f"{what} through {function} failed: {body.get('errorType', 'error')}")
+    if body.get("ok") is True:
+        return body
+    kind = str(body.get("error") or "error")
+    message = f"{what} through {function} failed: {kind}: {str(body.get('message', ''))[:300]}"
+    raise (AuthenticationFailed if kind == "AuthenticationFailed" else DependencyUnavailable)(message)
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,9 @@ import os
 from typing import Any, Callable, Mapping
 
 from tootstack.clients import ClientCache
-from tootstack.errors import DependencyUnavailable, InvalidInput, TootstackError
+from tootstack.errors import InvalidInput, TootstackError
 from tootstack.redis_auth.backends import AclBackend, ElastiCacheRbacBackend, RedisAuthBackend
-from tootstack.redis_auth.credentials import AuthenticationFailed, Credential, Endpoint, verify
+from tootstack.redis_auth.credentials import AuthenticationFailed, Credential, Endpoint, invoke_probe, verify
 from tootstack.redis_auth.redeploy import EcsRedeployer
 from tootstack.redis_auth.rotation import RedisRotation, check_secret_matches
 
@@ -52,18 +52,7 @@ def probe_verifier(function: str, client: Any) -> Callable[[Credential, str], No
     payload is not stored or logged)."""
 
     def check(credential: Credential, what: str) -> None:
-        response = client.invoke(
-            FunctionName=function, InvocationType="RequestResponse",
-            Payload=json.dumps({"username": credential.username, "password": credential.password, "what": what}).encode(),
-        )
-        body = json.loads(response["Payload"].read() or b"{}")
-        if response.get("FunctionError"):
-            raise DependencyUnavailable(f"Redis probe failed: {body.get('errorType', 'error')}: {str(body.get('errorMessage', ''))[:200]}")
-        if body.get("ok") is True:
-            return
-        if body.get("error") == "AuthenticationFailed":
-            raise AuthenticationFailed(body.get("message", f"{what} refused"))
-        raise DependencyUnavailable(body.get("message", "Redis probe could not check the credential"))
+        invoke_probe(client, function, {"username": credential.username, "password": credential.password, "what": what}, what)
 
     return check
 
