@@ -22,7 +22,6 @@ Environment of the rotation function:
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, Callable, Mapping
 
@@ -71,8 +70,9 @@ def backend_from_env(env: Mapping[str, str], client: Callable[[str], Any]) -> Re
         admin_arn = env.get("REDIS_ADMIN_SECRET_ARN")
         if not admin_arn:
             raise InvalidInput("REDIS_ADMIN_SECRET_ARN is required for the acl backend")
-        admin = Credential.from_document(json.loads(client("secretsmanager").get_secret_value(SecretId=admin_arn)["SecretString"]),
-                                         "Redis admin secret")
+        from tootstack.secrets.bootstrap import read_json_secret   # clear errors for a missing or non-JSON secret
+
+        admin = Credential.from_document(read_json_secret(client("secretsmanager"), admin_arn)[0], "Redis admin secret")
         endpoint = endpoint_from_env(env)
         return AclBackend(lambda: endpoint.client(admin))
     raise InvalidInput(f"REDIS_BACKEND must be 'elasticache' or 'acl', not {kind!r}")
