@@ -24,29 +24,24 @@ logger = Logger(service=os.getenv("POWERTOOLS_SERVICE_NAME", "tootstack"))
 tracer = Tracer()
 metrics = Metrics(namespace=os.getenv("POWERTOOLS_METRICS_NAMESPACE", "tootstack"))
 IDEMPOTENCY = IdempotencyConfig(event_key_jmespath="id", expires_after_seconds=24 * 3600)
-_persistence: dict[str, DynamoDBPersistenceLayer] = {}
-_runtimes: dict[tuple, Runtime] = {}
-_ENV_KEYS = ("CRASHLOOP_TABLE", "ALERT_TOPIC_ARN", "CLUSTER_NAME", "CRASH_THRESHOLD", "CRASH_WINDOW_MINUTES",
-             "CRASH_WINDOW_SECONDS", "AWS_REGION", "AWS_DEFAULT_REGION")
+_state: dict[str, object] = {}   # per execution environment (a configuration change starts new ones)
 
 
 def _runtime() -> Runtime:
-    """One Runtime (boto3 clients, config) per configuration, reused across warm invocations."""
-    key = tuple(os.environ.get(k) for k in _ENV_KEYS)
-    if key not in _runtimes:
-        _runtimes.clear()
-        _runtimes[key] = Runtime()
-    return _runtimes[key]
+    """The Runtime (boto3 clients, config from the environment), created on first use, reused when warm."""
+    if "runtime" not in _state:
+        _state["runtime"] = Runtime()
+    return _state["runtime"]  # type: ignore[return-value]
 
 
 def _persistence_layer() -> DynamoDBPersistenceLayer:
-    table = os.environ["CRASHLOOP_TABLE"]
-    if table not in _persistence:
+    if "persistence" not in _state:
         # Same table as the detector state: pk/sk keys, records expire through the table's TTL attribute.
-        _persistence[table] = DynamoDBPersistenceLayer(
-            table_name=table, key_attr="pk", sort_key_attr="sk", static_pk_value="IDEMPOTENCY", expiry_attr="expires_at"
+        _state["persistence"] = DynamoDBPersistenceLayer(
+            table_name=os.environ["CRASHLOOP_TABLE"], key_attr="pk", sort_key_attr="sk", static_pk_value="IDEMPOTENCY",
+            expiry_attr="expires_at",
         )
-    return _persistence[table]
+    return _state["persistence"]  # type: ignore[return-value]
 
 
 @tracer.capture_method
