@@ -7,8 +7,9 @@ import pytest
 from moto import mock_aws
 
 from tootstack.local.template import load_template, project_root
-from tootstack.rehearsal.standins import StandIn, default_stand_ins, substitute
-from tootstack.rehearsal.translate import package, sam_transform
+from tootstack.rehearsal.context import RehearsalContext
+from tootstack.rehearsal.deploy import create_stack
+from tootstack.rehearsal.standins import StandIn, substitute
 
 ROOT = project_root()
 REGION = "us-east-1"
@@ -16,20 +17,14 @@ DOMAIN = "social.rehearsal.test"
 
 
 def deploy(parameters):
-    s3 = boto3.client("s3", region_name=REGION)
-    s3.create_bucket(Bucket="artifacts")
-    transformed = sam_transform(package(load_template(ROOT / "template.yaml"), ROOT, s3, "artifacts"), REGION, "123456789012")
-    template, skipped = substitute(transformed, default_stand_ins(None, REGION))
-    zone = boto3.client("route53", region_name=REGION).create_hosted_zone(Name=DOMAIN, CallerReference="t")["HostedZone"]["Id"]
-    values = {"DomainName": DOMAIN, "HostedZoneId": zone.rsplit("/", 1)[-1], **parameters}
-    cfn = boto3.client("cloudformation", region_name=REGION)
-    cfn.create_stack(StackName="tootstack", TemplateBody=json.dumps(template),
-                     Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in values.items()],
-                     Capabilities=["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"])
-    stack = cfn.describe_stacks(StackName="tootstack")["Stacks"][0]
-    resources = {r["LogicalResourceId"]: r["PhysicalResourceId"]
-                 for r in cfn.list_stack_resources(StackName="tootstack")["StackResourceSummaries"]}
-    return stack, resources, skipped
+    """The rehearsal's own stack creation (tootstack.rehearsal.deploy.create_stack) with `parameters` over the
+    rehearsal's samconfig values; no Redis stand-in."""
+    ctx = RehearsalContext(root=ROOT, stack_name="tootstack", region=REGION, parameters=dict(parameters), progress=lambda line: None)
+    ctx.sam_template = load_template(ROOT / "template.yaml")
+    stack, _, _ = create_stack(ctx)
+    resources = {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in
+                 boto3.client("cloudformation", region_name=REGION).list_stack_resources(StackName="tootstack")["StackResourceSummaries"]}
+    return stack, resources, ctx.skipped
 
 
 @pytest.mark.parametrize("parameters", [{}, {"Profile": "micro", "UseCloudFront": "false"}, {"ServicesLaunched": "true"}],

@@ -27,6 +27,31 @@ REHEARSAL_DOMAIN = "social.rehearsal.test"
 
 
 def run(ctx: RehearsalContext) -> str:
+    stack, substituted, evaluator = create_stack(ctx)
+    ctx.outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+    cfn = boto3.client("cloudformation", region_name=ctx.region)
+    resources = cfn.list_stack_resources(StackName=ctx.stack_name)["StackResourceSummaries"]
+    ctx.physical_ids = {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in resources}
+    # Stand-ins that are real moto resources (secrets, certificates) are addressable like deployed ones.
+    ctx.physical_ids.update({s["logical_id"]: s["ref"] for s in ctx.skipped if s.get("ref", "").startswith("arn:")})
+    ctx.extras["resources"] = [
+        {"logical_id": r["LogicalResourceId"], "type": r["ResourceType"], "physical_id": r["PhysicalResourceId"]}
+        for r in resources
+    ]
+    scaled = register_scalable_targets(ctx, evaluator)
+    machines = _check_state_machines(ctx)
+    routed = route_functions(ctx)
+    return (
+        f"stack CREATE_COMPLETE: {len(resources)} resources created, {len(ctx.skipped)} stood in for, "
+        f"{routed} Lambda functions routed to their real handlers, {machines} state machines deployed "
+        f"({substituted} with DefinitionSubstitutions applied)" + (f", {scaled} ECS scalable targets registered" if scaled else "")
+    )
+
+
+def create_stack(ctx: RehearsalContext) -> tuple[dict[str, Any], int, TemplateEvaluator]:
+    """Translate template.yaml offline, put stand-ins where moto has none, create the stack in moto with
+    the rehearsal's parameters. Returns (the stack, how many state machines got their substitutions, the
+    template's evaluator for these parameters); a stack that is not CREATE_COMPLETE is an error with reasons."""
     ctx.progress("translating template.yaml (SAM transform, offline packaging)")
     s3 = boto3.client("s3", region_name=ctx.region)
     s3.create_bucket(Bucket=ARTIFACT_BUCKET)
@@ -60,23 +85,7 @@ def run(ctx: RehearsalContext) -> str:
             if e["ResourceStatus"].endswith("FAILED")
         ]
         raise TootstackError(f"stack is {stack['StackStatus']}: {'; '.join(reasons) or 'no reason given'}")
-    ctx.outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
-    resources = cfn.list_stack_resources(StackName=ctx.stack_name)["StackResourceSummaries"]
-    ctx.physical_ids = {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in resources}
-    # Stand-ins that are real moto resources (secrets, certificates) are addressable like deployed ones.
-    ctx.physical_ids.update({s["logical_id"]: s["ref"] for s in ctx.skipped if s.get("ref", "").startswith("arn:")})
-    ctx.extras["resources"] = [
-        {"logical_id": r["LogicalResourceId"], "type": r["ResourceType"], "physical_id": r["PhysicalResourceId"]}
-        for r in resources
-    ]
-    scaled = register_scalable_targets(ctx, evaluator)
-    machines = _check_state_machines(ctx)
-    routed = route_functions(ctx)
-    return (
-        f"stack CREATE_COMPLETE: {len(resources)} resources created, {len(ctx.skipped)} stood in for, "
-        f"{routed} Lambda functions routed to their real handlers, {machines} state machines deployed "
-        f"({substituted} with DefinitionSubstitutions applied)" + (f", {scaled} ECS scalable targets registered" if scaled else "")
-    )
+    return stack, substituted, evaluator
 
 
 def register_scalable_targets(ctx: RehearsalContext, evaluator: TemplateEvaluator) -> int:
