@@ -63,10 +63,17 @@ def test_bandwidth_alarm_only_where_cloudfront_metrics_exist():
 
 
 def test_run_task_permissions_are_scoped_to_the_toolbox():
-    for name in ("MaintenanceStateMachine", "UpgradeStateMachine"):
-        statements = [s for p in TEMPLATE["Resources"][name]["Properties"]["Policies"] if "Statement" in p for s in p["Statement"]]
-        run = next(s for s in statements if s["Action"] == "ecs:RunTask")
-        assert "-toolbox:*" in json.dumps(run["Resource"]) and "ecs:cluster" in json.dumps(run["Condition"])
+    # one managed policy for every state machine that runs toolbox tasks
+    statements = TEMPLATE["Resources"]["RunToolboxTasksPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    run = next(s for s in statements if s["Action"] == "ecs:RunTask")
+    assert "-toolbox:*" in json.dumps(run["Resource"]) and "ecs:cluster" in json.dumps(run["Condition"])
+    passing = next(s for s in statements if s["Action"] == "iam:PassRole")
+    assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}
+    for name in ("FirstBootStateMachine", "MaintenanceStateMachine", "UpgradeStateMachine", "RunOneOffStateMachine"):
+        policies = TEMPLATE["Resources"][name]["Properties"]["Policies"]
+        assert {"Ref": "RunToolboxTasksPolicy"} in policies, name
+        inline = [s for p in policies if isinstance(p, dict) and "Statement" in p for s in p["Statement"]]
+        assert not any(s["Action"] in ("ecs:RunTask", "iam:PassRole") for s in inline), name   # no drifting copies
 
 
 @pytest.mark.parametrize("profile", ["micro", "standard"])
