@@ -1,7 +1,7 @@
 """Registry-to-registry image mirroring over the OCI distribution API (Docker Hub / ghcr.io -> ECR).
 
     from tootstack.mirror import mirror_image
-    result = mirror_image("docker.io/tootsuite/mastodon:v4.5.2", "123.dkr.ecr.eu-west-1.amazonaws.com/mastodon:v4.5.2",
+    result = mirror_image("ghcr.io/mastodon/mastodon:v4.7.4", "123.dkr.ecr.eu-west-1.amazonaws.com/mastodon:v4.7.4",
                           dest_creds=("AWS", token))
 
 Names are imported on first use, so `python -m tootstack.mirror` can set up its process before httpx loads.

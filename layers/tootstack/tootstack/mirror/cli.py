@@ -21,9 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "DEST's tag defaults to SRC's. Credentials may also come from TOOTSTACK_SRC_CREDS / "
             "TOOTSTACK_DEST_CREDS (keeps them out of the process list)."
         ),
-        epilog="example: tootstack mirror docker.io/tootsuite/mastodon:v4.5.2 123456789012.dkr.ecr.eu-west-1.amazonaws.com/mastodon",
+        epilog="example: tootstack mirror ghcr.io/mastodon/mastodon:v4.7.4 123456789012.dkr.ecr.eu-west-1.amazonaws.com/mastodon",
     )
-    parser.add_argument("source", metavar="SRC", help="e.g. docker.io/tootsuite/mastodon:v4.5.2 or 127.0.0.1:5101/mastodon/mastodon:v4.5.2")
+    parser.add_argument("source", metavar="SRC", help="e.g. ghcr.io/mastodon/mastodon:v4.7.4 or 127.0.0.1:5101/mastodon/mastodon:v4.5.2")
     parser.add_argument("destination", metavar="DEST", help="e.g. 127.0.0.1:5102/mastodon:v4.5.2")
     parser.add_argument("--plain-http", action="store_true", help="talk HTTP instead of HTTPS (local registries)")
     parser.add_argument("--src-creds", metavar="USER:PASS", help="credentials for the source registry")
