@@ -1,0 +1,168 @@
+"""The safety net: RDS storage grows by itself, and what takes a small Mastodon down alarms the operator topic
+(evaluated per profile from template.yaml with the cost model's evaluator; the EventBridge rule is matched by
+moto's implementation of EventBridge patterns, not ours)."""
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+from moto.events.models import EventPattern
+
+from tootstack.cost.model import estimate
+from tootstack.cost.template_eval import ResourceRef, TemplateEvaluator
+from tootstack.local.template import load_template, project_root
+
+ROOT = project_root()
+TEMPLATE = load_template(ROOT / "template.yaml")
+EVENTS = Path(__file__).parent / "data" / "ecs_events"
+TOPIC = ResourceRef("OperatorTopic")
+PROFILES = ("micro", "standard")
+
+
+def resources(**params):
+    return TemplateEvaluator(TEMPLATE, {k: str(v) for k, v in params.items()}).resources()
+
+
+def alarms(found):
+    return {lid: r["Properties"] for lid, r in found.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+
+
+def watching(found, namespace, metric):
+    """Alarms of `found` on namespace/metric that notify the operator topic, as {logical id: properties}."""
+    return {lid: p for lid, p in alarms(found).items()
+            if p.get("Namespace") == namespace and p.get("MetricName") == metric and TOPIC in p.get("AlarmActions", [])}
+
+
+def dims(props):
+    return {d["Name"]: d["Value"] for d in props["Dimensions"]}
+
+
+@pytest.mark.parametrize("storage", TEMPLATE["Parameters"]["DatabaseStorageGiB"]["AllowedValues"])
+def test_database_storage_can_grow_beyond_every_initial_size(storage):
+    """RDS storage autoscaling is on when MaxAllocatedStorage is set above AllocatedStorage
+    (https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/USER_PIOPS.Autoscaling.html)."""
+    db = resources(DatabaseStorageGiB=storage)["Database"]["Properties"]
+    assert int(db["MaxAllocatedStorage"]) >= max(100, 2 * int(db["AllocatedStorage"]))
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_each_failure_that_takes_mastodon_down_alarms_the_operator(profile):
+    found = resources(Profile=profile, ServicesLaunched="true")
+    db = {"DBInstanceIdentifier": ResourceRef("Database")}
+    storage = watching(found, "AWS/RDS", "FreeStorageSpace")
+    assert [dims(p) for p in storage.values()] == [db]
+    assert all(p["ComparisonOperator"] == "LessThanThreshold" and p["Threshold"] >= 1 << 30 for p in storage.values())
+    credits = watching(found, "AWS/RDS", "CPUCreditBalance")
+    assert [dims(p) for p in credits.values()] == [db]
+    connections = watching(found, "AWS/RDS", "DatabaseConnections")
+    assert [dims(p) for p in connections.values()] == [db]
+    memory = watching(found, "AWS/ElastiCache", "DatabaseMemoryUsagePercentage")
+    assert [dims(p) for p in memory.values()] == [{"CacheClusterId": "${Redis}-001"}]   # the primary node's id
+    assert all(p["ComparisonOperator"] == "GreaterThanThreshold" and p["Threshold"] <= 90 for p in memory.values())
+    lb = ResourceRef("LoadBalancer", "LoadBalancerFullName")
+    for group in ("WebTargetGroup", "StreamingTargetGroup"):
+        per_group = {"LoadBalancer": lb, "TargetGroup": ResourceRef(group, "TargetGroupFullName")}
+        assert per_group in [dims(p) for p in watching(found, "AWS/ApplicationELB", "HTTPCode_Target_5XX_Count").values()], group
+        assert per_group in [dims(p) for p in watching(found, "AWS/ApplicationELB", "UnHealthyHostCount").values()], group
+    assert [dims(p) for p in watching(found, "AWS/ApplicationELB", "HTTPCode_ELB_5XX_Count").values()] == [{"LoadBalancer": lb}]
+    core = watching(found, "ECS/ContainerInsights", "RunningTaskCount")
+    assert [dims(p) for p in core.values()] == [{"ClusterName": ResourceRef("Cluster"), "ServiceName": ResourceRef("CoreService", "Name")}]
+    assert all(p["TreatMissingData"] == "breaching" for p in core.values())   # no task publishes no datapoint
+    assert "containerInsights" in json.dumps(found["Cluster"]["Properties"]["ClusterSettings"])
+    for lid, props in alarms(found).items():
+        metrics = [m for m in props.get("Metrics", []) if "MetricStat" in m]
+        assert len(metrics) <= 1, f"{lid}: CloudWatch bills per alarm metric; the cost model counts one per alarm"
+
+
+def test_core_down_alarm_waits_for_the_services_to_be_launched():
+    assert "CoreDownAlarm" not in resources(ServicesLaunched="false")
+    assert "CoreDownAlarm" in resources(ServicesLaunched="true")
+
+
+@pytest.mark.parametrize("db_class", ["db.t4g.micro", "db.t4g.small", "db.t4g.medium", "db.t4g.large"])
+def test_connections_alarm_fires_below_the_instance_class_limit(db_class):
+    """RDS PostgreSQL's default max_connections is LEAST({DBInstanceClassMemory/9531392}, 5000)
+    (https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/CHAP_Limits.html#RDS_Limits.MaxConnections);
+    DBInstanceClassMemory is below the class's nominal memory, so the nominal figure bounds it from above."""
+    nominal_gib = {"db.t4g.micro": 1, "db.t4g.small": 2, "db.t4g.medium": 4, "db.t4g.large": 8}[db_class]
+    limit = min(nominal_gib * (1 << 30) // 9531392, 5000)
+    threshold = resources(DatabaseInstanceClass=db_class)["DatabaseConnectionsAlarm"]["Properties"]["Threshold"]
+    assert 0.6 * limit <= int(threshold) <= 0.8 * limit
+    by_profile = resources(DatabaseInstanceClass="profile")["DatabaseConnectionsAlarm"]["Properties"]["Threshold"]
+    assert by_profile == resources(DatabaseInstanceClass="db.t4g.micro")["DatabaseConnectionsAlarm"]["Properties"]["Threshold"]
+
+
+def test_operator_topic_accepts_the_alarms_and_the_core_stop_rule():
+    statements = resources()["OperatorTopicPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    by_service = {s["Principal"]["Service"]: s for s in statements}
+    assert "cloudwatch.amazonaws.com" in by_service
+    events = by_service["events.amazonaws.com"]
+    assert events["Action"] == "sns:Publish"
+    assert events["Condition"] == {"ArnEquals": {"aws:SourceArn": ResourceRef("CoreTaskStoppedRule", "Arn")}}
+
+
+CLUSTER_ARN = "arn:aws:ecs:us-east-1:123456789012:cluster/tootstack"
+
+
+def _rule():
+    props = resources()["CoreTaskStoppedRule"]["Properties"]
+    pattern = json.loads(json.dumps(props["EventPattern"],
+                                    default=lambda ref: CLUSTER_ARN if ref == ResourceRef("Cluster", "Arn") else str(ref)))
+    return props, EventPattern.load(json.dumps(pattern))
+
+
+def _core_event(name, group="service:core"):
+    event = copy.deepcopy(json.loads((EVENTS / name).read_text()))
+    event["detail"]["group"] = group
+    event["detail"]["clusterArn"] = CLUSTER_ARN
+    return event
+
+
+@pytest.mark.parametrize("name", [
+    "task_exit_nonzero.json", "task_exit_zero.json", "task_oom.json", "task_elb_health_check.json",
+    "task_container_health_check.json", "task_image_pull.json", "task_secrets.json", "task_termination_notice.json",
+])
+def test_every_unplanned_core_stop_reaches_the_operator(name):
+    """ECS task state change events (shapes: tests/data/ecs_events, as documented in
+    https://docs.aws.amazon.com/AmazonECS/latest/developerguide/ecs_task_events.html), matched by moto's
+    EventBridge pattern engine (moto/events/models.py EventPattern)."""
+    props, pattern = _rule()
+    assert pattern.matches_event(_core_event(name))
+    assert props["Targets"][0]["Arn"] == TOPIC
+
+
+@pytest.mark.parametrize(("name", "group"), [
+    ("task_deployment_replacement.json", "service:core"),   # a deployment replaces the task: planned
+    ("task_scale_in.json", "service:core"),
+    ("task_user_initiated.json", "service:core"),           # stopped by hand
+    ("task_exit_nonzero.json", "service:web"),              # burst web tasks: the crashloop detector's business
+    ("task_oneoff_exit_nonzero.json", "family:tootstack-toolbox"),
+])
+def test_planned_stops_and_other_services_stay_quiet(name, group):
+    _, pattern = _rule()
+    assert not pattern.matches_event(_core_event(name, group))
+    other_cluster = _core_event("task_oom.json")
+    other_cluster["detail"]["clusterArn"] = CLUSTER_ARN + "-other"
+    assert not pattern.matches_event(other_cluster)
+
+
+def test_core_stop_message_names_the_reason_and_the_task_without_secrets():
+    transformer = _rule()[0]["Targets"][0]["InputTransformer"]
+    assert set(transformer["InputPathsMap"].values()) >= {"$.detail.stopCode", "$.detail.stoppedReason", "$.detail.taskArn"}
+    for key in transformer["InputPathsMap"]:
+        assert f"<{key}>" in transformer["InputTemplate"]
+    json.loads(transformer["InputTemplate"].replace("<", "").replace(">", ""))   # a JSON string, as SNS expects
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_the_safety_net_is_priced(profile):
+    """`tootstack cost` counts every alarm the profile deploys ($0.10 per standard-resolution alarm metric,
+    https://aws.amazon.com/cloudwatch/pricing/): ten safety-net alarms = $1.00/month on both profiles."""
+    report = estimate(TEMPLATE, profile)
+    line = next(i for i in report.items if i.name == "CloudWatch alarms")
+    safety = {"DatabaseFreeStorageAlarm", "DatabaseCpuCreditsAlarm", "DatabaseConnectionsAlarm", "RedisMemoryAlarm",
+              "WebTarget5xxAlarm", "StreamingTarget5xxAlarm", "LoadBalancer5xxAlarm", "WebUnhealthyTargetsAlarm",
+              "StreamingUnhealthyTargetsAlarm", "CoreDownAlarm"}
+    assert safety <= set(line.resources)
+    assert sum(0.10 for lid in line.resources if lid in safety) == pytest.approx(1.00)
