@@ -30,6 +30,7 @@ class RehearsalReport:
     stages: list[StageResult] = field(default_factory=list)
     skipped_resources: list[dict[str, str]] = field(default_factory=list)
     resources: list[dict[str, str]] = field(default_factory=list)
+    edge_cache: list[dict[str, Any]] = field(default_factory=list)   # per Mastodon request path: cached or not
     seconds: float = 0.0
 
     @property
@@ -47,6 +48,7 @@ class RehearsalReport:
             ],
             "skipped_resources": self.skipped_resources,
             "resources": self.resources,
+            "edge_cache": self.edge_cache,
         }
 
 
@@ -110,6 +112,7 @@ def rehearse(
             progress(f"[{module.NAME}] {result.status} in {result.seconds:.1f}s: {result.detail}")
         report.skipped_resources = ctx.skipped
         report.resources = ctx.extras.get("resources", [])
+        report.edge_cache = ctx.extras.get("edge_cache", [])
     report.seconds = time.monotonic() - started
     return report
 

@@ -11,6 +11,7 @@ ctx.progress("...") for progress lines. Each capability appends its stage module
 
 STAGE_MODULES = [
     "tootstack.rehearsal.deploy",
+    "tootstack.rehearsal.edge_cache_stage",
     "tootstack.rehearsal.secrets_stage",
     "tootstack.rehearsal.redis_auth_stage",
     "tootstack.rehearsal.db_setup_stage",
