@@ -53,6 +53,20 @@ def test_rehearsal_accounts_for_every_template_resource(full_rehearsal):
     assert redis and all("redis-server" in s["stand_in"] for s in redis)
 
 
+@pytest.mark.xdist_group("rehearsal")
+def test_rehearsal_reports_which_mastodon_paths_the_edge_caches(full_rehearsal):
+    """The edge-cache stage evaluates the translated template's distribution (UseCloudFront=true in
+    samconfig.toml [rehearsal]): static files and media cached, pages/API/streaming/federation not."""
+    _, report = full_rehearsal
+    paths = {r["path"]: r for r in report["edge_cache"]}
+    assert paths["/packs/assets/application-DR4MmDT5.js"]["cached"] and paths["/sounds/boop.ogg"]["cached"]
+    assert paths["/emoji/1f418.svg"]["cached"] and paths["/assets/logo-symbol-wordmark-1f4c3b2a.svg"]["cached"]
+    assert not paths["/api/v1/timelines/home?limit=20"]["cached"] and not paths["/inbox"]["cached"]
+    assert all(r["host_forwarded"] for r in paths.values() if r["origin"] == "alb")
+    stage = next(s for s in report["stages"] if s["name"] == "edge-cache")
+    assert stage["detail"].startswith("10 of 28 Mastodon request paths cached at the edge")
+
+
 def test_failed_stage_fails_the_rehearsal(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(runner, "STAGE_MODULES", ["tootstack.rehearsal.deploy", "tests.data.failing_stage"])
     report_path = tmp_path / "r.json"

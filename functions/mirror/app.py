@@ -94,5 +94,5 @@ def handler(event: dict, context: LambdaContext) -> dict:
     if "RequestType" in event and "ResponseURL" in event:
         return _custom_resource(event, context)
     if "images" not in event:
-        raise InvalidInput('event needs "images": a list of image references, e.g. ["ghcr.io/mastodon/mastodon:v4.5.2"]')
+        raise InvalidInput('event needs "images": a list of image references, e.g. ["ghcr.io/mastodon/mastodon:v4.7.4"]')
     return {"images": _mirror(event["images"])}

@@ -7,6 +7,7 @@ is routed to its real handler in-process, with the environment CloudFormation re
 
 from __future__ import annotations
 
+import copy
 import json
 import tomllib
 from typing import Any
@@ -58,6 +59,7 @@ def create_stack(ctx: RehearsalContext) -> tuple[dict[str, Any], int, TemplateEv
     packaged = package(ctx.sam_template, ctx.root, s3, ARTIFACT_BUCKET)
     transformed = sam_transform(packaged, ctx.region, ACCOUNT_ID)
     conditional = {lid: r["Condition"] for lid, r in transformed.get("Resources", {}).items() if "Condition" in r}
+    ctx.extras["translated_template"] = copy.deepcopy(transformed)   # before stand-ins replace what moto lacks (edge-cache stage)
     cfn_template, ctx.skipped = substitute(transformed, default_stand_ins(ctx.redis, ctx.region))
     substituted = apply_definition_substitutions(cfn_template)
     # moto's CloudFormation leaves `{{resolve:secretsmanager:...}}` as literal text (RDS gets the reference

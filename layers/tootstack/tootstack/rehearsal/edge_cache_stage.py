@@ -146,7 +146,10 @@ def evaluate(resources: dict[str, Any], requests: list[tuple[str, str]] = MASTOD
 
 
 def run(ctx) -> str:
-    resources = TemplateEvaluator(ctx.cfn_template, ctx.parameters, region=ctx.region, stack_name=ctx.stack_name).resources()
+    # The translated template as CloudFormation would get it: moto has no CloudFront VPC origin, so the deployed
+    # copy (ctx.cfn_template) holds stand-ins where the distribution's pieces were.
+    translated = ctx.extras.get("translated_template") or ctx.cfn_template
+    resources = TemplateEvaluator(translated, ctx.parameters, region=ctx.region, stack_name=ctx.stack_name).resources()
     results = evaluate(resources)
     if results is None:
         ctx.extras["edge_cache"] = []

@@ -1,4 +1,5 @@
-"""Rehearsal stage "upgrade": v4.5.2 -> v4.5.3 through the deployed UpgradeStateMachine.
+"""Rehearsal stage "upgrade": the deployed release (v4.5.2, samconfig.toml [rehearsal]) -> the template's
+default release (MastodonImage's default tag) through the deployed UpgradeStateMachine.
 
 The release's images are pushed into the "Docker Hub" stand-in; the upgrade Lambda (its real handler) is
 pointed at the stand-in registries (plain HTTP, their credentials in a rehearsal secret) and polls without
@@ -19,16 +20,29 @@ from tootstack.errors import TootstackError
 from tootstack.local.aws import TaskResult
 from tootstack.local.images import push_image
 from tootstack.rehearsal.day2_common import toolbox_behavior
+from tootstack.upgrade.version import parse_version, version_of_image
 
 NAME = "upgrade"
-TARGET = "v4.5.3"
+
+
+def upgrade_path(sam_template: dict, parameters: dict[str, str]) -> tuple[str, str]:
+    """(deployed version, target version): the MastodonImage the rehearsal deployed, and the template's default
+    release. An upgrade must go forward: a rehearsal deployed at (or past) the default has nothing to rehearse."""
+    default = sam_template["Parameters"]["MastodonImage"]["Default"]
+    deployed = parameters.get("MastodonImage", default)
+    source, target = version_of_image(deployed), version_of_image(default)
+    if not source or not target or parse_version(target) <= parse_version(source):
+        raise TootstackError(f"the rehearsal deployed {deployed}: nothing to upgrade to {default} (deploy an older "
+                             "MastodonImage, as samconfig.toml [rehearsal] does)")
+    return source, target
 
 
 def run(ctx) -> str:
     arn, function = ctx.physical("UpgradeStateMachine"), ctx.physical("UpgradeFunction")
     hub, ecr = ctx.hub, ctx.ecr
+    source, target = upgrade_path(ctx.sam_template, ctx.parameters)
     for upstream in ("mastodon/mastodon", "mastodon/mastodon-streaming"):
-        push_image(hub, upstream, TARGET, [8192], platforms=("linux/amd64", "linux/arm64"))
+        push_image(hub, upstream, target, [8192], platforms=("linux/amd64", "linux/arm64"))
     secret = boto3.client("secretsmanager", region_name=ctx.region).create_secret(
         Name=f"{ctx.stack_name}/rehearsal/mirror-credentials",
         SecretString=json.dumps({"source": {"username": hub.username, "password": hub.password},
@@ -48,9 +62,11 @@ def run(ctx) -> str:
         return TaskResult(0, ["== migrated =="])
 
     with toolbox_behavior(ctx, toolbox):
-        done = ctx.aws.run_state_machine(arn, {"version": TARGET}, timeout=45)
+        done = ctx.aws.run_state_machine(arn, {"version": target}, timeout=45)
         if done.status != "SUCCEEDED":
-            raise TootstackError(f"upgrade {TARGET}: {done.status} {done.error}: {done.cause}")
+            raise TootstackError(f"upgrade {source} -> {target}: {done.status} {done.error}: {done.cause}")
+        if (done.output or {}).get("previous") != source:
+            raise TootstackError(f"the upgrade started from {(done.output or {}).get('previous')}, not the deployed {source}")
         if migrations != ["pre", "post"]:
             raise TootstackError(f"migrations ran as {migrations}, expected pre then post")
         pinned = {}
@@ -68,11 +84,11 @@ def run(ctx) -> str:
             if _min_capacity(ctx, web_target) != 0:
                 raise TootstackError("web's autoscaling minimum was not given back after the upgrade")
             bridged = "; core restart bridged by a web task on the new version, web minimum back to 0"
-        downgrade = ctx.aws.run_state_machine(arn, {"version": "v4.5.1"}, timeout=30)
+        downgrade = ctx.aws.run_state_machine(arn, {"version": source}, timeout=30)
         if downgrade.status != "FAILED" or downgrade.error != "InvalidInput":
             raise TootstackError(f"downgrade not refused: {downgrade.status} {downgrade.error}")
-    return (f"{TARGET}: {len(pinned)} services on task definitions pinned to mirrored digests, migrations pre -> post, "
-            f"version recorded, lock released{bridged}; downgrade to v4.5.1 refused")
+    return (f"{source} -> {target}: {len(pinned)} services on task definitions pinned to mirrored digests, migrations "
+            f"pre -> post, version recorded, lock released{bridged}; downgrade back to {source} refused")
 
 
 def _web_scalable_target(ctx, ecs) -> str | None:

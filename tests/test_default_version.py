@@ -1,0 +1,80 @@
+"""The stack defaults to the newest stable Mastodon release, and the upgrade from v4.5.2 to it works.
+
+Release evidence (checked 2026-12-04 with the project's search tools): the SourceForge mirror of
+mastodon/mastodon's GitHub releases lists "Latest Version v4.7.4" (https://sourceforge.net/projects/mastodon.mirror/files/v4.7.4/,
+published 2026-10-29 together with the 4.5 branch's v4.5.20); earlier 4.7 releases: mastodon/mastodon#40231
+"Bump version to v4.7.0", #40517 "Bump version to v4.7.2", mastodon/chart#248 "Update mastodon app to v4.7.2".
+"""
+
+import pytest
+
+from tootstack.local.images import push_image
+from tootstack.local.registry import Registry
+from tootstack.local.template import load_template, project_root
+from tootstack.rehearsal import upgrade_stage
+from tootstack.rehearsal.deploy import _samconfig_overrides
+from tootstack.rehearsal.context import RehearsalContext
+from tootstack.upgrade.version import parse_version, version_of_image
+
+from tests.test_upgrade import SERVICES, VERSION, _images, _live, _setup
+
+ROOT = project_root()
+TEMPLATE = load_template(ROOT / "template.yaml")
+NEWEST = "v4.7.4"
+PREVIOUS = "v4.5.2"
+
+
+def _default(name):
+    return TEMPLATE["Parameters"][name]["Default"]
+
+
+def test_both_images_default_to_the_newest_stable_release():
+    assert version_of_image(_default("MastodonImage")) == NEWEST
+    assert version_of_image(_default("StreamingImage")) == NEWEST
+    assert _default("MastodonImage").startswith("ghcr.io/mastodon/mastodon:")
+    assert _default("StreamingImage").startswith("ghcr.io/mastodon/mastodon-streaming:")
+
+
+def test_the_stack_meets_the_new_release_dependencies():
+    """Mastodon 4.6+ release notes, "Dependencies": PostgreSQL 14 or newer, Redis 7.0 or newer (v4.6.5 notes as
+    quoted in trueforge-org/containerforge#3085: "External dependencies have not changed since v4.6.0")."""
+    db = TEMPLATE["Resources"]["Database"]["Properties"]
+    assert db["Engine"] == "postgres" and int(str(db["EngineVersion"]).split(".")[0]) >= 14
+    redis = TEMPLATE["Resources"]["Redis"]["Properties"]
+    assert redis["Engine"] == "valkey" and parse_version(f"v{redis['EngineVersion']}.0") >= parse_version("v7.0.0")
+
+
+def test_the_rehearsal_deploys_v4_5_2_and_upgrades_it_to_the_default():
+    ctx = RehearsalContext(root=ROOT, stack_name="t", region="us-east-1", parameters={})
+    overrides = _samconfig_overrides(ctx)
+    assert version_of_image(overrides["MastodonImage"]) == PREVIOUS == version_of_image(overrides["StreamingImage"])
+    assert upgrade_stage.upgrade_path(TEMPLATE, overrides) == (PREVIOUS, NEWEST)
+    with pytest.raises(Exception, match="nothing to upgrade"):
+        upgrade_stage.upgrade_path(TEMPLATE, {"MastodonImage": _default("MastodonImage")})
+
+
+@pytest.fixture
+def upgrade_to_newest(local_aws):
+    with Registry(auth="none") as upstream, Registry(auth="basic") as ecr:
+        for repo in ("mastodon/mastodon", "mastodon/mastodon-streaming"):
+            push_image(upstream, repo, NEWEST, [4096], platforms=("linux/amd64", "linux/arm64"))
+        local_aws.ecs_outcome = lambda service, td: "COMPLETED"
+        yield _setup(local_aws, upstream, ecr)
+
+
+def test_upgrade_from_v4_5_2_to_the_default_release(upgrade_to_newest):
+    """The upgrade state machine (real handler, moto's engine) takes services running v4.5.2 to the default
+    release across two minor versions: pre-deployment migrations, every service pinned, post-deployment."""
+    import boto3
+
+    aws, arn, ecs, _, ecr = upgrade_to_newest
+    execution = aws.run_state_machine(arn, {"version": NEWEST})
+    assert execution.status == "SUCCEEDED", (execution.error, execution.cause)
+    assert execution.output["previous"] == PREVIOUS and execution.output["status"] == "upgraded"
+    for name, service in _live(ecs).items():
+        (image,) = _images(ecs, service["taskDefinition"])
+        assert image.startswith(f"{ecr.host_port}/") and "@sha256:" in image, name
+    assert set(_live(ecs)) == set(SERVICES)
+    runs = aws.tasks.runs
+    assert [r.environment.get("SKIP_POST_DEPLOYMENT_MIGRATIONS") for r in runs] == ["true", None]
+    assert boto3.client("ssm", region_name="us-east-1").get_parameter(Name=VERSION)["Parameter"]["Value"] == NEWEST
