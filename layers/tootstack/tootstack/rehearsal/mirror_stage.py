@@ -17,7 +17,7 @@ from tootstack.mirror.service import parse_jobs, run_jobs
 
 NAME = "mirror"
 IMAGES = (("mastodon/mastodon", "mastodon"), ("mastodon/mastodon-streaming", "mastodon-streaming"))
-TAG = "v4.5.2"
+TAG = "v4.5.2"  # the release the rehearsal deploys (samconfig.toml [rehearsal]); the upgrade stage moves it to the default
 
 
 def run(ctx) -> str:
