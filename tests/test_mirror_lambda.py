@@ -54,7 +54,8 @@ def _local_event(hub):
 
 
 def test_sample_event_mirrors_both_images_and_records_digests(handler, registry_token, ecr_standin, capsys):
-    pushed = {name: push_image(registry_token, f"mastodon/{name}", "v4.5.2", [40_000]) for name in REPOS}
+    tag = json.loads((ROOT / "events/mirror.json").read_text())["images"][0].rsplit(":", 1)[1]   # the sample's release
+    pushed = {name: push_image(registry_token, f"mastodon/{name}", tag, [40_000]) for name in REPOS}
     out = handler(_local_event(registry_token))
     by_repo = {r["repository"]: r for r in out["images"]}
     assert set(by_repo) == set(REPOS.values())
