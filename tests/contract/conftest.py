@@ -117,6 +117,15 @@ def postgres():
 
 
 @pytest.fixture(scope="session")
+def database(stack, postgres):
+    """The stack's database and master user on the test server (one for all containers, as RDS)."""
+    names = {(c.environment["DB_NAME"], c.environment["DB_USER"], c.secret_values["DB_PASS"]) for c in stack.containers}
+    assert len(names) == 1, "every container must use the same database, user and password"
+    postgres.add_database(*names.pop())
+    return postgres
+
+
+@pytest.fixture(scope="session")
 def redis_tls_server():
     with RedisServer(tls=True) as server:
         yield server

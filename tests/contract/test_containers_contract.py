@@ -14,10 +14,16 @@ tootstack.redis_auth.credentials enforces on rotation, restore and operator edit
 from __future__ import annotations
 
 import string
+import subprocess
+import tempfile
 
+import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from tests.contract.conftest import Container, run_container
+
+# one worker deploys the stack once for the whole tier (session fixtures in conftest.py)
+pytestmark = pytest.mark.xdist_group("contract")
 
 # What the old template ran (kept here as the control: it pasted the raw password into the URL).
 OLD_ENTRY_POINT = ["/bin/sh", "-c",
@@ -68,9 +74,8 @@ def test_every_container_definition_of_the_template_is_covered(stack):
     assert len({tuple(c.entry_point) for c in stack.containers}) == 1  # one script: the property tests cover all
 
 
-def test_every_container_reaches_postgres_encrypted_with_the_certificate_verified(stack, postgres, node_clients):
-    first = stack.containers[0]
-    postgres.add_database(first.environment["DB_NAME"], first.environment["DB_USER"], first.secret_values["DB_PASS"])
+def test_every_container_reaches_postgres_encrypted_with_the_certificate_verified(stack, database, node_clients):
+    postgres = database
     for c in stack.containers:
         answer = run_container(c, pg_env(c, postgres), {"pg": True})["pg"]
         assert answer["ok"], (c.label(), answer)
@@ -108,12 +113,9 @@ def test_every_container_authenticates_to_redis_as_the_acl_user_over_tls(stack, 
 
 def _urls_from_entry_point(container: Container, redis, users: list[tuple[str, str]], entry_point=None) -> list[str]:
     """REDIS_URL as the entry point exports it, one real /bin/sh run per (user, password)."""
-    import subprocess
-
     urls = []
     for user, password in users:
         env = redis_env(container, redis, REDIS_USER=user, REDIS_PASSWORD=password, RDS_CA_PEM="x")
-        import tempfile
         with tempfile.TemporaryDirectory(prefix="tootstack-contract-") as tmp:
             env.update(PATH="/usr/bin:/bin", TMPDIR=tmp)
             done = subprocess.run([*(entry_point or container.entry_point), "printenv", "REDIS_URL"], env=env,
@@ -159,3 +161,18 @@ def test_control_the_old_entry_point_breaks_on_hash_and_angle_brackets(stack, re
     assert [a["ok"] for a in old["node"]] == [False, True, True, False], old["node"]
     for runtime, answers in _authenticate(stack, redis_tls_server, credentials).items():
         assert answers == [{"ok": True, "whoami": "mastodon"}] * len(credentials), (runtime, answers)
+
+
+def test_the_entry_point_prints_nothing_and_execs_the_command(stack):
+    """No secret reaches the container's log through the entry point: it writes nothing to stdout or stderr
+    (no tracing), and the process it leaves is the command itself (exec: signals and the exit code are
+    Mastodon's)."""
+    for c in stack.containers:
+        env = {**c.environment, **c.secret_values, "REDIS_PASSWORD": "p#ss<w>rd%with$every^kind&of!char"}
+        with tempfile.TemporaryDirectory(prefix="tootstack-contract-") as tmp:
+            env.update(PATH="/usr/bin:/bin", TMPDIR=tmp)
+            process = subprocess.Popen([*c.entry_point, "sh", "-c", "echo $$; exit 7"], env=env,
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            out, err = process.communicate(timeout=30)
+        assert process.returncode == 7 and err == "", c.label()
+        assert out == f"{process.pid}\n", c.label()  # the command runs as the entry point's own process

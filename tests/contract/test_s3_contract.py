@@ -13,6 +13,11 @@ moto does not enforce S3 Object Ownership, so this is a documented-fact test. So
 
 from __future__ import annotations
 
+import pytest
+
+# one worker deploys the stack once for the whole tier (session fixtures in conftest.py)
+pytestmark = pytest.mark.xdist_group("contract")
+
 ACCEPTED_BY_OWNERSHIP = {
     "BucketOwnerEnforced": {None, "bucket-owner-full-control"},
     "BucketOwnerPreferred": None,  # every canned ACL accepted
