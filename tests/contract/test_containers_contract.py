@@ -78,6 +78,8 @@ def test_every_container_definition_of_the_template_is_covered(stack):
     for c in stack.containers:  # every one of them is a Mastodon process: database, Redis, the entry point
         assert c.entry_point[:2] == ["/bin/sh", "-c"] and "DB_HOST" in c.environment, c.label()
         assert {"DB_PASS", "REDIS_USER", "REDIS_PASSWORD"} <= set(c.secrets), c.label()
+        # the DB_* branch of streaming's configuration is the one in effect (DATABASE_URL would replace it)
+        assert "DATABASE_URL" not in c.environment and "DATABASE_URL" not in c.secrets, c.label()
     assert len({tuple(c.entry_point) for c in stack.containers}) == 1  # one script: the property tests cover all
 
 
