@@ -2,12 +2,12 @@
 SHELL := /bin/bash
 export AWS_DEFAULT_REGION ?= us-east-1
 PYTHON ?= python3
-APT_PACKAGES := redis-server docker-registry skopeo apache2-utils ruby
+APT_PACKAGES := redis-server docker-registry skopeo apache2-utils ruby postgresql ruby-pg ruby-redis
 STATE_MACHINES := $(wildcard statemachines/*.asl.json)
 
-.PHONY: setup setup-apt setup-python test lint unit rehearse build bench clean
+.PHONY: setup setup-apt setup-python setup-node test lint unit rehearse build bench clean
 
-setup: setup-apt setup-python ## install apt and pip packages
+setup: setup-apt setup-python setup-node ## install apt, pip and npm packages
 
 setup-apt:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -15,6 +15,11 @@ setup-apt:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	else echo "apt packages present: $(APT_PACKAGES)"; fi
+
+setup-node: setup-apt ## the node clients of the contract tier (tests/contract), from the committed lockfile
+	@command -v npm >/dev/null 2>&1 || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends nodejs npm; }
+	npm ci --prefix tests/contract/node --no-audit --no-fund --loglevel=error
 
 setup-python:
 	$(PYTHON) -m pip install -q --disable-pip-version-check -r requirements-dev.txt

@@ -194,6 +194,7 @@ def test_redis_url_is_tls_and_built_inside_the_container():
     """Mastodon only speaks TLS to Redis through REDIS_URL=rediss://...; the entry point assembles it
     from injected secrets, so it also holds for RunTask command overrides (which cannot change it)."""
     mastodon = 0
+    scripts = set()
     for lid, td in of_type(TEMPLATE, "AWS::ECS::TaskDefinition").items():
         for container in td["Properties"]["ContainerDefinitions"]:
             secrets = {s["Name"] for s in container.get("Secrets", [])}
@@ -202,12 +203,15 @@ def test_redis_url_is_tls_and_built_inside_the_container():
             mastodon += 1
             entry = container["EntryPoint"]
             assert entry[:2] == ["/bin/sh", "-c"], lid
-            assert 'REDIS_URL="rediss://$REDIS_USER:$REDIS_PASSWORD@$REDIS_HOST:$REDIS_PORT/0"' in entry[2], lid
-            assert entry[2].endswith('exec "$@"'), lid
+            # user and password percent-encoded by the script's enc(); tests/contract runs it with real clients
+            assert 'REDIS_URL="rediss://$(enc "$REDIS_USER"):$(enc "$REDIS_PASSWORD")@$REDIS_HOST:$REDIS_PORT/0"' in entry[2], lid
+            assert entry[2].rstrip().endswith('exec "$@"'), lid
+            scripts.add(entry[2])
             assert container["LinuxParameters"]["InitProcessEnabled"] is True, lid
             env = {e["Name"] for e in container["Environment"]}
             assert {"REDIS_HOST", "REDIS_PORT"} <= env and "REDIS_URL" not in env, lid
     assert mastodon >= 6
+    assert len(scripts) == 1  # one entry point script, not drifting copies
 
 
 def spot_task_definitions(template):
@@ -287,7 +291,9 @@ def test_media_bucket_blocks_public_access_and_is_encrypted():
         "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True}
     assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
     web_env = {e["Name"]: e["Value"] for e in RESOURCES["WebTaskDefinition"]["Properties"]["ContainerDefinitions"][0]["Environment"]}
-    assert web_env["S3_PERMISSION"] == "private"  # Mastodon defaults to public-read ACLs
+    # The bucket is BucketOwnerEnforced (ACLs disabled): Mastodon must send no ACL at all, which it does only
+    # for S3_PERMISSION="" (tests/contract/test_s3_contract.py has the sources); "private" would be refused.
+    assert web_env["S3_PERMISSION"] == ""
 
 
 @pytest.mark.parametrize("name", sorted(TEMPLATE["Parameters"]))
