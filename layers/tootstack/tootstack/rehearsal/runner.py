@@ -30,6 +30,7 @@ class RehearsalReport:
     stages: list[StageResult] = field(default_factory=list)
     skipped_resources: list[dict[str, str]] = field(default_factory=list)
     resources: list[dict[str, str]] = field(default_factory=list)
+    iam: dict[str, Any] = field(default_factory=dict)   # the least-privilege stage's findings (tootstack.iam)
     seconds: float = 0.0
 
     @property
@@ -47,6 +48,7 @@ class RehearsalReport:
             ],
             "skipped_resources": self.skipped_resources,
             "resources": self.resources,
+            "iam": self.iam,
         }
 
 
@@ -110,6 +112,7 @@ def rehearse(
             progress(f"[{module.NAME}] {result.status} in {result.seconds:.1f}s: {result.detail}")
         report.skipped_resources = ctx.skipped
         report.resources = ctx.extras.get("resources", [])
+        report.iam = ctx.extras.get("iam", {})
     report.seconds = time.monotonic() - started
     return report
 
