@@ -368,6 +368,6 @@ def unused_statements(roles: dict[str, RolePolicies], owners: dict[str, str], us
                 "roles": sorted(holders[statement.key]),
                 "role_called": any(r in called_roles for r in holders[statement.key]),
                 "actions": list(statement.actions or statement.not_actions),
-                "justification": justification(template, owner, statement.sid) if statement.sid else None,
+                "justification": justification(template, owner, statement.sid or statement.policy.split("/")[-1] + f"#{statement.index}"),
             })
     return out

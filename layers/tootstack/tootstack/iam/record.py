@@ -129,6 +129,26 @@ class CallRecorder:
         with self._lock:
             self.calls.append(Call(principal, action, _identifying(params), region))
 
+    def record_tag_on_create(self, principal: Principal, action: str, params: dict[str, Any], response: Any, region: str) -> None:
+        """A create call with tags is also authorised as the service's TagResource on the new resource:
+        ECS with the condition key ecs:CreateAction
+        (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/supported-iam-actions-tagging.html),
+        Secrets Manager's CreateSecret with Tags
+        (https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_CreateSecret.html)."""
+        if action == "ecs:RegisterTaskDefinition":  # passing the task's roles to ECS
+            for which in ("executionRoleArn", "taskRoleArn"):
+                if params.get(which):
+                    self.record(principal, "iam:PassRole", {"role": params[which], "passed_to": "ecs-tasks.amazonaws.com"}, region)
+        if action == "ecs:RegisterTaskDefinition" and params.get("tags"):
+            arn = (response.get("taskDefinition") or {}).get("taskDefinitionArn", "")
+            self.record(principal, "ecs:TagResource", {"resourceArn": arn, "createAction": "RegisterTaskDefinition"}, region)
+        elif action in ("ecs:RunTask", "ecs:CreateService") and params.get("tags"):
+            for arn in [t.get("taskArn", "") for t in response.get("tasks", [])] + [(response.get("service") or {}).get("serviceArn", "")]:
+                if arn:
+                    self.record(principal, "ecs:TagResource", {"resourceArn": arn, "createAction": action.split(":")[1]}, region)
+        elif action == "secretsmanager:CreateSecret" and params.get("Tags"):
+            self.record(principal, "secretsmanager:TagResource", {"SecretId": response.get("ARN", "")}, region)
+
     def install(self) -> None:
         from botocore.client import BaseClient
 
@@ -138,11 +158,15 @@ class CallRecorder:
 
         def make_api_call(client: Any, operation_name: str, api_params: dict[str, Any]) -> Any:
             principal = current()
-            if principal is not None:
-                model = client.meta.service_model
-                signing = model.signing_name or model.endpoint_prefix
-                recorder.record(principal, iam_action(signing, operation_name), api_params, client.meta.region_name)
-            return original_call(client, operation_name, api_params)
+            if principal is None:
+                return original_call(client, operation_name, api_params)
+            model = client.meta.service_model
+            signing = model.signing_name or model.endpoint_prefix
+            action = iam_action(signing, operation_name)
+            recorder.record(principal, action, api_params, client.meta.region_name)
+            response = original_call(client, operation_name, api_params)
+            recorder.record_tag_on_create(principal, action, api_params, response, client.meta.region_name)
+            return response
 
         def start(thread: threading.Thread) -> None:
             thread._tootstack_principal = current()  # type: ignore[attr-defined]
