@@ -208,3 +208,16 @@ def test_cli_json_carries_the_sidekiq_capacity_comparison(capsys):
     assert cli.main(["cost", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert {o["service"] for o in data["sidekiq_capacity"]} >= {"CoreService", "SidekiqPullService"}
+
+
+def test_template_evaluator_resolves_the_roles_sam_generates():
+    """With registry credentials configured, policies attach to MirrorFunctionRole/UpgradeFunctionRole, which
+    SAM generates (`<Function>Role`, sam-specification-generated-resources-function.html): the evaluator
+    (cost, the rehearsal's scalable targets) must resolve them instead of failing on an undefined name."""
+    from tootstack.cost.template_eval import TemplateEvaluator
+    from tootstack.local.template import load_template, project_root
+
+    template = load_template(project_root() / "template.yaml")
+    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:registry-AbCdEf"
+    resources = TemplateEvaluator(template, {"MirrorSourceCredentialsSecretArn": arn, "DomainName": "a.test"}).resources()
+    assert resources["MirrorSourceCredentialsPolicy"]["Properties"]["PolicyDocument"]["Statement"][0]["Resource"] == arn

@@ -138,3 +138,39 @@ def test_an_unknown_resource_derivation_is_a_failure_not_a_pass(local_aws):
 
     with pytest.raises(Unmapped):
         resources_of(Call(Principal("function", "f", "r"), "kinesis:PutRecord", {}, "us-east-1"), Resolver("us-east-1", ACCOUNT))
+
+
+def _iam(**changes):
+    iam = {"distinct_calls": [{"role": "R", "action": "ssm:GetParameter", "resource": "arn:aws:ssm:us-east-1:1:parameter/p"}],
+           "unallowed": [], "roles_called": 1, "stale_justifications": [],
+           "unused_statements": [{"statement": "RRole/p#S", "owner": "R", "sid": "S", "actions": ["s3:GetObject"],
+                                  "justification": "why", "roles": ["RRole"], "role_called": True}]}
+    iam.update(changes)
+    return iam
+
+
+@pytest.mark.parametrize("changes, code", [
+    ({}, 0),
+    ({"unallowed": [{"role": "R", "action": "s3:PutObject", "resource": "arn:aws:s3:::b/k", "reason": "no statement"}]}, 1),
+    ({"unused_statements": [{"statement": "RRole/p#S", "owner": "R", "sid": "S", "actions": ["s3:GetObject"],
+                             "justification": None, "roles": ["RRole"], "role_called": True}]}, 1),
+    ({"stale_justifications": ["R#S"]}, 1),
+])
+def test_iam_report_reads_a_rehearsal_report_and_fails_on_findings(tmp_path, capsys, changes, code):
+    from tootstack import cli
+
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps({"ok": True, "iam": _iam(**changes)}))
+    assert cli.main(["iam-report", "--from", str(path), "--json", str(tmp_path / "iam.json")]) == code
+    out = capsys.readouterr().out
+    assert "1 distinct (role, action, resource) calls" in out and "R#S" in out
+    assert json.loads((tmp_path / "iam.json").read_text())["unallowed"] == _iam(**changes)["unallowed"]
+
+
+def test_iam_report_without_findings_is_a_usage_error(tmp_path, capsys):
+    from tootstack import cli
+
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps({"ok": False, "stages": []}))
+    assert cli.main(["iam-report", "--from", str(path)]) == 2
+    assert "no least-privilege findings" in capsys.readouterr().err

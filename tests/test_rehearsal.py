@@ -115,3 +115,5 @@ def test_every_rehearsed_aws_call_is_allowed_and_every_unused_statement_justifie
             "TaskExecutionRole", "AdminTaskExecutionRole", "MirrorFunctionRole", "UpgradeFunctionRole", "CreateAdminFunctionRole",
             "RedisRotationFunctionRole", "SecretsBootstrapFunctionRole", "CrashloopDetectorFunctionRole"} <= roles
     assert [u["statement"] for u in iam["unused_statements"] if not u["justification"]] == []
+    assert iam["stale_justifications"] == []   # a statement justified as unused that a call did use
+    assert "RunOneOffFunctionRole" in roles and "RunOneOffStateMachineRole" in roles

@@ -284,11 +284,12 @@ class IamReport:
     distinct_calls: list[dict[str, Any]] = field(default_factory=list)    # (role, action, resource) once each
     unallowed: list[dict[str, Any]] = field(default_factory=list)
     unused: list[dict[str, Any]] = field(default_factory=list)            # statements no call used
+    stale_justifications: list[str] = field(default_factory=list)        # "<owner>#<key>" justified, yet used
     roles_called: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {"distinct_calls": self.distinct_calls, "unallowed": self.unallowed, "unused_statements": self.unused,
-                "roles_called": self.roles_called}
+                "stale_justifications": self.stale_justifications, "roles_called": self.roles_called}
 
 
 def check_calls(calls: Iterable[Call], region: str, account: str, stack_name: str,
@@ -337,7 +338,26 @@ def check_calls(calls: Iterable[Call], region: str, account: str, stack_name: st
             used.update(s.key for s in decision.allowed_by)
     report.roles_called = len(called_roles)
     report.unused = unused_statements(roles, owners, used, called_roles, template)
+    report.stale_justifications = stale_justifications(roles, owners, used, template)
     return report
+
+
+def _justification_key(statement: Statement) -> str:
+    return statement.sid or statement.policy.split("/")[-1] + f"#{statement.index}"
+
+
+def stale_justifications(roles: dict[str, RolePolicies], owners: dict[str, str], used: set[tuple[str, int]],
+                         template: dict[str, Any]) -> list[str]:
+    """Justifications in the template for statements a recorded call did use: out of date, to be removed."""
+    stale = set()
+    for role in roles.values():
+        for statement in role.statements:
+            if statement.key not in used:
+                continue
+            owner = owners.get(statement.policy, statement.policy.split("/", 1)[0])
+            if justification(template, owner, _justification_key(statement)):
+                stale.add(f"{owner}#{_justification_key(statement)}")
+    return sorted(stale)
 
 
 def justification(template: dict[str, Any], owner: str, sid: str) -> str | None:
@@ -368,6 +388,6 @@ def unused_statements(roles: dict[str, RolePolicies], owners: dict[str, str], us
                 "roles": sorted(holders[statement.key]),
                 "role_called": any(r in called_roles for r in holders[statement.key]),
                 "actions": list(statement.actions or statement.not_actions),
-                "justification": justification(template, owner, statement.sid or statement.policy.split("/")[-1] + f"#{statement.index}"),
+                "justification": justification(template, owner, _justification_key(statement)),
             })
     return out

@@ -46,8 +46,10 @@ def run(ctx: RehearsalContext) -> str:
         lines = "; ".join(f"{u['role']} {u['action']} on {u['resource']}: {u['reason']}" for u in report.unallowed[:20])
         raise TootstackError(f"{len(report.unallowed)} call(s) their role does not allow: {lines}")
     unjustified = [u for u in report.unused if not u["justification"]]
+    stale = report.stale_justifications
     return (
         f"{len(report.distinct_calls)} distinct (role, action, resource) calls by {report.roles_called} roles, all allowed "
         f"by their role's policies; {len(report.unused)} statements no call used"
         + (f" ({len(unjustified)} without a justification in template.yaml: {', '.join(u['statement'] for u in unjustified)})" if unjustified else " (each justified in template.yaml)")
+        + (f"; justified as unused but used: {', '.join(stale)}" if stale else "")
     )
