@@ -21,8 +21,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Run the rehearsal (or read a report it wrote with --report) and print the least-privilege findings: "
             "each role's recorded AWS calls, any call its policies do not allow, every statement no call used "
-            "with its justification (template.yaml Metadata iam-unused). Exit 1 on an unallowed call, an unused "
-            "statement without a justification, or a justification for a statement that was used."
+            "with its justification (template.yaml Metadata iam-unused). Exit 1 on an unallowed call or an unused "
+            "statement without a justification. A justified statement that a call did use is noted (STALE): with the "
+            "default parameters that is an out-of-date justification (the test suite fails on it); with other "
+            "parameters it may be a statement only those exercise."
         ),
     )
     parser.add_argument("--from", dest="from_report", metavar="REPORT", type=Path,
@@ -68,7 +70,7 @@ def render(iam: dict[str, Any], calls: bool = False) -> str:
         why = u["justification"] or "NOT JUSTIFIED: justify it in template.yaml (Metadata iam-unused) or remove it"
         lines.append(f"  {u['owner']}#{u['sid'] or u['statement'].rsplit('#', 1)[-1]}  {','.join(u['actions'])}\n      {why}")
     for stale in iam.get("stale_justifications", []):
-        lines.append(f"  STALE  {stale}: justified as unused, but a call used it")
+        lines.append(f"  STALE  {stale}: justified as unused, but a call used it (out of date, or used only with these parameters)")
     return "\n".join(lines)
 
 
@@ -77,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     print(render(iam, calls=args.calls))
     if args.json:
         args.json.write_text(json.dumps(iam, indent=2) + "\n")
-    bad = iam["unallowed"] or any(not u["justification"] for u in iam["unused_statements"]) or iam.get("stale_justifications")
+    bad = iam["unallowed"] or any(not u["justification"] for u in iam["unused_statements"])
     if bad:
         print("iam-report: least privilege NOT shown (see above)", file=sys.stderr)
     return 1 if bad else 0
