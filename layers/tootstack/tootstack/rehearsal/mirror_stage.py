@@ -22,9 +22,12 @@ IMAGES = (("mastodon/mastodon", "mastodon"), ("mastodon/mastodon-streaming", "ma
 TAG = "v4.5.2"
 
 
-def function_principal(ctx, logical_id: str) -> Principal:
-    """The deployed function `logical_id` as a principal (its role), for code a stage runs in its place."""
-    name = ctx.physical(logical_id)
+def function_principal(ctx, logical_id: str) -> Principal | None:
+    """The deployed function `logical_id` as a principal (its role), for code a stage runs in its place;
+    None when no stack is deployed (the stage on its own, in tests): nothing is recorded then."""
+    name = (getattr(ctx, "physical_ids", None) or {}).get(logical_id)
+    if not name:
+        return None
     role = boto3.client("lambda", region_name=ctx.region).get_function_configuration(FunctionName=name)["Role"]
     return Principal("function", name, role)
 
