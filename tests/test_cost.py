@@ -225,3 +225,16 @@ def test_project_template_alarms_include_the_safety_net_by_hand():
     assert micro.monthly == pytest.approx(19 * 0.10)
     # the safety net costs $1.00/month on each profile and standard stays below its target
     assert estimate(template, "standard").daily < 2.37
+
+
+def test_template_evaluator_resolves_the_roles_sam_generates():
+    """With registry credentials configured, policies attach to MirrorFunctionRole/UpgradeFunctionRole, which
+    SAM generates (`<Function>Role`, sam-specification-generated-resources-function.html): the evaluator
+    (cost, the rehearsal's scalable targets) must resolve them instead of failing on an undefined name."""
+    from tootstack.cost.template_eval import TemplateEvaluator
+    from tootstack.local.template import load_template, project_root
+
+    template = load_template(project_root() / "template.yaml")
+    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:registry-AbCdEf"
+    resources = TemplateEvaluator(template, {"MirrorSourceCredentialsSecretArn": arn, "DomainName": "a.test"}).resources()
+    assert resources["MirrorSourceCredentialsPolicy"]["Properties"]["PolicyDocument"]["Statement"][0]["Resource"] == arn

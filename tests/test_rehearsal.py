@@ -114,3 +114,20 @@ def test_launched_stack_rehearses_rotation_and_a_bridged_upgrade():
     assert "old one refused" in proc.stdout
     assert "3 ECS scalable targets registered" in proc.stdout    # moto's CloudFormation skips them
     assert "core restart bridged by a web task on the new version, web minimum back to 0" in proc.stdout
+
+
+@pytest.mark.xdist_group("rehearsal")
+def test_every_rehearsed_aws_call_is_allowed_and_every_unused_statement_justified(full_rehearsal):
+    """The least-privilege stage: each AWS call a function, state machine or task execution role made is
+    allowed by that role's deployed policies; a statement no call used carries its reason in template.yaml."""
+    _, report = full_rehearsal
+    iam = report["iam"]
+    assert iam["unallowed"] == []
+    assert len(iam["distinct_calls"]) >= 100
+    roles = {c["role"] for c in iam["distinct_calls"]}
+    assert {"FirstBootStateMachineRole", "CreateAdminStateMachineRole", "MaintenanceStateMachineRole", "UpgradeStateMachineRole",
+            "TaskExecutionRole", "AdminTaskExecutionRole", "MirrorFunctionRole", "UpgradeFunctionRole", "CreateAdminFunctionRole",
+            "RedisRotationFunctionRole", "SecretsBootstrapFunctionRole", "CrashloopDetectorFunctionRole"} <= roles
+    assert [u["statement"] for u in iam["unused_statements"] if not u["justification"]] == []
+    assert iam["stale_justifications"] == []   # a statement justified as unused that a call did use
+    assert "RunOneOffFunctionRole" in roles and "RunOneOffStateMachineRole" in roles

@@ -43,7 +43,7 @@ def handler(event: dict, context: LambdaContext) -> dict:
             region=ecs.meta.region_name,
             container_name=os.environ.get("ONEOFF_CONTAINER_NAME", "toolbox"),
             secret_ids=[s for s in os.environ.get("ONEOFF_SECRET_ARNS", "").split(",") if s],
-            secret_prefix=f"{os.environ['STACK_NAME']}/",
+            secret_prefix=f"{os.environ['STACK_NAME']}/admin/",
         )
         logger.info("one-off command finished", extra={"exit_code": report["exit_code"], "status": report["status"]})
         return report

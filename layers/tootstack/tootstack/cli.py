@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "tootstack.mirror.cli",
     "tootstack.crashloop.cli",
     "tootstack.cost.cli",
+    "tootstack.iam.cli",
 ]
 
 

@@ -28,6 +28,14 @@ class TemplateEvaluator:
         self.template = template
         self.region = region
         self.resource_ids = set(template.get("Resources", {}))
+        # The role SAM generates for a function or state machine without `Role`, `<LogicalId>Role`
+        # (https://docs.aws.amazon.com/serverless-application-model/latest/developerguide/sam-specification-generated-resources-function.html):
+        # the template may attach policies to it (e.g. the registry-credentials policies).
+        self.resource_ids |= {
+            f"{logical_id}Role" for logical_id, resource in (template.get("Resources") or {}).items()
+            if resource.get("Type") in ("AWS::Serverless::Function", "AWS::Serverless::StateMachine")
+            and "Role" not in (resource.get("Properties") or {})
+        }
         declared = template.get("Parameters", {}) or {}
         given = dict(parameters or {})
         unknown = sorted(set(given) - set(declared))

@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterator, Union
 import boto3
 
 from tootstack.errors import InvalidInput, TootstackError
+from tootstack.iam.record import CallRecorder, Principal, acting_as
 
 ACCOUNT_ID = "123456789012"  # moto's default account
 
@@ -78,6 +79,7 @@ class TaskSimulator:
         self.runs: list[TaskRun] = []
         self.log_events: list[tuple[str, str, str]] = []  # (log group, log stream, message)
         self._lock = threading.Lock()
+        self.recorder: CallRecorder | None = None  # the harness's IAM call recorder, when there is one
 
     def on(self, family: str, behavior: Behavior) -> None:
         """What a task of `family` (name, or family of a task definition ARN) does when run."""
@@ -129,16 +131,23 @@ class TaskSimulator:
         if taskdef.get("networkMode") == "awsvpc":
             self._check_network(params.get("networkConfiguration"))
         run.task_arn = f"{cluster_arn.replace(':cluster/', ':task/')}/{uuid.uuid4().hex}"
+        # What the ECS agent does with the task's execution role: pull the image, fetch the secrets, and
+        # (below) write the container's logs.
+        # (moto's CloudFormation drops a task definition's roles: an empty role is resolved from the family.)
+        agent = Principal("task-execution", run.family, taskdef.get("executionRoleArn", ""))
+        self._record_image_pull(agent, container.get("image", ""))
         try:
-            run.secrets = self._resolve_secrets(container)
-            result = self._behave(run)
+            with acting_as(agent):
+                run.secrets = self._resolve_secrets(container)
+            with acting_as(None):
+                result = self._behave(run)
         except _SecretResolutionError as exc:
             # What ECS does when the execution role cannot fetch a secret: the task never starts.
             result = TaskResult.failed_to_start(f"ResourceInitializationError: unable to pull secrets: {exc}")
         run.result = result
         if result.run_seconds:
             time.sleep(result.run_seconds)
-        self._write_logs(container, run, result.log_lines)
+        self._write_logs(container, run, result.log_lines, agent)
         with self._lock:
             self.runs.append(run)
         container_state: dict[str, Any] = {"name": container["name"], "lastStatus": "STOPPED"}
@@ -177,7 +186,17 @@ class TaskSimulator:
     def _resolve_secrets(self, container: dict[str, Any]) -> dict[str, str]:
         return {s["name"]: resolve_secret_reference(s["valueFrom"], self.region) for s in container.get("secrets", [])}
 
-    def _write_logs(self, container: dict[str, Any], run: TaskRun, lines: Any) -> None:
+    def _record_image_pull(self, agent: Principal | None, image: str) -> None:
+        """The ECR calls the ECS agent makes with the execution role to pull an image from ECR
+        (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/task_execution_IAM_role.html)."""
+        if self.recorder is None or agent is None or ".dkr.ecr." not in image.split("/", 1)[0]:
+            return
+        repository = image.split("/", 1)[1].split("@", 1)[0].split(":", 1)[0]
+        self.recorder.record(agent, "ecr:GetAuthorizationToken", {}, self.region)
+        for action in ("ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"):
+            self.recorder.record(agent, action, {"repositoryName": repository}, self.region)
+
+    def _write_logs(self, container: dict[str, Any], run: TaskRun, lines: Any, agent: Principal | None = None) -> None:
         if not lines:
             return
         options = (container.get("logConfiguration") or {}).get("options", {})
@@ -185,17 +204,19 @@ class TaskSimulator:
         prefix = options.get("awslogs-stream-prefix", run.family)
         stream = f"{prefix}/{container['name']}/{run.task_arn.rsplit('/', 1)[-1]}"
         logs = boto3.client("logs", region_name=self.region)
-        try:
-            logs.create_log_group(logGroupName=group)
-        except logs.exceptions.ResourceAlreadyExistsException:
-            pass
-        logs.create_log_stream(logGroupName=group, logStreamName=stream)
-        now = int(time.time() * 1000)
-        logs.put_log_events(
-            logGroupName=group,
-            logStreamName=stream,
-            logEvents=[{"timestamp": now, "message": str(line)} for line in lines],
-        )
+        with acting_as(None):  # the stack creates its log groups; a test's task definition may not have one
+            try:
+                logs.create_log_group(logGroupName=group)
+            except logs.exceptions.ResourceAlreadyExistsException:
+                pass
+        with acting_as(agent):  # the awslogs driver writes with the execution role
+            logs.create_log_stream(logGroupName=group, logStreamName=stream)
+            now = int(time.time() * 1000)
+            logs.put_log_events(
+                logGroupName=group,
+                logStreamName=stream,
+                logEvents=[{"timestamp": now, "message": str(line)} for line in lines],
+            )
         with self._lock:
             self.log_events.extend((group, stream, str(line)) for line in lines)
 
@@ -323,6 +344,9 @@ class LocalAws:
         self.function_stdout = function_stdout
         self.account_id = ACCOUNT_ID
         self.tasks = TaskSimulator(region)
+        # Every AWS call a function, state machine or task execution role makes (tootstack.iam).
+        self.iam_calls = CallRecorder()
+        self.tasks.recorder = self.iam_calls
         # How an ECS service deployment ends (tootstack.local.ecs_deployments): "COMPLETED" or "FAILED".
         self.ecs_outcome: Callable[[str, str], str] = lambda service, task_definition: "COMPLETED"
         self._routes: dict[str, _Route] = {}
@@ -339,6 +363,8 @@ class LocalAws:
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}})
         self._mock.start()
         self._install_patches()
+        self.iam_calls.install()
+        self._cleanups.append(self.iam_calls.uninstall)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -381,7 +407,7 @@ class LocalAws:
             route = harness._routes.get(fn.function_name)
             if route is None:
                 return original_invoke(backend, function_name, qualifier, body, headers, response_headers)
-            payload, errored = harness._call_route(route, fn.function_arn, body)
+            payload, errored = harness._call_route(route, fn.function_arn, body, role_arn=fn.role)
             if errored:
                 response_headers["x-amz-function-error"] = "Unhandled"
             encoded = payload.encode()
@@ -391,7 +417,11 @@ class LocalAws:
         def eval_service_task(service: Any, env: Any, resource_runtime_part: Any, normalised_parameters: dict, state_credentials: Any) -> None:
             if service._get_boto_service_action() != "run_task":
                 return original_eval(service, env, resource_runtime_part, normalised_parameters, state_credentials)
-            task = harness.tasks.run_task(_camel(normalised_parameters))
+            params = _camel(normalised_parameters)
+            harness._record_run_task(params, sync=service.resource.condition == ResourceCondition.Sync)
+            with acting_as(None):
+                task = harness.tasks.run_task(params)
+            harness._record_task_followed(task, sync=service.resource.condition == ResourceCondition.Sync)
             if service.resource.condition == ResourceCondition.Sync:
                 env.stack.append({"Tasks": [_pascal(task)]})
             else:
@@ -421,8 +451,66 @@ class LocalAws:
         self._patch_sdk_shapes()
         self._patch_secret_current_version()
         self._patch(LambdaSimpleBackend, "invoke", invoke)
+        self._patch_execution_principal()
+        self._patch_log_group_arn()
         self._patch(StateTaskServiceEcs, "_eval_service_task", eval_service_task)
         self._patch(StateTaskServiceEcs, "_build_sync_resolver", build_sync_resolver)
+
+    def _patch_execution_principal(self) -> None:
+        """A Step Functions execution calls AWS (service integrations, Lambda invokes) with its state
+        machine's role: its worker thread acts as that role (tootstack.iam)."""
+        from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+
+        original = ExecutionWorker._execution_logic
+
+        def execution_logic(worker: Any) -> Any:
+            details = worker._evaluation_details
+            principal = Principal("state-machine", details.state_machine_details.arn, details.aws_execution_details.role_arn)
+            with acting_as(principal):
+                return original(worker)
+
+        self._patch(ExecutionWorker, "_execution_logic", execution_logic)
+
+    def _patch_log_group_arn(self) -> None:
+        """`!GetAtt LogGroup.Arn` is `arn:aws:logs:<region>:<account>:log-group:<name>:*` in CloudFormation
+        (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-logs-loggroup.html#aws-resource-logs-loggroup-return-values);
+        moto 5.2 leaves out the `:*`, so a policy granting PutLogEvents on it would not cover the log streams."""
+        from moto.logs.models import LogGroup
+
+        original = LogGroup.get_cfn_attribute
+
+        def get_cfn_attribute(group: Any, attribute_name: str) -> Any:
+            value = original(group, attribute_name)
+            return f"{value}:*" if attribute_name == "Arn" and not str(value).endswith(":*") else value
+
+        self._patch(LogGroup, "get_cfn_attribute", get_cfn_attribute)
+
+    def _record_run_task(self, params: dict[str, Any], sync: bool) -> None:
+        """What the ecs:runTask(.sync) integration asks of the state machine's role
+        (https://docs.aws.amazon.com/step-functions/latest/dg/ecs-iam.html): RunTask, PassRole of the task
+        definition's roles to ECS, and for `.sync` the managed EventBridge rule and DescribeTasks."""
+        from tootstack.iam.record import current
+
+        principal = current()
+        if principal is None:
+            return
+        cluster = params.get("cluster", "default")
+        self.iam_calls.record(principal, "ecs:RunTask", {"taskDefinition": params.get("taskDefinition", ""), "cluster": cluster}, self.region)
+        with acting_as(None):
+            taskdef = self.client("ecs").describe_task_definition(taskDefinition=params["taskDefinition"])["taskDefinition"]
+        for key in ("executionRoleArn", "taskRoleArn"):  # an empty role: resolved from the family when checked
+            self.iam_calls.record(principal, "iam:PassRole", {"role": taskdef.get(key, ""), "family": taskdef["family"],
+                                                              "which": key, "passed_to": "ecs-tasks.amazonaws.com"}, self.region)
+        if sync:
+            for action in ("events:PutTargets", "events:PutRule", "events:DescribeRule"):
+                self.iam_calls.record(principal, action, {"Rule": "StepFunctionsGetEventsForECSTaskRule"}, self.region)
+
+    def _record_task_followed(self, task: dict[str, Any], sync: bool) -> None:
+        """`.sync` follows the task it started with ecs:DescribeTasks."""
+        from tootstack.iam.record import current
+
+        if sync:
+            self.iam_calls.record(current(), "ecs:DescribeTasks", {"cluster": task["clusterArn"], "tasks": [task["taskArn"]]}, self.region)
 
     def _patch_cloudformation_backends(self) -> None:
         """With Docker-less Lambda and executing Step Functions, moto's API answers from the "simple" and
@@ -594,9 +682,9 @@ class LocalAws:
             raise TootstackError(f"{name} failed: {payload.get('errorType')}: {payload.get('errorMessage')}")
         return payload
 
-    def _call_route(self, route: _Route, arn: str, body: Any) -> tuple[str, bool]:
+    def _call_route(self, route: _Route, arn: str, body: Any, role_arn: str = "") -> tuple[str, bool]:
         event = json.loads(body) if isinstance(body, (str, bytes)) and body else (body or {})
-        with _ENV_LOCK:
+        with _ENV_LOCK, acting_as(Principal("function", route.name, role_arn) if role_arn else None):
             saved = {key: os.environ.get(key) for key in route.environment}
             os.environ.update(route.environment)
             try:

