@@ -2,7 +2,8 @@
 
 Input, either:
 - an EventBridge "ECS Task State Change" / "ECS Deployment State Change" event: classify, update the
-  sliding window in DynamoDB, halt the service when it crashloops (idempotent on the event id through
+  sliding window in DynamoDB; when it crashloops, roll a bad deployment back, or alert (and later
+  escalate) when a stable revision crash-loops, leaving it running (idempotent on the event id through
   the Powertools DynamoDB persistence layer: at-least-once delivery runs the logic once);
 - {"action": "resume", "service": "web", "cluster": "...", "desired_count": 2} (cluster and
   desired_count optional): the console un-halt path (Lambda console -> Test).
@@ -51,7 +52,13 @@ def _process(event: dict) -> dict:
         metrics.add_metric(name="TaskStops", unit=MetricUnit.Count, value=1)
     if result.get("crash"):
         metrics.add_metric(name="Crashes", unit=MetricUnit.Count, value=1)
-    if result.get("action"):
+    if result.get("action") in ("alert", "escalate"):   # a stable revision: left running, alerted
+        metrics.add_metric(name="CrashloopAlerts" if result["action"] == "alert" else "CrashloopEscalations", unit=MetricUnit.Count, value=1)
+        logger.warning(
+            "stable revision crash-looping (left running)",
+            extra={"ecs_service": result.get("service"), **{k: result.get(k) for k in ("action", "reason", "crash_count", "alerts")}},
+        )
+    elif result.get("action"):
         metrics.add_metric(name="CrashloopHalts", unit=MetricUnit.Count, value=1)
         metrics.add_metric(name=f"CrashloopHalts_{result['action']}", unit=MetricUnit.Count, value=1)
         logger.warning(

@@ -1,11 +1,14 @@
 """What a halt decision does on AWS, the halted marker others check, and the un-halt.
 
-halt (Halter.apply):
-  rollback       UpdateService(taskDefinition=<stable>) unless the circuit breaker is already doing it
-  scale_to_zero  suspend the service's Application Auto Scaling (if it has a scalable target, so
-                 nothing scales it back up), remember the desired count, UpdateService(desiredCount=0)
-  then           tag the service `tootstack:crashloop-halted`, publish the SNS alert with the evidence
+Halter.apply:
+  rollback       UpdateService(taskDefinition=<stable>) unless the circuit breaker is already doing it,
+                 tag the service `tootstack:crashloop-halted`, publish the SNS alert with the evidence
                  (stop reasons, exit codes, task ids), mark the DynamoDB halt item applied.
+  alert/escalate a stable revision crash-loops: NO change to the service (it keeps running, ECS keeps
+                 replacing tasks); publish the SNS alert with the evidence, its desired/running counts
+                 and what was tried; clear the episode's pending decision.
+  scale_to_zero  only for a halt recorded by an earlier version and not applied yet: suspend the
+                 service's Application Auto Scaling, remember the desired count, UpdateService(desiredCount=0).
 is_halted(service): the DynamoDB HALT item when the table is known (env CRASHLOOP_TABLE), else the tag.
 resume(service): restore the desired count (the one recorded at halt time, or --desired-count),
   un-suspend scaling, untag, delete the HALT item; crashes before the resume no longer count.
@@ -90,6 +93,13 @@ class Halter:
 
         cluster, name = decision.cluster, decision.service_name
         service = describe_service(self.ecs, cluster, name)
+        if decision.action in ("alert", "escalate"):
+            # a stable revision: leave the service as it is (no UpdateService, no tag), tell the operator
+            counts = {"desired_count": service.get("desiredCount"), "running_count": service.get("runningCount"),
+                      "pending_count": service.get("pendingCount")}
+            message_id = self.alert(decision, counts)
+            self.store.update_episode(decision.service, {"pending": None, "alert_message_id": message_id})
+            return {"applied": True, "service_arn": service["serviceArn"], "alert_message_id": message_id, **counts}
         changes: dict[str, Any] = {"applied": True, "service_arn": service["serviceArn"]}
         try:
             if decision.action == "rollback":
@@ -124,8 +134,8 @@ class Halter:
     def alert(self, decision: Decision, changes: dict[str, Any]) -> str | None:
         if not self.topic_arn or self.sns is None:
             return None
-        from botocore.exceptions import BotoCoreError, ClientError
-
+        if decision.action in ("alert", "escalate"):
+            return self._publish(decision, *_episode_message(decision, changes))
         subject = f"tootstack crashloop: {decision.service_name} halted ({decision.action})"[:100]
         lines = [
             f"Service {decision.service} was halted: {decision.action}"
@@ -146,11 +156,16 @@ class Halter:
             "Details (JSON):",
             json.dumps({**decision.as_dict(), "previous_desired_count": changes.get("previous_desired_count")}, indent=1, sort_keys=True),
         ]
+        return self._publish(decision, subject, "\n".join(lines))
+
+    def _publish(self, decision: Decision, subject: str, message: str) -> str | None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
         try:
             response = self.sns.publish(
                 TopicArn=self.topic_arn,
-                Subject=subject,
-                Message="\n".join(lines),
+                Subject=subject[:100],
+                Message=message,
                 MessageAttributes={
                     "service": {"DataType": "String", "StringValue": decision.service},
                     "action": {"DataType": "String", "StringValue": decision.action},
@@ -159,6 +174,45 @@ class Halter:
         except (ClientError, BotoCoreError) as exc:
             raise _aws_error(f"SNS publish to {self.topic_arn}", exc) from None
         return response.get("MessageId")
+
+
+def _evidence_lines(decision: Decision) -> list[str]:
+    lines = []
+    for e in decision.evidence:
+        codes = ", ".join(f"{k}={v}" for k, v in e["exit_codes"].items())
+        lines.append(f"  - task {e['task_id']} at {e['stopped_at']}: {e['kind']}; exit codes: {codes or 'none'}; {e['reason']}")
+    return lines
+
+
+def _episode_message(decision: Decision, counts: dict[str, Any]) -> tuple[str, str]:
+    """Subject and text of a stable-revision crashloop alert (first alert or escalation)."""
+    if decision.action == "escalate":
+        subject = f"tootstack crashloop: {decision.service_name} STILL crash-looping (alert {decision.alerts})"
+        head = f"Service {decision.service} is still crash-looping on its stable revision (since {decision.episode_started_at})."
+    else:
+        subject = f"tootstack crashloop: {decision.service_name} crash-looping (stable revision, left running)"
+        head = f"Service {decision.service} is crash-looping on its stable revision. It was NOT stopped."
+    lines = [
+        head,
+        f"Why: {decision.reason}.",
+        f"Now: desired {counts.get('desired_count')}, running {counts.get('running_count')}, pending {counts.get('pending_count')} tasks.",
+        f"Crashing task definition: {decision.task_definition}",
+        f"Crashes since {decision.episode_started_at}: {decision.crashes_since_start}",
+        "Tried so far:",
+        *[f"  - {t}" for t in decision.tried],
+        "Evidence (latest crashes):",
+        *_evidence_lines(decision),
+        "",
+        "Nothing deployed broke it: look at what the tasks depend on (database, Redis, secrets, load).",
+        "The service serves again as soon as the cause is gone; nothing needs resuming.",
+        "If the tasks never reach RUNNING, ECS spaces launches out (up to 27 min); after fixing the cause,",
+        f"  aws ecs update-service --cluster {decision.cluster} --service {decision.service_name} --force-new-deployment",
+        "starts one at once.",
+        "",
+        "Details (JSON):",
+        json.dumps({**decision.as_dict(), **counts}, indent=1, sort_keys=True),
+    ]
+    return subject, "\n".join(lines)
 
 
 def set_scaling_suspended(autoscaling: Any, cluster: str, service: str, suspended: bool) -> bool:

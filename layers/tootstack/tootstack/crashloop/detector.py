@@ -1,24 +1,33 @@
-"""The crashloop detector: ECS events in, at most one halt decision per event out. Pure: all state goes
-through a Store, nothing here calls ECS (see actions.py for what a decision does).
+"""The crashloop detector: ECS events in, at most one decision per event out. Pure: all state goes
+through a Store, nothing here calls ECS or SNS (see actions.py for what a decision does).
 
-Rule: halt a service when `threshold` crashes (classify.CRASH_KINDS) of the same task definition fall
-within `window_seconds` of each other, judged on the tasks' own stoppedAt times. The test looks at the
-whole set of stored crashes, so the outcome does not depend on delivery order, and crashes are keyed
+Rule: a service crash-loops when `threshold` crashes (classify.CRASH_KINDS) of the same task definition
+fall within `window_seconds` of each other, judged on the tasks' own stoppedAt times. The test looks at
+the whole set of stored crashes, so the outcome does not depend on delivery order, and crashes are keyed
 by task ARN, so duplicates change nothing.
 
-Decision:
-  rollback       a stable task definition is known (recorded when a deployment COMPLETED) and it is
-                 not the one crashing: UpdateService back to it. If the ECS circuit breaker is already
-                 rolling back (deployment FAILED, or IN_PROGRESS with a rollback reason), let it act:
-                 `via` is "circuit_breaker" and no UpdateService is made.
-  scale_to_zero  steady state (the crashing task definition is the stable one), nothing stable to go
-                 back to, or the rolled-back-to definition crashes as well (escalation).
-After a halt the service is marked halted until an operator resumes it.
+Policy: stop only what a deployment broke; never stop a stable revision.
+  rollback   a bad deployment: a stable task definition is known (recorded when a deployment COMPLETED)
+             and it is not the one crashing. UpdateService back to it; if the ECS circuit breaker is
+             already rolling back (deployment FAILED, or IN_PROGRESS with a rollback reason), let it act
+             (`via` "circuit_breaker", no UpdateService). The service is marked halted.
+  alert      a stable revision crash-loops (the stable definition itself, the rolled-back-to definition,
+             or a definition with no deployment to blame): the cause is outside the image (a dependency
+             outage, an expired credential, a load spike), so the service is LEFT RUNNING and ECS keeps
+             replacing its tasks (ECS's service throttle logic paces launches that never reach RUNNING).
+             Once the cause is gone the next task serves; nothing needs resuming. Alerted with the evidence.
+  escalate   the same stable-revision crashloop still crashes `escalate_after_seconds` after the last
+             alert: alerted again with what was tried and how many crashes since it began.
+An alerted crashloop (an "episode") ends when its task definition has not crashed for
+`escalate_after_seconds`, when another definition becomes stable, or when an operator resumes the service.
+The detector never scales a service to zero (`scale_to_zero` remains only in actions.py for halts
+recorded by earlier versions).
 """
 
 from __future__ import annotations
 
 import bisect
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
@@ -38,6 +47,7 @@ class DetectorConfig:
     threshold: int = 3
     window_seconds: float = 600.0
     cluster: str | None = None        # only events of this cluster (name or ARN); None: every cluster
+    escalate_after_seconds: float = 3600.0   # a stable-revision crashloop still going this long: alert again
 
     def __post_init__(self) -> None:
         from tootstack.errors import InvalidInput
@@ -46,6 +56,10 @@ class DetectorConfig:
             raise InvalidInput(f"crash threshold must be at least 1, got {self.threshold}")
         if self.window_seconds <= 0:
             raise InvalidInput(f"crash window must be positive, got {self.window_seconds} s")
+        if self.escalate_after_seconds < self.window_seconds:
+            raise InvalidInput(
+                f"escalation period ({self.escalate_after_seconds} s) must be at least the crash window ({self.window_seconds} s)"
+            )
 
 
 @dataclass
@@ -53,11 +67,11 @@ class Decision:
     service: str                       # "<cluster>/<service>"
     cluster: str
     service_name: str
-    action: str                        # "rollback" | "scale_to_zero"
+    action: str                        # "rollback" | "alert" | "escalate" ("scale_to_zero": earlier versions only)
     reason: str
     task_definition: str               # the crashing one
     target_task_definition: str | None = None   # rollback target
-    via: str = "ecs_api"               # "ecs_api" | "circuit_breaker" (nothing to call)
+    via: str = "ecs_api"               # "ecs_api" | "circuit_breaker" | "none" (alert only: nothing to call on ECS)
     crash_count: int = 0
     threshold: int = 0
     window_seconds: float = 0.0
@@ -65,6 +79,12 @@ class Decision:
     decided_at: str = ""
     evidence: list[dict[str, Any]] = field(default_factory=list)
     applied: bool = False
+    # alert / escalate: the episode (a stable revision's crashloop, left running)
+    episode_started_at: str = ""       # first crash of the episode
+    crashes_since_start: int = 0       # crashes of the definition since then (as far as stored: 24 h)
+    alerts: int = 0                    # alerts of this episode including this one
+    tried: list[str] = field(default_factory=list)   # what was done so far (rollback, left running, alerts)
+    event: dict[str, Any] = field(default_factory=dict)   # the triggering event (id, time, task, stop kind)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -110,11 +130,11 @@ class Detector:
         return self._task(event)
 
     def replay(self, raw: Any) -> Decision | None:
-        """`process` with nothing to apply (the CLI replay, the benchmark, tests): a halt is marked
+        """`process` with nothing to apply (the CLI replay, the benchmark, tests): a decision is marked
         applied at once, so it is decided once and not returned again by later events."""
         decision = self.process(raw)
         if decision is not None:
-            self.store.update_halt(decision.service, {"applied": True})
+            mark_applied(self.store, decision)
         return decision
 
     # ------------------------------------------------------------------------------------------
@@ -159,6 +179,8 @@ class Detector:
 
         if state.halt is not None and not state.halt.get("applied"):
             return Decision.from_dict(state.halt)   # decided earlier, actions not applied yet: retry them
+        if state.episode is not None and state.episode.get("pending"):
+            return Decision.from_dict(state.episode["pending"])   # an alert decided earlier, not sent yet
 
         stop = classify(task, state.deployment.deployment_id if state.deployment else None)
         self.last_stop = stop
@@ -173,27 +195,33 @@ class Detector:
         reached, count = window_reached([c.stopped_at for c in crashes], self.config.threshold, self.config.window_seconds)
         if not reached:
             return None
-        decision = self._decide(cluster, service, key, task.taskDefinitionArn, state, crashes, count)
-        if decision is None:
-            return None
-        decision.event_id = event.id
-        decision.decided_at = event.time.strftime("%Y-%m-%dT%H:%M:%SZ")
+        trigger = {
+            "id": event.id, "time": event.time.strftime("%Y-%m-%dT%H:%M:%SZ"), "detail_type": event.detail_type,
+            "task_id": task.taskArn.rsplit("/", 1)[-1], "stop_kind": stop.kind, "stop_code": task.stopCode,
+            "stopped_at": _iso(stopped_at),
+        }
+        decision = self._decide(cluster, service, key, task.taskDefinitionArn, state, crashes, count, crash, trigger)
+        if decision is None or decision.action in EPISODE_ACTIONS:
+            return decision                               # an episode decision is stored by _episode
         if not self.store.put_halt(key, decision.as_dict()):
             return None                                   # someone else halted it first
         return decision
 
-    def _decide(self, cluster, service, key, task_definition, state, crashes, count) -> Decision | None:
+    def _decide(self, cluster, service, key, task_definition, state, crashes, count, crash, trigger) -> Decision | None:
         cfg = self.config
         evidence = [c.as_evidence() for c in sorted(crashes, key=lambda c: (c.stopped_at, c.task_arn))][-max(cfg.threshold, 10):]
         base = dict(
             service=key, cluster=cluster, service_name=service, task_definition=task_definition,
             crash_count=count, threshold=cfg.threshold, window_seconds=cfg.window_seconds, evidence=evidence,
+            event_id=trigger["id"], decided_at=trigger["time"], event=trigger,
         )
         what = f"{count} crashes of {_short(task_definition)} within {int(cfg.window_seconds)} s (threshold {cfg.threshold})"
         halt = state.halt
         if halt is not None:
             if halt.get("action") == "rollback" and task_definition == halt.get("target_task_definition"):
-                return Decision(action="scale_to_zero", reason=f"{what}; the rolled-back-to definition crashes too", **base)
+                tried = [f"rolled back from {_short(halt['task_definition'])} to {_short(task_definition)} at {halt.get('decided_at')}"]
+                return self._episode(key, state, crashes, crash, base, what,
+                                     "the rolled-back-to definition crashes too, so the deployment is not the cause", tried)
             return None                                   # already halted
         deployment = state.deployment
         breaker = deployment is not None and (
@@ -211,8 +239,67 @@ class Detector:
                 action="rollback", target_task_definition=stable,
                 reason=f"{what}; rolling back to the last stable {_short(stable)}", **base,
             )
-        why = "it is the stable definition (steady state)" if stable else "no stable definition recorded to roll back to"
-        return Decision(action="scale_to_zero", reason=f"{what}; {why}", **base)
+        why = ("it is the stable definition: nothing was deployed, the cause is outside the image" if stable
+               else "no stable definition recorded to roll back to")
+        return self._episode(key, state, crashes, crash, base, what, why, [])
+
+    def _episode(self, key, state, crashes, crash, base, what, why, tried) -> Decision | None:
+        """A stable revision crash-loops: alert once per episode, escalate every escalate_after_seconds.
+        Only decisions write (compare-and-set on the episode's version)."""
+        cfg = self.config
+        t = crash.stopped_at
+        task_definition = base["task_definition"]
+        episode = state.episode
+        same = (
+            episode is not None
+            and episode.get("task_definition") == task_definition
+            and episode.get("started_epoch", 0.0) > state.resumed_at
+        )
+        if same:
+            others = [c.stopped_at for c in crashes if c.task_arn != crash.task_arn and c.stopped_at >= episode["started_epoch"] - cfg.window_seconds]
+            same = bool(others) and t <= max(others) + cfg.escalate_after_seconds
+        left = "left running: ECS keeps replacing its tasks (its service throttle logic paces launches that never reach RUNNING)"
+        if not same:
+            in_window = sorted(c.stopped_at for c in crashes if t - cfg.window_seconds <= c.stopped_at <= t)
+            started = in_window[0] if in_window else t
+            decision = Decision(
+                action="alert", via="none", reason=f"{what}; {why}; {left}",
+                episode_started_at=_iso(started), crashes_since_start=len(in_window), alerts=1,
+                tried=[*tried, left], **base,
+            )
+            new = {"version": 1, "task_definition": task_definition, "started_epoch": started, "last_alert_at": t,
+                   "alerts": 1, "tried": decision.tried, "quiet_seconds": cfg.escalate_after_seconds, "pending": decision.as_dict()}
+            return decision if self.store.put_episode(key, new, episode.get("version") if episode else None) else None
+        if t - episode["last_alert_at"] < cfg.escalate_after_seconds:
+            return None                                   # alerted already; not yet time to alert again
+        since = [c for c in crashes if c.stopped_at >= episode["started_epoch"]]
+        alerts = int(episode.get("alerts", 1)) + 1
+        lasted = (t - episode["started_epoch"]) / 60
+        tried = [*episode.get("tried", []), f"alerted {alerts - 1} time(s), last at {_iso(episode['last_alert_at'])}"]
+        decision = Decision(
+            action="escalate", via="none",
+            reason=(f"{_short(task_definition)} still crash-loops {lasted:.0f} min after its first crash "
+                    f"({len(since)} crashes since); {why}"),
+            episode_started_at=_iso(episode["started_epoch"]), crashes_since_start=len(since), alerts=alerts,
+            tried=tried, **base,
+        )
+        changes = {"version": int(episode["version"]) + 1, "last_alert_at": t, "alerts": alerts, "pending": decision.as_dict()}
+        return decision if self.store.put_episode(key, {**episode, **changes}, episode["version"]) else None
+
+
+EPISODE_ACTIONS = ("alert", "escalate")
+
+
+def mark_applied(store: Store, decision: Decision) -> None:
+    """Record that a decision's actions were carried out (so it is not returned again)."""
+    if decision.action in EPISODE_ACTIONS:
+        store.update_episode(decision.service, {"pending": None})
+    else:
+        store.update_halt(decision.service, {"applied": True})
+
+
+def _iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
 def _short(task_definition_arn: str) -> str:

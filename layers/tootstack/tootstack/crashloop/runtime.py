@@ -1,7 +1,8 @@
 """Wiring for the detector Lambda: configuration from the environment, DynamoDB state, ECS/SNS actions.
 
 Environment: CRASHLOOP_TABLE (required), CLUSTER_NAME (only this cluster's events count),
-ALERT_TOPIC_ARN, CRASH_THRESHOLD (default 3), CRASH_WINDOW_MINUTES (default 10; CRASH_WINDOW_SECONDS wins if set).
+ALERT_TOPIC_ARN, CRASH_THRESHOLD (default 3), CRASH_WINDOW_MINUTES (default 10; CRASH_WINDOW_SECONDS wins if set),
+CRASH_ESCALATE_MINUTES (default 60: a stable-revision crashloop still going this long is alerted again).
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ def config_from_env(env: Mapping[str, str] | None = None) -> DetectorConfig:
             window = float(env["CRASH_WINDOW_SECONDS"])
         else:
             window = float(env.get("CRASH_WINDOW_MINUTES", "10")) * 60
+        escalate = float(env.get("CRASH_ESCALATE_MINUTES") or "60") * 60
     except ValueError as exc:
-        raise InvalidInput(f"CRASH_THRESHOLD / CRASH_WINDOW_MINUTES must be numbers: {exc}") from None
-    return DetectorConfig(threshold=threshold, window_seconds=window, cluster=env.get("CLUSTER_NAME") or None)
+        raise InvalidInput(f"CRASH_THRESHOLD / CRASH_WINDOW_MINUTES / CRASH_ESCALATE_MINUTES must be numbers: {exc}") from None
+    return DetectorConfig(threshold=threshold, window_seconds=window, cluster=env.get("CLUSTER_NAME") or None,
+                          escalate_after_seconds=escalate)
 
 
 def table_from_env(env: Mapping[str, str] | None = None) -> str:
@@ -76,6 +79,8 @@ class Runtime:
                 via=decision.via,
                 target_task_definition=decision.target_task_definition,
                 crash_count=decision.crash_count,
+                alerts=decision.alerts,
+                desired_count=applied.get("desired_count"),
                 previous_desired_count=applied.get("previous_desired_count"),
                 alert_message_id=applied.get("alert_message_id"),
             )

@@ -212,3 +212,76 @@ def _envelope(detail_type: str, resources: list[str], detail: dict[str, Any], at
         "resources": resources,
         "detail": detail,
     }
+
+
+# --- a dependency outage across the Mastodon services ----------------------------------------------
+# How each service's tasks die while the database (or Redis) is unreachable: Puma (web, core) stops
+# answering the ALB health check and is replaced; Sidekiq exits 1 while booting; streaming fails its
+# container health check. The seconds are how long a replacement lives before it dies again.
+OUTAGE_STOPS: dict[str, tuple[str, float]] = {
+    "core": ("elb_health_check", 90.0),
+    "web": ("elb_health_check", 90.0),
+    "streaming": ("container_health_check", 60.0),
+    "sidekiq-default": ("exit_nonzero", 30.0),
+    "sidekiq-pull": ("exit_nonzero", 30.0),
+}
+
+
+def stable_revisions(services: Any = tuple(OUTAGE_STOPS), *, cluster: str = "tootstack", at: datetime = EPOCH) -> list[dict[str, Any]]:
+    """Each service's first deployment (ecs-svc/1, task definition <service>:1) completed: its stable revision."""
+    events: list[dict[str, Any]] = []
+    for service in services:
+        td = task_definition_arn(service, 1)
+        events.append(task_stopped("user_initiated", cluster=cluster, service=service, task_definition=td, deployment="ecs-svc/1",
+                                   at=at, container=service))
+        events.append(deployment_event("SERVICE_DEPLOYMENT_COMPLETED", cluster=cluster, service=service, deployment="ecs-svc/1",
+                                       at=at + timedelta(seconds=1)))
+    return events
+
+
+def dependency_outage(
+    start: datetime,
+    minutes: float,
+    *,
+    services: Any = tuple(OUTAGE_STOPS),
+    tasks: int = 2,
+    cluster: str = "tootstack",
+    rng: Any = None,
+    revision: int = 1,
+    deployment: str = "ecs-svc/1",
+) -> list[dict[str, Any]]:
+    """The task stops of `tasks` tasks per service while a dependency is unreachable from `start` for
+    `minutes` (sorted by stoppedAt). Each replacement dies after its kind's lifetime (jittered by `rng`, a
+    random.Random, when given); nothing dies once the dependency is back."""
+    end = start + timedelta(minutes=minutes)
+    events: list[dict[str, Any]] = []
+    for service in services:
+        kind, life = OUTAGE_STOPS.get(service, ("exit_nonzero", 30.0))
+        td = task_definition_arn(service, revision)
+        for slot in range(tasks):
+            at = start + timedelta(seconds=life * (0.3 + 0.7 * (rng.random() if rng else slot / max(1, tasks))))
+            while at < end:
+                events.append(task_stopped(kind, cluster=cluster, service=service, task_definition=td, deployment=deployment,
+                                           at=at, container=service))
+                at += timedelta(seconds=life * (rng.uniform(0.8, 1.2) if rng else 1.0))
+    events.sort(key=lambda e: e["detail"]["stoppedAt"])
+    return events
+
+
+def zero_task_seconds(decisions: Any, service: str, after: float, until: float) -> float:
+    """Seconds in [after, until] during which `service` was held at zero tasks by the detector, given
+    (epoch seconds, Decision) pairs in event order: a scale_to_zero holds it there until a later decision
+    of that service restores it (`restore`; none without an operator in earlier versions)."""
+    down_since: float | None = None
+    total = 0.0
+    for at, d in decisions:
+        if d.service_name != service:
+            continue
+        if d.action == "scale_to_zero" and down_since is None:
+            down_since = at
+        elif d.action == "restore" and down_since is not None:
+            total += max(0.0, min(at, until) - max(down_since, after))
+            down_since = None
+    if down_since is not None:
+        total += max(0.0, until - max(down_since, after))
+    return total
