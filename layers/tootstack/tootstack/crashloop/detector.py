@@ -260,6 +260,11 @@ class Detector:
             same = bool(others) and t <= max(others) + cfg.escalate_after_seconds
         left = "left running: ECS keeps replacing its tasks (its service throttle logic paces launches that never reach RUNNING)"
         if not same:
+            # a new crashloop needs `threshold` crashes in a window around this one (not just somewhere in
+            # the stored history: a lone crash after an hour of quiet is not a new crashloop)
+            near = [c.stopped_at for c in crashes if abs(c.stopped_at - t) <= cfg.window_seconds]
+            if not window_reached(near, cfg.threshold, cfg.window_seconds)[0]:
+                return None
             in_window = sorted(c.stopped_at for c in crashes if t - cfg.window_seconds <= c.stopped_at <= t)
             started = in_window[0] if in_window else t
             decision = Decision(
