@@ -256,8 +256,11 @@ class Detector:
             and episode.get("started_epoch", 0.0) > state.resumed_at
         )
         if same:
-            others = [c.stopped_at for c in crashes if c.task_arn != crash.task_arn and c.stopped_at >= episode["started_epoch"] - cfg.window_seconds]
-            same = bool(others) and t <= max(others) + cfg.escalate_after_seconds
+            if t < episode["started_epoch"]:
+                return None                               # a late copy of a crash from before the alert
+            # the same loop while it never paused for escalate_after_seconds since the episode began
+            chain = sorted(c.stopped_at for c in crashes if episode["started_epoch"] <= c.stopped_at <= t)
+            same = all(b - a <= cfg.escalate_after_seconds for a, b in zip(chain, chain[1:]))
         left = "left running: ECS keeps replacing its tasks (its service throttle logic paces launches that never reach RUNNING)"
         if not same:
             # a new crashloop needs `threshold` crashes in a window around this one (not just somewhere in
