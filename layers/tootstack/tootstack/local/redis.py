@@ -121,3 +121,19 @@ class RedisServer:
     def admin_client(self) -> Any:
         """The operator's privileged connection (never the `default` or `mastodon` user)."""
         return self.client(ADMIN_USER, self._admin_password)
+
+    # --- a dependency outage (the crashloop rehearsal): the server stops answering, then comes back --
+    def suspend(self) -> None:
+        """Freeze the server (SIGSTOP): connections hang and time out as with an unreachable ElastiCache."""
+        import signal
+
+        if self._process is None:
+            raise DependencyUnavailable("redis-server is not running")
+        self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a suspended server answer again (SIGCONT)."""
+        import signal
+
+        if self._process is not None:
+            self._process.send_signal(signal.SIGCONT)
