@@ -42,11 +42,12 @@ def register(subparsers: Any) -> None:
 
     resume = sub.add_parser(
         "resume",
-        help="un-halt a service the detector halted",
+        help="clear the halted marker of a service the detector rolled back",
         description=(
-            "Un-halt a service: restore its desired count (the one recorded when it was scaled to 0, or "
-            "--desired-count), resume its auto scaling, remove the halted tag and marker. Crashes from "
-            "before the resume no longer count."
+            "Un-halt a service the detector rolled back: remove the halted tag and marker, resume its auto "
+            "scaling, and set --desired-count if given (a service an earlier version scaled to 0 gets back the "
+            "count recorded then). A stable revision that crash-loops is never halted and needs no resume. "
+            "Crashes from before the resume no longer count."
         ),
     )
     resume.add_argument("service", metavar="SERVICE", help="ECS service name or ARN")
