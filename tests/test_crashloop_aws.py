@@ -327,6 +327,12 @@ def test_config_from_env():
     assert config_from_env({}).threshold == 3 and config_from_env({}).window_seconds == 600
     with pytest.raises(InvalidInput, match="CRASH_THRESHOLD"):
         config_from_env({"CRASH_THRESHOLD": "three"})
+    assert config_from_env({}).escalate_after_seconds == 3600
+    assert config_from_env({"CRASH_ESCALATE_MINUTES": "90"}).escalate_after_seconds == 5400
+    # the template allows a window of up to a day: the escalation period follows it rather than failing
+    assert config_from_env({"CRASH_WINDOW_MINUTES": "1440"}).escalate_after_seconds == 86400
+    with pytest.raises(InvalidInput, match="escalation period"):
+        config_from_env({"CRASH_ESCALATE_MINUTES": "5"})
 
 
 def test_resume_cli_finds_table_and_cluster_in_the_stack_outputs(aws, handler, capsys, monkeypatch):

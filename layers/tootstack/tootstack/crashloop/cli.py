@@ -35,8 +35,8 @@ def register(subparsers: Any) -> None:
     replay.add_argument("events", metavar="EVENTS.jsonl", help="file with one event per line ('-' for stdin)")
     replay.add_argument("--threshold", type=int, default=3, help="crashes of one task definition that halt (default 3)")
     replay.add_argument("--window-minutes", type=float, default=10.0, help="sliding window in minutes (default 10)")
-    replay.add_argument("--escalate-minutes", type=float, default=60.0,
-                        help="a stable-revision crashloop still going this long is alerted again (default 60)")
+    replay.add_argument("--escalate-minutes", type=float,
+                        help="a stable-revision crashloop still going this long is alerted again (default 60, or the window if longer)")
     replay.add_argument("--cluster", help="only events of this cluster (default: all)")
     replay.set_defaults(func=run_replay)
 
@@ -102,7 +102,7 @@ def decision_line(index: int, decision: Any) -> dict[str, Any]:
 
 
 def run_replay(args: argparse.Namespace) -> int:
-    escalate = args.escalate_minutes * 60
+    escalate = args.escalate_minutes * 60 if args.escalate_minutes is not None else max(3600.0, args.window_minutes * 60)
     if args.events == "-":
         _, bad = replay_lines(sys.stdin, args.threshold, args.window_minutes * 60, args.cluster, source="stdin",
                               escalate_after_seconds=escalate)

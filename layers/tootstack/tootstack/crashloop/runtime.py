@@ -2,7 +2,8 @@
 
 Environment: CRASHLOOP_TABLE (required), CLUSTER_NAME (only this cluster's events count),
 ALERT_TOPIC_ARN, CRASH_THRESHOLD (default 3), CRASH_WINDOW_MINUTES (default 10; CRASH_WINDOW_SECONDS wins if set),
-CRASH_ESCALATE_MINUTES (default 60: a stable-revision crashloop still going this long is alerted again).
+CRASH_ESCALATE_MINUTES (default 60, or the window if longer: a stable-revision crashloop still going this
+long is alerted again).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ def config_from_env(env: Mapping[str, str] | None = None) -> DetectorConfig:
             window = float(env["CRASH_WINDOW_SECONDS"])
         else:
             window = float(env.get("CRASH_WINDOW_MINUTES", "10")) * 60
-        escalate = float(env.get("CRASH_ESCALATE_MINUTES") or "60") * 60
+        # default: an hour, or the crash window when that is longer (CrashloopWindowMinutes goes up to a day)
+        escalate = float(env["CRASH_ESCALATE_MINUTES"]) * 60 if env.get("CRASH_ESCALATE_MINUTES") else max(3600.0, window)
     except ValueError as exc:
         raise InvalidInput(f"CRASH_THRESHOLD / CRASH_WINDOW_MINUTES / CRASH_ESCALATE_MINUTES must be numbers: {exc}") from None
     return DetectorConfig(threshold=threshold, window_seconds=window, cluster=env.get("CLUSTER_NAME") or None,
