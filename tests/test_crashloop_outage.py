@@ -148,3 +148,32 @@ def test_zero_task_seconds_counts_a_stop_until_it_is_restored():
     assert synth.zero_task_seconds([(100, d("scale_to_zero"))], "core", after=400, until=1000) == 600
     assert synth.zero_task_seconds([(100, d("scale_to_zero")), (700, d("restore"))], "core", after=400, until=1000) == 300
     assert synth.zero_task_seconds([(100, d("alert")), (100, d("scale_to_zero", "web"))], "core", after=0, until=1000) == 0
+
+
+def test_a_crashloop_soon_after_a_load_spike_alert_is_alerted_at_once():
+    """A load spike fails 3 health checks (alerted, left running); 25 minutes later the database goes:
+    its crashloop is a new alert on its 3rd crash, not folded into the spike's episode for an hour."""
+    spike = [synth.task_stopped("elb_health_check", service="web", task_definition=synth.task_definition_arn("web", 1),
+                                deployment="ecs-svc/1", at=START + timedelta(seconds=60 * i)) for i in range(3)]
+    outage_start = START + timedelta(minutes=27)
+    outage = synth.dependency_outage(outage_start, 10, services=["web"], tasks=1)
+    decisions = _feed(Detector(), synth.stable_revisions(["web"]) + spike + outage)
+    assert [d.action for _, d in decisions] == ["alert", "alert"]
+    (_, first), (event, second) = decisions
+    assert event["id"] == outage[2]["id"] and second.episode_started_at > first.episode_started_at
+
+
+def test_a_backed_off_loop_is_escalated_not_dropped():
+    """Tasks that never reach RUNNING: ECS spaces launches out (up to 27 min, service throttle logic,
+    https://docs.aws.amazon.com/AmazonECS/latest/developerguide/service-throttle-logic.html). Gaps longer
+    than the window but shorter than the escalation period keep the episode going: escalated hourly."""
+    td = synth.task_definition_arn("web", 1)
+    gaps = [0, 60, 60, 300, 600, 1200, 1620, 1620, 1620, 1620]
+    times, t = [], 0
+    for gap in gaps:
+        t += gap
+        times.append(t)
+    crashes = [synth.task_stopped("secrets", service="web", task_definition=td, deployment="ecs-svc/1", at=START + timedelta(seconds=s))
+               for s in times]
+    decisions = [d for _, d in _feed(Detector(), synth.stable_revisions(["web"]) + crashes)]
+    assert [d.action for d in decisions] == ["alert", "escalate", "escalate"]

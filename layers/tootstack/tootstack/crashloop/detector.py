@@ -255,18 +255,24 @@ class Detector:
             and episode.get("task_definition") == task_definition
             and episode.get("started_epoch", 0.0) > state.resumed_at
         )
+        # a new crashloop needs `threshold` crashes in a window around this one (not just somewhere in the
+        # stored history: a lone crash after an hour of quiet is not a new crashloop)
+        near = [c.stopped_at for c in crashes if abs(c.stopped_at - t) <= cfg.window_seconds]
+        burst = window_reached(near, cfg.threshold, cfg.window_seconds)[0]
         if same:
             if t < episode["started_epoch"]:
                 return None                               # a late copy of a crash from before the alert
-            # the same loop while it never paused for escalate_after_seconds since the episode began
             chain = sorted(c.stopped_at for c in crashes if episode["started_epoch"] <= c.stopped_at <= t)
-            same = all(b - a <= cfg.escalate_after_seconds for a, b in zip(chain, chain[1:]))
+            gaps = [(a, b) for a, b in zip(chain, chain[1:])]
+            # the same loop while it never paused for escalate_after_seconds since the episode began; a loop
+            # that paused longer than the window after the alert (e.g. a load spike's alert, then a real
+            # crashloop) and now reaches the threshold again is a new one, alerted at once
+            broken = any(b - a > cfg.escalate_after_seconds for a, b in gaps)
+            restarted = burst and any(b - a > cfg.window_seconds for a, b in gaps if b > episode["last_alert_at"])
+            same = not (broken or restarted)
         left = "left running: ECS keeps replacing its tasks (its service throttle logic paces launches that never reach RUNNING)"
         if not same:
-            # a new crashloop needs `threshold` crashes in a window around this one (not just somewhere in
-            # the stored history: a lone crash after an hour of quiet is not a new crashloop)
-            near = [c.stopped_at for c in crashes if abs(c.stopped_at - t) <= cfg.window_seconds]
-            if not window_reached(near, cfg.threshold, cfg.window_seconds)[0]:
+            if not burst:
                 return None
             in_window = sorted(c.stopped_at for c in crashes if t - cfg.window_seconds <= c.stopped_at <= t)
             started = in_window[0] if in_window else t
