@@ -19,7 +19,9 @@ Policy: stop only what a deployment broke; never stop a stable revision.
   escalate   the same stable-revision crashloop still crashes `escalate_after_seconds` after the last
              alert: alerted again with what was tried and how many crashes since it began.
 An alerted crashloop (an "episode") ends when its task definition has not crashed for
-`escalate_after_seconds`, when another definition becomes stable, or when an operator resumes the service.
+`escalate_after_seconds`, when another definition becomes stable, or when an operator resumes the
+service; a loop that paused longer than the window after the alert and reaches the threshold again
+(a real crashloop after a load spike's alert) is a new episode, alerted at once.
 The detector never scales a service to zero (`scale_to_zero` remains only in actions.py for halts
 recorded by earlier versions).
 """
