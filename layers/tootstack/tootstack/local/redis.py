@@ -113,14 +113,15 @@ class RedisServer:
             kwargs.update(ssl=True, ssl_ca_certs=self.ca_file, ssl_cert_reqs="required")
         return kwargs
 
-    def client(self, username: str | None = None, password: str | None = None) -> Any:
+    def client(self, username: str | None = None, password: str | None = None, **overrides: Any) -> Any:
         import redis
 
-        return redis.Redis(username=username, password=password, **self.connection_kwargs())
+        return redis.Redis(username=username, password=password, **{**self.connection_kwargs(), **overrides})
 
-    def admin_client(self) -> Any:
-        """The operator's privileged connection (never the `default` or `mastodon` user)."""
-        return self.client(ADMIN_USER, self._admin_password)
+    def admin_client(self, **overrides: Any) -> Any:
+        """The operator's privileged connection (never the `default` or `mastodon` user); `overrides` go
+        to redis.Redis (e.g. shorter timeouts)."""
+        return self.client(ADMIN_USER, self._admin_password, **overrides)
 
     # --- a dependency outage (the crashloop rehearsal): the server stops answering, then comes back --
     def suspend(self) -> None:

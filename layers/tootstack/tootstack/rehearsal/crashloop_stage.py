@@ -123,10 +123,11 @@ def _redis_answers(redis_server: Any) -> bool:
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
-    # one attempt, half a second: redis-py would otherwise retry a timeout 3 times with back-off
-    kwargs = {**redis_server.connection_kwargs(), "socket_timeout": 0.5, "socket_connect_timeout": 0.5, "retry": Retry(NoBackoff(), 0)}
+    # one attempt, half a second: redis-py would otherwise retry a timeout 3 times with back-off. The
+    # harness's own user stands for the task's credential (earlier stages may have turned AUTH on).
+    client = redis_server.admin_client(socket_timeout=0.5, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
     try:
-        return bool(redis.Redis(**kwargs).ping())
+        return bool(client.ping())
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
         return False
 
