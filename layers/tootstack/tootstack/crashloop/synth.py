@@ -270,18 +270,7 @@ def dependency_outage(
 
 def zero_task_seconds(decisions: Any, service: str, after: float, until: float) -> float:
     """Seconds in [after, until] during which `service` was held at zero tasks by the detector, given
-    (epoch seconds, Decision) pairs in event order: a scale_to_zero holds it there until a later decision
-    of that service restores it (`restore`; none without an operator in earlier versions)."""
-    down_since: float | None = None
-    total = 0.0
-    for at, d in decisions:
-        if d.service_name != service:
-            continue
-        if d.action == "scale_to_zero" and down_since is None:
-            down_since = at
-        elif d.action == "restore" and down_since is not None:
-            total += max(0.0, min(at, until) - max(down_since, after))
-            down_since = None
-    if down_since is not None:
-        total += max(0.0, until - max(down_since, after))
-    return total
+    (epoch seconds, Decision) pairs: a scale_to_zero (earlier versions) holds it there until an operator
+    resumes it, which never happens in a replay, so until `until`."""
+    stops = [at for at, d in decisions if d.service_name == service and d.action == "scale_to_zero"]
+    return max(0.0, until - max(min(stops), after)) if stops else 0.0
