@@ -26,7 +26,9 @@ def register(subparsers: Any) -> None:
         description=(
             "Feed EventBridge ECS events (one JSON object per line, real event shapes) through the real "
             "detector logic with in-memory state, on the events' own clock. Prints one JSON line per decision "
-            "(rollback of a bad deployment, alert or escalate for a stable revision left running): "
+            "(rollback of a bad deployment, alert or escalate for a stable revision left running, and the "
+            "scheduled nudges of a stable revision whose tasks fail to start: nudge, nudge_deferred, nudge_stopped, "
+            "fired when the events' clock passes their due time): "
             '{"event_index": i, "service": ..., "action": ..., "reason": ..., "event": {the triggering event}, ...}; '
             "event_index is the 0-based line index. Malformed lines are reported on stderr with their line "
             "number and skipped; the exit code is then 2."
@@ -69,16 +71,25 @@ def replay_lines(lines: TextIO, threshold: int = 3, window_seconds: float = 600.
 
     detector = Detector(DetectorConfig(threshold=threshold, window_seconds=window_seconds, cluster=cluster,
                                        escalate_after_seconds=escalate_after_seconds))  # in-memory state
+    from tootstack.crashloop.models import parse_event
+
     decisions, bad = 0, []
+    clock = float("-inf")
     for index, line in enumerate(lines):
         if not line.strip():
             continue
         try:
-            decision = detector.replay(line)
+            event = parse_event(line)
         except InvalidInput as exc:
             bad.append(index + 1)
             print(f"{source} line {index + 1}: {exc}", file=err)
             continue
+        # scheduled work (nudges) runs on the events' own clock: every step due before this event fires first
+        clock = max(clock, event.time.timestamp())
+        for nudge in detector.run_due_nudges(clock - 1e-6):
+            decisions += 1
+            print(json.dumps(decision_line(None, nudge)), file=out, flush=True)
+        decision = detector.replay(event)
         if decision is None:
             continue
         decisions += 1
@@ -98,6 +109,13 @@ def decision_line(index: int, decision: Any) -> dict[str, Any]:
     if decision.action in ("alert", "escalate"):
         line.update(service_left_running=True, alerts=decision.alerts, episode_started_at=decision.episode_started_at,
                     crashes_since_start=decision.crashes_since_start, tried=decision.tried)
+        if decision.nudge_seq:
+            line.update(nudge_at=decision.nudge_at)
+    if decision.action.startswith("nudge"):
+        line.update(at=decision.decided_at, episode_started_at=decision.episode_started_at, nudges=decision.nudges,
+                    force_new_deployment=decision.action == "nudge")
+        if decision.nudge_at:
+            line["next_nudge_at"] = decision.nudge_at
     return line
 
 

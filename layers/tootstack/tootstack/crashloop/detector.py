@@ -22,6 +22,14 @@ An alerted crashloop (an "episode") ends when its task definition has not crashe
 `escalate_after_seconds`, when another definition becomes stable, or when an operator resumes the
 service; a loop that paused longer than the window after the alert and reaches the threshold again
 (a real crashloop after a load spike's alert) is a new episode, alerted at once.
+Nudges: when a stable revision's tasks never reach RUNNING (TaskFailedToStart: secrets, image or ENI
+unreachable during a dependency outage), ECS's service throttle logic spaces its launches out up to
+27 minutes apart, so the site could stay down that long after the cause is gone. The alert (or an
+escalation) of such a crashloop starts a nudge chain: at NUDGE_INTERVALS after it (5, 10, 15 min, then
+every 15 min) the service is forced to a new deployment (which ECS starts at once), until a task of the
+revision reaches RUNNING, the service has running tasks, the episode ends, or another definition becomes
+stable. A nudge is deferred (not sent) while a deployment or a rollback is in progress. Each nudge is one
+step `seq` of the episode's chain (compare-and-set), so a duplicate or stale invocation changes nothing.
 The detector never scales a service to zero (`scale_to_zero` remains only in actions.py for halts
 recorded by earlier versions).
 """
@@ -29,6 +37,7 @@ recorded by earlier versions).
 from __future__ import annotations
 
 import bisect
+import calendar
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
@@ -50,6 +59,7 @@ class DetectorConfig:
     window_seconds: float = 600.0
     cluster: str | None = None        # only events of this cluster (name or ARN); None: every cluster
     escalate_after_seconds: float = 3600.0   # a stable-revision crashloop still going this long: alert again
+    nudge: bool = True                       # force new deployments of a stable revision whose tasks fail to start
 
     def __post_init__(self) -> None:
         from tootstack.errors import InvalidInput
@@ -87,6 +97,11 @@ class Decision:
     alerts: int = 0                    # alerts of this episode including this one
     tried: list[str] = field(default_factory=list)   # what was done so far (rollback, left running, alerts)
     event: dict[str, Any] = field(default_factory=dict)   # the triggering event (id, time, task, stop kind)
+    # nudges (a stable revision whose tasks fail to start): the chain step this decision schedules or is
+    nudge_seq: int = 0                 # alert/escalate: the first nudge it schedules (0: none); nudge*: its step
+    nudge_at: str = ""                 # when that (or, for a nudge*, the next) nudge is due
+    nudge_episode: str = ""            # the episode the chain belongs to (its first crash, ISO)
+    nudges: int = 0                    # forced deployments so far in the chain, this one included
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -184,6 +199,12 @@ class Detector:
         if state.episode is not None and state.episode.get("pending"):
             return Decision.from_dict(state.episode["pending"])   # an alert decided earlier, not sent yet
 
+        if task.lastStatus == "RUNNING":
+            # a task of a nudged revision started: the cause is gone, the chain stops at its next step
+            episode = state.episode
+            if episode and episode.get("nudge") and episode.get("task_definition") == task.taskDefinitionArn:
+                self.store.update_episode(key, {"running_at": (task.updatedAt or event.time).timestamp()})
+            return None
         stop = classify(task, state.deployment.deployment_id if state.deployment else None)
         self.last_stop = stop
         if not stop.is_crash:
@@ -284,7 +305,10 @@ class Detector:
                 tried=[*tried, left], **base,
             )
             new = {"version": 1, "task_definition": task_definition, "started_epoch": started, "last_alert_at": t,
-                   "alerts": 1, "tried": decision.tried, "quiet_seconds": cfg.escalate_after_seconds, "pending": decision.as_dict()}
+                   "alerts": 1, "tried": decision.tried, "quiet_seconds": cfg.escalate_after_seconds}
+            if self._fails_to_start(crashes, crash):
+                new["nudge"] = self._start_chain(decision, None, started, t)
+            new["pending"] = decision.as_dict()
             return decision if self.store.put_episode(key, new, episode.get("version") if episode else None) else None
         if t - episode["last_alert_at"] < cfg.escalate_after_seconds:
             return None                                   # alerted already; not yet time to alert again
@@ -299,23 +323,146 @@ class Detector:
             episode_started_at=_iso(episode["started_epoch"]), crashes_since_start=len(since), alerts=alerts,
             tried=tried, **base,
         )
-        changes = {"version": int(episode["version"]) + 1, "last_alert_at": t, "alerts": alerts, "pending": decision.as_dict()}
+        changes = {"version": int(episode["version"]) + 1, "last_alert_at": t, "alerts": alerts}
+        chain = episode.get("nudge")
+        if self._fails_to_start(crashes, crash) and (not chain or chain.get("stopped")):
+            changes["nudge"] = self._start_chain(decision, chain, episode["started_epoch"], t)
+        changes["pending"] = decision.as_dict()
         return decision if self.store.put_episode(key, {**episode, **changes}, episode["version"]) else None
 
+    # --- nudges ---------------------------------------------------------------------------------
+    def _fails_to_start(self, crashes, crash) -> bool:
+        """The loop's tasks never reach RUNNING (the ones ECS's service throttle logic backs off)."""
+        if not self.config.nudge:
+            return False
+        t = crash.stopped_at
+        return crash.kind == "failed_to_start" or any(
+            c.kind == "failed_to_start" for c in crashes if t - self.config.window_seconds <= c.stopped_at <= t)
 
+    def _start_chain(self, decision: Decision, old: dict[str, Any] | None, started: float, t: float) -> dict[str, Any]:
+        seq = int(old["seq"]) + 1 if old else 1
+        due = t + NUDGE_INTERVALS[0]
+        decision.nudge_seq, decision.nudge_at, decision.nudge_episode = seq, _iso(due), _iso(started)
+        decision.tried = [*decision.tried, f"nudges scheduled: a forced new deployment from {_iso(due)}, backed off "
+                          f"{', '.join(str(int(i // 60)) for i in NUDGE_INTERVALS)} min, then every {int(NUDGE_INTERVALS[-1] // 60)} min"]
+        return {"seq": seq, "due": due, "done": int(old.get("done", 0)) if old else 0, "started_by": decision.event}
+
+    def nudge(self, key: str, seq: int, episode: str, now: float, running: bool = False) -> Decision | None:
+        """Step `seq` of the nudge chain of `key`'s episode `episode` (ISO of its first crash), due now.
+        Returns a `nudge` (force a new deployment, then schedule decision.nudge_seq at decision.nudge_at),
+        a `nudge_deferred` (a deployment or rollback is in progress: only schedule the next step), a
+        `nudge_stopped` (nothing more to schedule), or None: a duplicate, stale or unknown step (nothing
+        to do). `running`: the service has running tasks of the revision (the Lambda reads it from
+        DescribeServices). A decided step not yet applied is returned again (a retry re-applies it)."""
+        state = self.store.get_service(key)
+        ep = state.episode
+        if ep is None or _iso(float(ep.get("started_epoch", 0))) != episode:
+            return None
+        pending = ep.get("nudge_pending")
+        if pending and int(pending.get("nudge_seq", 0)) == seq + 1:
+            return Decision.from_dict(pending)            # decided, not applied yet: apply it again
+        chain = ep.get("nudge")
+        if not chain or int(chain.get("seq", 0)) != seq or chain.get("stopped"):
+            return None
+        cfg = self.config
+        td = ep["task_definition"]
+        crashes = self.store.list_crashes(key, td)
+        last = max((c.stopped_at for c in crashes), default=float(ep["started_epoch"]))
+        started_by = chain.get("started_by") or {}
+        base = dict(
+            service=key, cluster=key.split("/", 1)[0], service_name=key.split("/", 1)[1], task_definition=td,
+            threshold=cfg.threshold, window_seconds=cfg.window_seconds, decided_at=_iso(now), nudge_episode=episode,
+            episode_started_at=episode, alerts=int(ep.get("alerts", 1)),
+            crash_count=len([c for c in crashes if c.stopped_at >= float(ep["started_epoch"])]),
+            event={"id": f"nudge#{seq}", "time": _iso(now), "detail_type": "Crashloop Nudge", "scheduled_at": _iso(float(chain["due"])),
+                   "started_by": started_by},
+        )
+        base["crashes_since_start"] = base["crash_count"]
+        halt = state.halt or {}
+        stop = None
+        if running or float(ep.get("running_at", 0)) > float(ep["started_epoch"]):
+            stop = "a task of the revision reached RUNNING"
+        elif state.stable_task_definition and state.stable_task_definition != td and halt.get("target_task_definition") != td:
+            stop = f"another definition is stable now ({_short(state.stable_task_definition)})"
+        elif now - last > cfg.escalate_after_seconds:
+            stop = f"the episode ended: no crash for {int(cfg.escalate_after_seconds // 60)} min"
+        done = int(chain.get("done", 0))
+        if stop:
+            decision = Decision(action="nudge_stopped", via="none", reason=f"nudging stopped: {stop}", nudge_seq=seq,
+                                nudges=done, **base)
+            chain_next = {**chain, "seq": seq + 1, "stopped": stop}
+        else:
+            deployment = state.deployment
+            rollback_open = halt.get("action") == "rollback" and (
+                deployment is None or deployment.event_name != "SERVICE_DEPLOYMENT_COMPLETED"
+                or deployment.updated_at < _epoch(halt.get("decided_at", "")))
+            busy = (deployment is not None and deployment.event_name == "SERVICE_DEPLOYMENT_IN_PROGRESS") or rollback_open
+            if busy:
+                due = now + NUDGE_INTERVALS[min(done, len(NUDGE_INTERVALS) - 1)]
+                decision = Decision(action="nudge_deferred", via="none", nudge_seq=seq + 1, nudge_at=_iso(due), nudges=done,
+                                    reason="a deployment or rollback is in progress: no forced deployment now, next step later", **base)
+                chain_next = {**chain, "seq": seq + 1, "due": due}
+            else:
+                due = now + NUDGE_INTERVALS[min(done + 1, len(NUDGE_INTERVALS) - 1)]
+                decision = Decision(
+                    action="nudge", via="ecs_api", nudge_seq=seq + 1, nudge_at=_iso(due), nudges=done + 1,
+                    reason=(f"{_short(td)} fails to start (last crash {_iso(last)}): forcing a new deployment so ECS "
+                            f"launches a task now instead of after its launch back-off (nudge {done + 1})"), **base)
+                chain_next = {**chain, "seq": seq + 1, "due": due, "done": done + 1}
+        changes = {"version": int(ep["version"]) + 1, "nudge": chain_next,
+                   "nudge_pending": decision.as_dict() if decision.action != "nudge_stopped" else None}
+        return decision if self.store.put_episode(key, {**ep, **changes}, ep["version"]) else None
+
+    def due_nudges(self, until: float) -> list[tuple[float, str, int, str]]:
+        """(due, service key, seq, episode) of every chain step due by `until` (in-memory store only: the
+        replay and the benchmark run the scheduler's part on the events' own clock)."""
+        due = []
+        for key, state in getattr(self.store, "services", {}).items():
+            ep = state.episode
+            chain = (ep or {}).get("nudge")
+            if chain and not chain.get("stopped") and float(chain["due"]) <= until:
+                due.append((float(chain["due"]), key, int(chain["seq"]), _iso(float(ep["started_epoch"]))))
+        return sorted(due)
+
+    def run_due_nudges(self, until: float, running: Callable[[str, float], bool] | None = None) -> list[Decision]:
+        """Fire every nudge step due by `until`, in time order, marking each applied (replay/benchmark)."""
+        fired: list[Decision] = []
+        while True:
+            due = self.due_nudges(until)
+            if not due:
+                return fired
+            at, key, seq, episode = due[0]
+            decision = self.nudge(key, seq, episode, at, running(key, at) if running else False)
+            if decision is None:
+                return fired                              # cannot happen with one in-memory detector
+            mark_applied(self.store, decision)
+            fired.append(decision)
+
+
+NUDGE_INTERVALS = (300.0, 600.0, 900.0)   # seconds to the 1st, 2nd, 3rd nudge; then every 900 s (at least every 15 min)
 EPISODE_ACTIONS = ("alert", "escalate")
+NUDGE_ACTIONS = ("nudge", "nudge_deferred", "nudge_stopped")
 
 
 def mark_applied(store: Store, decision: Decision) -> None:
     """Record that a decision's actions were carried out (so it is not returned again)."""
     if decision.action in EPISODE_ACTIONS:
         store.update_episode(decision.service, {"pending": None})
+    elif decision.action in NUDGE_ACTIONS:
+        store.update_episode(decision.service, {"nudge_pending": None})
     else:
         store.update_halt(decision.service, {"applied": True})
 
 
 def _iso(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def _epoch(iso: str) -> float:
+    try:
+        return float(calendar.timegm(time.strptime(iso, "%Y-%m-%dT%H:%M:%SZ"))) if iso else 0.0
+    except ValueError:
+        return 0.0
 
 
 def _short(task_definition_arn: str) -> str:
