@@ -249,19 +249,23 @@ def dependency_outage(
     rng: Any = None,
     revision: int = 1,
     deployment: str = "ecs-svc/1",
+    kind: str | None = None,
 ) -> list[dict[str, Any]]:
     """The task stops of `tasks` tasks per service while a dependency is unreachable from `start` for
     `minutes` (sorted by stoppedAt). Each replacement dies after its kind's lifetime (jittered by `rng`, a
-    random.Random, when given); nothing dies once the dependency is back."""
+    random.Random, when given); nothing dies once the dependency is back. `kind` (e.g. "secrets": tasks that
+    never start) replaces every service's own stop kind.
+    Launches are evenly paced: ECS's back-off of tasks that never start is modelled by throttled_outage."""
     end = start + timedelta(minutes=minutes)
     events: list[dict[str, Any]] = []
     for service in services:
-        kind, life = OUTAGE_STOPS.get(service, ("exit_nonzero", 30.0))
+        own, life = OUTAGE_STOPS.get(service, ("exit_nonzero", 30.0))
+        stop_kind = kind or own
         td = task_definition_arn(service, revision)
         for slot in range(tasks):
             at = start + timedelta(seconds=life * (0.3 + 0.7 * (rng.random() if rng else slot / max(1, tasks))))
             while at < end:
-                events.append(task_stopped(kind, cluster=cluster, service=service, task_definition=td, deployment=deployment,
+                events.append(task_stopped(stop_kind, cluster=cluster, service=service, task_definition=td, deployment=deployment,
                                            at=at, container=service))
                 at += timedelta(seconds=life * (rng.uniform(0.8, 1.2) if rng else 1.0))
     events.sort(key=lambda e: e["detail"]["stoppedAt"])
@@ -318,7 +322,7 @@ def throttled_outage(detector: Any, start: datetime, minutes: float, *, service:
     decisions: list[Any] = []
     launch, failures, n = t0, 0, 0
     while launch < t0 + horizon_minutes * 60:
-        fired = detector.run_due_nudges(launch)
+        fired = detector.run_due_nudges(launch) if hasattr(detector, "run_due_nudges") else []   # a detector that never nudges
         decisions += fired
         forced = [d for d in fired if d.action == "nudge"]
         if forced:
