@@ -350,3 +350,88 @@ def test_resume_cli_finds_table_and_cluster_in_the_stack_outputs(aws, handler, c
     assert aws.service()["desiredCount"] == 1
     assert cli.main(["crashloop", "resume", "web", "--stack", "no-such-stack"]) == 2
     assert "no crashloop table" in capsys.readouterr().err
+
+
+def _secrets_crash(i, task_definition, base):
+    """The i-th TaskFailedToStart (secrets unreachable) of a stable revision, a minute apart from `base`."""
+    event = crash_from_sample(i, task_definition)
+    at = base + timedelta(minutes=i)
+    fresh = synth.task_stopped("secrets", service="web", task_definition=task_definition, at=at)
+    for k in ("stopCode", "stoppedReason", "containers", "stoppedAt", "updatedAt"):
+        event["detail"][k] = fresh["detail"][k]
+    event["time"] = fresh["time"]
+    return event
+
+
+def test_failed_starts_of_a_stable_revision_schedule_a_nudge_that_forces_a_deployment(aws, handler, monkeypatch):
+    """The alert creates a one-time EventBridge Scheduler schedule invoking the detector with the first
+    nudge step; that step (delivered twice: at least once) forces one new deployment and schedules the next;
+    once the service has running tasks of the revision the chain stops."""
+    from datetime import datetime, timezone
+
+    scheduler = boto3.client("scheduler", region_name=REGION)
+    scheduler.create_schedule_group(Name="crashloop-nudges")
+    monkeypatch.setenv("NUDGE_SCHEDULE_GROUP", "crashloop-nudges")
+    monkeypatch.setenv("NUDGE_SCHEDULER_ROLE_ARN", "arn:aws:iam::123456789012:role/nudge-scheduler")
+    from tootstack.crashloop.runtime import Runtime
+
+    base = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=10)   # the handler runs on the wall clock
+    results = [handler(_secrets_crash(i, aws.td[0], base), _Context()) for i in range(3)]
+    assert [r["action"] for r in results] == [None, None, "alert"] and results[-1]["nudge_at"]
+    [listed] = scheduler.list_schedules(GroupName="crashloop-nudges")["Schedules"]
+    schedule = scheduler.get_schedule(Name=listed["Name"], GroupName="crashloop-nudges")
+    assert schedule["ScheduleExpression"].startswith("at(") and schedule["ActionAfterCompletion"] == "DELETE"
+    assert schedule["Target"]["Arn"].endswith(":function:crashloop-detector")
+    assert schedule["Target"]["RoleArn"].endswith("role/nudge-scheduler")
+    step = json.loads(schedule["Target"]["Input"])
+    assert step["action"] == "nudge" and step["service"] == "tootstack/web" and step["seq"] == 1
+    [alert] = aws.alerts()
+    assert "forces a new deployment from " + results[-1]["nudge_at"] in alert["Message"]
+
+    calls = []
+    monkeypatch.setattr("botocore.client.BaseClient._make_api_call", _spy(calls))
+    first = handler(step, _Context())
+    second = handler(step, _Context())              # the scheduler delivered it twice
+    assert first["action"] == "nudge" and first["forced_new_deployment"] is True and second == first
+    assert [c for c in calls if c[0] == "UpdateService"] == [("UpdateService", {"cluster": "tootstack", "service": "web",
+                                                                                "forceNewDeployment": True})]
+    names = sorted(s["Name"] for s in scheduler.list_schedules(GroupName="crashloop-nudges")["Schedules"])
+    assert len(names) == 2 and names[1].endswith("-2")   # the next step (in AWS the fired one-time schedule deletes itself)
+    assert json.loads(scheduler.get_schedule(Name=names[1], GroupName="crashloop-nudges")["Target"]["Input"])["seq"] == 2
+
+    # a task of the revision runs now: the next step stops the chain, forces nothing, schedules nothing
+    runtime = Runtime()
+    describe = runtime.ecs.describe_services
+
+    def running(**kwargs):
+        found = describe(**kwargs)
+        for d in found["services"][0]["deployments"]:
+            d["runningCount"] = 1
+        return found
+
+    runtime.ecs.describe_services = running
+    calls.clear()
+    stopped = runtime.handle_nudge({**step, "seq": 2})
+    assert stopped["action"] == "nudge_stopped" and "RUNNING" in stopped["reason"]
+    assert not [c for c in calls if c[0] in ("UpdateService", "CreateSchedule")]
+
+
+def _spy(calls):
+    from botocore.client import BaseClient
+
+    original = BaseClient._make_api_call
+
+    def spy(self, operation, params):
+        calls.append((operation, params))
+        return original(self, operation, params)
+
+    return spy
+
+
+def test_a_malformed_nudge_is_a_clear_error_and_changes_nothing(aws, handler):
+    from tootstack.crashloop.runtime import Runtime
+    from tootstack.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="a nudge needs"):
+        Runtime().handle_nudge({"action": "nudge", "service": "web", "seq": 0})
+    assert aws.service()["desiredCount"] == 2
