@@ -180,3 +180,29 @@ def test_replay_prints_each_nudge_with_its_triggering_event(tmp_path, capsys):
     assert first["event_index"] is None and first["event"]["detail_type"] == "Crashloop Nudge"
     assert first["event"]["started_by"] == alert["event"] and first["force_new_deployment"] is True
     assert alert["event"]["id"] == events[alert["event_index"]]["id"]
+
+
+def test_the_nudge_resources_are_least_privilege():
+    """The scheduler's role may only invoke the detector, assumed only by this account's schedules of the
+    nudge group; the detector may create schedules only in that group and pass only that role, only to
+    EventBridge Scheduler (iam:PassedToService)."""
+    from tootstack.local.template import load_template, project_root
+
+    resources = load_template(project_root() / "template.yaml")["Resources"]
+    [invoke] = resources["CrashloopNudgeSchedulerPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert invoke == {"Effect": "Allow", "Action": "lambda:InvokeFunction", "Resource": {"Fn::GetAtt": ["CrashloopDetectorFunction", "Arn"]}}
+    role = resources["CrashloopNudgeSchedulerRole"]["Properties"]
+    assert "Policies" not in role and "ManagedPolicyArns" not in role
+    [trust] = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "scheduler.amazonaws.com"}
+    assert "${CrashloopNudgeScheduleGroup}" in trust["Condition"]["ArnLike"]["aws:SourceArn"]["Fn::Sub"]
+    detector = resources["CrashloopDetectorFunction"]["Properties"]
+    statements = {s.get("Sid"): s for s in detector["Policies"][0]["Statement"]}
+    assert statements["ScheduleNudges"]["Action"] == "scheduler:CreateSchedule"
+    assert statements["ScheduleNudges"]["Resource"]["Fn::Sub"].endswith("schedule/${CrashloopNudgeScheduleGroup}/crashloop-nudge-*")
+    passrole = statements["PassNudgeSchedulerRole"]
+    assert passrole["Resource"] == {"Fn::GetAtt": ["CrashloopNudgeSchedulerRole", "Arn"]}
+    assert passrole["Condition"] == {"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}}
+    env = detector["Environment"]["Variables"]
+    assert env["NUDGE_SCHEDULE_GROUP"] == {"Ref": "CrashloopNudgeScheduleGroup"}
+    assert env["NUDGE_SCHEDULER_ROLE_ARN"] == {"Fn::GetAtt": ["CrashloopNudgeSchedulerRole", "Arn"]}
