@@ -18,7 +18,13 @@ crashloops); and the minutes the detector held a service at zero tasks after the
 ended (site-down = the core service, which alone serves at no load; counted to the end of the trace,
 as nobody resumes in a replay).
 
+Then, for dependency outages during which tasks never reach RUNNING (secrets, image or ENI unreachable:
+TaskFailedToStart), ECS's service throttle logic is modelled (launches spaced out up to the documented 27
+minutes; synth.throttled_outage) and the minutes from the outage's end until a task runs are reported
+without nudges (the detector before them) and with them (forced new deployments at backed-off intervals).
+
     python bench/crashloop.py [--services 60] [--hours 24] [--seeds 5] [--threshold 3] [--window-minutes 10] [--outage-minutes 6]
+                              [--throttled-outage-minutes 6 20 45 60 90 120] [--throttle-base-seconds 60]
 """
 
 from __future__ import annotations
@@ -296,6 +302,42 @@ def scenario(args, spikes_per_day: float, verbose: bool) -> dict:
     return totals
 
 
+def throttled(args) -> None:
+    """Tasks that never reach RUNNING (secrets/image/ENI unreachable): ECS's service throttle logic spaces
+    the launches out (synth.throttle_delay: doubling from --throttle-base-seconds, capped at the documented
+    27 minutes, https://docs.aws.amazon.com/AmazonECS/latest/developerguide/service-throttle-logic.html),
+    so the site can stay down long after the cause is gone unless something forces a new deployment.
+    Per outage length (jittered +-3 min per trace), each site service on its stable revision: minutes from
+    the outage's end to a RUNNING task, with the detector as it was (alert, leave running: no nudges) and
+    with nudges (forced new deployments 5, 10, 15, then every 15 min after the alert)."""
+    print(f"== launch-throttled outage (TaskFailedToStart; ECS back-off doubling from {args.throttle_base_seconds:g} s, "
+          f"cap {synth.THROTTLE_MAX_SECONDS / 60:g} min): minutes from the outage's end until a task of the service runs")
+    print(f"  {'outage':>8} | {'no nudges: core mean/max':>25} | {'all services max':>16} | {'nudges: core mean/max':>22} | "
+          f"{'all services max':>16} | nudges per service (mean)")
+    for minutes in args.throttled_outage_minutes:
+        rows = {False: ([], []), True: ([], [])}
+        forced = []
+        for seed in range(args.seeds):
+            rng = random.Random(seed * 7919 + int(minutes))
+            length = max(1.0, minutes + rng.uniform(-3, 3))
+            start = E + timedelta(minutes=30 + rng.uniform(0, 5))
+            for nudge in (False, True):
+                core, every = rows[nudge]
+                for service in SITE_SERVICES:
+                    detector = Detector(DetectorConfig(threshold=args.threshold, window_seconds=args.window_minutes * 60, nudge=nudge))
+                    for e in synth.stable_revisions([service]):
+                        detector.replay(e)
+                    r = synth.throttled_outage(detector, start, length, service=service, base=args.throttle_base_seconds)
+                    every.append(r["down_after_end"] / 60)
+                    if service == "core":
+                        core.append(r["down_after_end"] / 60)
+                    if nudge:
+                        forced.append(sum(d.action == "nudge" for d in r["decisions"]))
+        (c0, a0), (c1, a1) = rows[False], rows[True]
+        print(f"  {minutes:>6g} m | {statistics.mean(c0):>15.1f} / {max(c0):>6.1f} | {max(a0):>16.1f} | "
+              f"{statistics.mean(c1):>12.1f} / {max(c1):>6.1f} | {max(a1):>16.1f} | {statistics.mean(forced):.1f}")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--services", type=int, default=60)
@@ -307,6 +349,10 @@ def main(argv=None) -> int:
                    help="a dependency outage across core, web, streaming and sidekiq-* in every trace (0: none)")
     p.add_argument("--spikes-per-day", type=float, nargs="+", default=[0.0, 0.1, 0.5],
                    help="transient health-check bursts per service per day (labelled negative): one scenario each")
+    p.add_argument("--throttled-outage-minutes", type=float, nargs="*", default=[6, 20, 45, 60, 90, 120],
+                   help="lengths of a dependency outage during which tasks fail to start (ECS launch back-off): one row each")
+    p.add_argument("--throttle-base-seconds", type=float, default=60.0,
+                   help="first delay of the modelled ECS launch back-off (the increments are not documented; the cap is 27 min)")
     args = p.parse_args(argv)
     print(f"crashloop bench: {args.seeds} traces x {args.services} services x {args.hours:g} h; "
           f"threshold {args.threshold} crashes in {args.window_minutes:g} min; a {args.outage_minutes:g}-min dependency "
@@ -342,6 +388,9 @@ def main(argv=None) -> int:
             print(f"dependency outage: decisions on {', '.join(SITE_SERVICES)}: {t['site_actions']}; crashes-to-decision: {dist(t['site_c2d'])}")
             print(f"  site-down minutes caused by the detector after the outage ended (core at zero tasks): "
                   f"{t['site_down'] / args.seeds:.0f} per trace; all five services: {t['services_down'] / args.seeds:.0f} service-minutes per trace")
+            print("  (these tasks start and then fail health checks or exit: ECS's launch back-off does not apply to them)")
+    if args.throttled_outage_minutes:
+        throttled(args)
     return 0
 
 
