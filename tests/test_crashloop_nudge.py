@@ -9,6 +9,8 @@ import random
 from datetime import timedelta
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tootstack import cli
 from tootstack.crashloop import synth
@@ -206,3 +208,31 @@ def test_the_nudge_resources_are_least_privilege():
     env = detector["Environment"]["Variables"]
     assert env["NUDGE_SCHEDULE_GROUP"] == {"Ref": "CrashloopNudgeScheduleGroup"}
     assert env["NUDGE_SCHEDULER_ROLE_ARN"] == {"Fn::GetAtt": ["CrashloopNudgeSchedulerRole", "Arn"]}
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(minutes=st.floats(8, 40), tasks=st.integers(1, 3), seed=st.integers(0, 2**32 - 1))
+def test_an_outage_of_failed_starts_across_every_service_nudges_each_and_stops_none(minutes, tasks, seed):
+    """Secrets unreachable for several minutes: every site service on its stable revision is alerted by
+    its 3rd crash with a nudge chain; nothing is rolled back or stopped; each chain forces deployments at
+    most 15 min apart while it lasts and stops once a task of the revision runs."""
+    rng = random.Random(seed)
+    events = synth.stable_revisions() + synth.dependency_outage(START, minutes, tasks=tasks, rng=rng, kind="secrets")
+    detector = Detector()
+    decisions = [d for d in map(detector.replay, events) if d is not None]
+    assert sorted(d.service_name for d in decisions) == sorted(synth.OUTAGE_STOPS)
+    assert all(d.action == "alert" and d.nudge_seq == 1 for d in decisions)
+    running_at = START + timedelta(minutes=minutes + 20)
+    fired = detector.run_due_nudges(running_at.timestamp())    # the scheduler's steps until then
+    for service in synth.OUTAGE_STOPS:   # the dependency is back: a forced launch runs
+        detector.replay(synth.task_running(service=service, task_definition=synth.task_definition_arn(service, 1), at=running_at))
+    later = detector.run_due_nudges(START.timestamp() + 6 * 3600)
+    for service in synth.OUTAGE_STOPS:
+        alert = next(d for d in decisions if d.service_name == service)
+        mine = [d for d in fired if d.service_name == service]
+        assert mine and all(d.action == "nudge" for d in mine)
+        times = [_epoch(alert.decided_at)] + [_epoch(d.decided_at) for d in mine]
+        assert all(b - a <= 15 * 60 for a, b in zip(times, times[1:])) and running_at.timestamp() - times[-1] <= 15 * 60
+        [stop] = [d for d in later if d.service_name == service]
+        assert stop.action == "nudge_stopped" and "RUNNING" in stop.reason
+    assert not any(d.action in ("rollback", "scale_to_zero") for d in decisions + fired)

@@ -380,7 +380,7 @@ class Detector:
         base["crashes_since_start"] = base["crash_count"]
         halt = state.halt or {}
         stop = None
-        if running or float(ep.get("running_at", 0)) > float(ep["started_epoch"]):
+        if running or float(ep["started_epoch"]) < float(ep.get("running_at", 0)) <= now:
             stop = "a task of the revision reached RUNNING"
         elif state.stable_task_definition and state.stable_task_definition != td and halt.get("target_task_definition") != td:
             stop = f"another definition is stable now ({_short(state.stable_task_definition)})"
