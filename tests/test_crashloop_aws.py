@@ -108,31 +108,39 @@ def test_sample_event_is_processed_and_changes_nothing_on_its_own(aws, handler):
     assert aws.service()["desiredCount"] == 2 and aws.alerts() == []
 
 
-def test_third_crash_scales_to_zero_tags_alerts_and_marks_halted(aws, handler):
+def test_third_crash_of_a_stable_revision_alerts_and_leaves_the_service_running(aws, handler):
+    """Nothing deployed: the service is not stopped, scaled, suspended or tagged; the alert carries the
+    evidence; an hour later, still crashing, it is alerted again with what was tried."""
     aas = boto3.client("application-autoscaling", region_name=REGION)
     aas.register_scalable_target(ServiceNamespace="ecs", ResourceId="service/tootstack/web",
                                  ScalableDimension="ecs:service:DesiredCount", MinCapacity=1, MaxCapacity=4)
     events = [crash_from_sample(i, aws.td[0]) for i in range(3)]
     results = [handler(e, _Context()) for e in events]
-    assert [r["action"] for r in results] == [None, None, "scale_to_zero"]
+    assert [r["action"] for r in results] == [None, None, "alert"]
+    assert results[-1]["desired_count"] == 2 and results[-1]["alerts"] == 1
     svc = aws.service()
-    assert svc["desiredCount"] == 0
-    tags = {t["key"]: t["value"] for t in aws.ecs.list_tags_for_resource(resourceArn=aws.service_arn)["tags"]}
-    assert tags[HALT_TAG].startswith("scale_to_zero ")
+    assert svc["desiredCount"] == 2 and svc["taskDefinition"] == aws.td[0]
+    assert aws.ecs.list_tags_for_resource(resourceArn=aws.service_arn)["tags"] == []
     target = aas.describe_scalable_targets(ServiceNamespace="ecs", ResourceIds=["service/tootstack/web"])["ScalableTargets"][0]
-    assert all(target["SuspendedState"].values())
-    assert is_halted("web") is True
-    record = halt_record("web")
-    assert record["applied"] is True and record["previous_desired_count"] == 2
+    assert not any(target.get("SuspendedState", {}).values())
+    assert is_halted("web") is False and halt_record("web") is None
     [alert] = aws.alerts()
-    assert alert["Subject"] == "tootstack crashloop: web halted (scale_to_zero)"
+    assert alert["Subject"] == "tootstack crashloop: web crash-looping (stable revision, left running)"
     for event in events:
         assert event["detail"]["taskArn"].rsplit("/", 1)[-1] in alert["Message"]
     assert "web=1" in alert["Message"] and "Essential container in task exited" in alert["Message"]
-    assert "tootstack crashloop resume web" in alert["Message"]
-    # a fourth crash (late event) does nothing more
-    assert handler(crash_from_sample(3, aws.td[0]), _Context())["action"] is None
+    assert "It was NOT stopped" in alert["Message"] and "nothing needs resuming" in alert["Message"]
+    assert "desired 2, running" in alert["Message"]
+    # more crashes within the hour: nothing more
+    assert [handler(crash_from_sample(i, aws.td[0]), _Context())["action"] for i in range(3, 6)] == [None] * 3
     assert aws.alerts() == []
+    # still crash-looping an hour after the alert: escalated, with what was tried
+    later = handler(crash_from_sample(63, aws.td[0]), _Context())
+    assert later["action"] == "escalate" and later["alerts"] == 2
+    [again] = aws.alerts()
+    assert again["Subject"] == "tootstack crashloop: web STILL crash-looping (alert 2)"
+    assert "left running" in again["Message"] and "alerted 1 time(s)" in again["Message"]
+    assert aws.service()["desiredCount"] == 2
 
 
 def test_crash_during_deployment_rolls_back_to_the_stable_definition(aws, handler):
@@ -173,9 +181,10 @@ def test_a_failed_action_is_retried_on_redelivery(aws, handler, monkeypatch):
     monkeypatch.setenv("ALERT_TOPIC_ARN", aws.topic)
     handler = LocalFunction("CrashloopDetectorFunction", ROOT / "functions/crashloop_detector", "app.handler", {}).entrypoint
     # (the configuration change starts new execution environments) EventBridge retry:
-    assert handler(events[2], _Context())["action"] == "scale_to_zero"
-    assert len(aws.alerts()) == 1 and halt_record("web")["applied"] is True
-    assert halt_record("web")["previous_desired_count"] == 2
+    assert handler(events[2], _Context())["action"] == "alert"
+    assert len(aws.alerts()) == 1
+    assert DynamoStore(TABLE, aws.ddb).get_service("tootstack/web").episode["pending"] is None
+    assert handler(crash_from_sample(3, aws.td[0]), _Context())["action"] is None     # sent once
 
 
 def test_scale_in_and_spot_stops_through_the_handler_never_halt(aws, handler):
@@ -186,9 +195,12 @@ def test_scale_in_and_spot_stops_through_the_handler_never_halt(aws, handler):
 
 
 def _halt(aws, handler):
-    for i in range(3):
-        handler(crash_from_sample(i, aws.td[0]), _Context())
-    assert aws.service()["desiredCount"] == 0
+    """A bad deployment rolled back: the only halt the detector makes."""
+    handler(synth.deployment_event("SERVICE_DEPLOYMENT_COMPLETED", deployment=aws.deployment), _Context())
+    aws.ecs.update_service(cluster="tootstack", service="web", taskDefinition=aws.td[1])
+    for i in range(1, 4):
+        handler(crash_from_sample(i, aws.td[1]), _Context())
+    assert aws.service()["taskDefinition"] == aws.td[0] and is_halted("web")
 
 
 def test_resume_cli_restores_the_count_and_clears_the_marker(aws, handler, capsys):
@@ -196,7 +208,7 @@ def test_resume_cli_restores_the_count_and_clears_the_marker(aws, handler, capsy
     capsys.readouterr()   # the handler's log lines
     assert cli.main(["crashloop", "resume", "web", "--cluster", "tootstack", "--table", TABLE]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["desired_count"] == 2 and out["was"] == "scale_to_zero"
+    assert out["desired_count"] == 2 and out["was"] == "rollback"
     assert aws.service()["desiredCount"] == 2
     assert not is_halted("web")
     assert aws.ecs.list_tags_for_resource(resourceArn=aws.service_arn)["tags"] == []
@@ -204,8 +216,8 @@ def test_resume_cli_restores_the_count_and_clears_the_marker(aws, handler, capsy
     assert cli.main(["crashloop", "resume", "web", "--cluster", "tootstack", "--table", TABLE]) == 2
     assert "is not halted" in capsys.readouterr().err
     # old crashes no longer count: one new crash does not halt again
-    handler(crash_from_sample(4, aws.td[0]), _Context())
-    assert aws.service()["desiredCount"] == 2
+    handler(crash_from_sample(4, aws.td[1]), _Context())
+    assert aws.service()["desiredCount"] == 2 and not is_halted("web")
 
 
 def test_resume_with_explicit_count_and_bad_input_changes_nothing(aws, handler, capsys):
@@ -214,7 +226,7 @@ def test_resume_with_explicit_count_and_bad_input_changes_nothing(aws, handler, 
     assert cli.main(["crashloop", "resume", "nope", "--cluster", "tootstack", "--table", TABLE]) == 2
     assert "not found" in capsys.readouterr().err
     assert cli.main(["crashloop", "resume", "web", "--cluster", "tootstack", "--table", TABLE, "--desired-count", "-1"]) == 2
-    assert is_halted("web") and aws.service()["desiredCount"] == 0
+    assert is_halted("web") and aws.service()["desiredCount"] == 2
     assert cli.main(["crashloop", "resume", "web", "--cluster", "tootstack", "--table", TABLE, "--desired-count", "1"]) == 0
     assert aws.service()["desiredCount"] == 1
 
@@ -255,12 +267,20 @@ def test_dynamo_store_is_idempotent_and_ordered(aws):
     assert store.put_halt("c/s", {"action": "scale_to_zero"}) is False
     assert store.clear_halt("c/s", 300.0) == {"action": "scale_to_zero"}
     assert store.get_service("c/s").halt is None and store.get_service("c/s").resumed_at == 300.0
+    episode = {"version": 1, "task_definition": "td:2", "last_alert_at": 400.0, "pending": {"action": "alert"}}
+    assert store.put_episode("c/s", episode, None) is True
+    assert store.put_episode("c/s", episode, None) is False                       # a second first alert
+    assert store.put_episode("c/s", {**episode, "version": 2}, 5) is False         # stale version
+    assert store.put_episode("c/s", {**episode, "version": 2}, 1) is True
+    store.update_episode("c/s", {"pending": None})
+    assert store.get_service("c/s").episode == {**episode, "version": 2, "pending": None}
     ttl = aws.ddb.describe_time_to_live(TableName=TABLE)["TimeToLiveDescription"]
     assert ttl["AttributeName"] == "expires_at"
 
 
 def test_detector_with_dynamo_store_matches_the_memory_store(aws):
     events = [synth.task_stopped("image_pull", at=synth.EPOCH + timedelta(seconds=30 * i)) for i in range(5)]
+    events += [synth.task_stopped("image_pull", at=synth.EPOCH + timedelta(seconds=3700 + 30 * i)) for i in range(2)]
     from tootstack.crashloop.store import MemoryStore
 
     def run(store):
@@ -272,7 +292,7 @@ def test_detector_with_dynamo_store_matches_the_memory_store(aws):
                 out.append((d.action, d.crash_count))
         return out
 
-    assert run(DynamoStore(TABLE, aws.ddb)) == run(MemoryStore()) == [("scale_to_zero", 3)]
+    assert run(DynamoStore(TABLE, aws.ddb)) == run(MemoryStore()) == [("alert", 3), ("escalate", 5)]
 
 
 def test_missing_table_is_a_dependency_error(aws):
@@ -289,11 +309,11 @@ def test_no_secret_value_reaches_logs_alerts_or_state(aws, handler, capsys):
                                              "secrets": [{"name": "SECRET_KEY_BASE", "valueFrom": arn}]}])["taskDefinition"]["taskDefinitionArn"]
     aws.ecs.update_service(cluster="tootstack", service="web", taskDefinition=td)
     results = [handler(crash_from_sample(i, td), _Context()) for i in range(3)]
-    handler({"action": "resume", "service": "web"}, _Context())
+    results.append(handler(crash_from_sample(62, td), _Context()))   # an hour on: escalated
     captured = capsys.readouterr()
     items = aws.ddb.scan(TableName=TABLE)["Items"]
     alerts = aws.alerts()
-    assert results[-1]["action"] == "scale_to_zero" and len(alerts) == 1
+    assert [r["action"] for r in results] == [None, None, "alert", "escalate"] and len(alerts) == 2
     haystack = json.dumps([results, items, alerts], default=str) + captured.out + captured.err
     assert secret_value not in haystack
 
@@ -307,6 +327,12 @@ def test_config_from_env():
     assert config_from_env({}).threshold == 3 and config_from_env({}).window_seconds == 600
     with pytest.raises(InvalidInput, match="CRASH_THRESHOLD"):
         config_from_env({"CRASH_THRESHOLD": "three"})
+    assert config_from_env({}).escalate_after_seconds == 3600
+    assert config_from_env({"CRASH_ESCALATE_MINUTES": "90"}).escalate_after_seconds == 5400
+    # the template allows a window of up to a day: the escalation period follows it rather than failing
+    assert config_from_env({"CRASH_WINDOW_MINUTES": "1440"}).escalate_after_seconds == 86400
+    with pytest.raises(InvalidInput, match="escalation period"):
+        config_from_env({"CRASH_ESCALATE_MINUTES": "5"})
 
 
 def test_resume_cli_finds_table_and_cluster_in_the_stack_outputs(aws, handler, capsys, monkeypatch):
@@ -324,3 +350,88 @@ def test_resume_cli_finds_table_and_cluster_in_the_stack_outputs(aws, handler, c
     assert aws.service()["desiredCount"] == 1
     assert cli.main(["crashloop", "resume", "web", "--stack", "no-such-stack"]) == 2
     assert "no crashloop table" in capsys.readouterr().err
+
+
+def _secrets_crash(i, task_definition, base):
+    """The i-th TaskFailedToStart (secrets unreachable) of a stable revision, a minute apart from `base`."""
+    event = crash_from_sample(i, task_definition)
+    at = base + timedelta(minutes=i)
+    fresh = synth.task_stopped("secrets", service="web", task_definition=task_definition, at=at)
+    for k in ("stopCode", "stoppedReason", "containers", "stoppedAt", "updatedAt"):
+        event["detail"][k] = fresh["detail"][k]
+    event["time"] = fresh["time"]
+    return event
+
+
+def test_failed_starts_of_a_stable_revision_schedule_a_nudge_that_forces_a_deployment(aws, handler, monkeypatch):
+    """The alert creates a one-time EventBridge Scheduler schedule invoking the detector with the first
+    nudge step; that step (delivered twice: at least once) forces one new deployment and schedules the next;
+    once the service has running tasks of the revision the chain stops."""
+    from datetime import datetime, timezone
+
+    scheduler = boto3.client("scheduler", region_name=REGION)
+    scheduler.create_schedule_group(Name="crashloop-nudges")
+    monkeypatch.setenv("NUDGE_SCHEDULE_GROUP", "crashloop-nudges")
+    monkeypatch.setenv("NUDGE_SCHEDULER_ROLE_ARN", "arn:aws:iam::123456789012:role/nudge-scheduler")
+    from tootstack.crashloop.runtime import Runtime
+
+    base = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=10)   # the handler runs on the wall clock
+    results = [handler(_secrets_crash(i, aws.td[0], base), _Context()) for i in range(3)]
+    assert [r["action"] for r in results] == [None, None, "alert"] and results[-1]["nudge_at"]
+    [listed] = scheduler.list_schedules(GroupName="crashloop-nudges")["Schedules"]
+    schedule = scheduler.get_schedule(Name=listed["Name"], GroupName="crashloop-nudges")
+    assert schedule["ScheduleExpression"].startswith("at(") and schedule["ActionAfterCompletion"] == "DELETE"
+    assert schedule["Target"]["Arn"].endswith(":function:crashloop-detector")
+    assert schedule["Target"]["RoleArn"].endswith("role/nudge-scheduler")
+    step = json.loads(schedule["Target"]["Input"])
+    assert step["action"] == "nudge" and step["service"] == "tootstack/web" and step["seq"] == 1
+    [alert] = aws.alerts()
+    assert "forces a new deployment from " + results[-1]["nudge_at"] in alert["Message"]
+
+    calls = []
+    monkeypatch.setattr("botocore.client.BaseClient._make_api_call", _spy(calls))
+    first = handler(step, _Context())
+    second = handler(step, _Context())              # the scheduler delivered it twice
+    assert first["action"] == "nudge" and first["forced_new_deployment"] is True and second == first
+    assert [c for c in calls if c[0] == "UpdateService"] == [("UpdateService", {"cluster": "tootstack", "service": "web",
+                                                                                "forceNewDeployment": True})]
+    names = sorted(s["Name"] for s in scheduler.list_schedules(GroupName="crashloop-nudges")["Schedules"])
+    assert len(names) == 2 and names[1].endswith("-2")   # the next step (in AWS the fired one-time schedule deletes itself)
+    assert json.loads(scheduler.get_schedule(Name=names[1], GroupName="crashloop-nudges")["Target"]["Input"])["seq"] == 2
+
+    # a task of the revision runs now: the next step stops the chain, forces nothing, schedules nothing
+    runtime = Runtime()
+    describe = runtime.ecs.describe_services
+
+    def running(**kwargs):
+        found = describe(**kwargs)
+        for d in found["services"][0]["deployments"]:
+            d["runningCount"] = 1
+        return found
+
+    runtime.ecs.describe_services = running
+    calls.clear()
+    stopped = runtime.handle_nudge({**step, "seq": 2})
+    assert stopped["action"] == "nudge_stopped" and "RUNNING" in stopped["reason"]
+    assert not [c for c in calls if c[0] in ("UpdateService", "CreateSchedule")]
+
+
+def _spy(calls):
+    from botocore.client import BaseClient
+
+    original = BaseClient._make_api_call
+
+    def spy(self, operation, params):
+        calls.append((operation, params))
+        return original(self, operation, params)
+
+    return spy
+
+
+def test_a_malformed_nudge_is_a_clear_error_and_changes_nothing(aws, handler):
+    from tootstack.crashloop.runtime import Runtime
+    from tootstack.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="a nudge needs"):
+        Runtime().handle_nudge({"action": "nudge", "service": "web", "seq": 0})
+    assert aws.service()["desiredCount"] == 2

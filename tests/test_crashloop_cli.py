@@ -35,12 +35,19 @@ def _write(tmp_path, lines):
 
 
 def test_replay_prints_one_line_per_decision(tmp_path, capsys):
-    path = _write(tmp_path, [json.dumps(e) for e in _trace()])
+    trace = _trace()
+    path = _write(tmp_path, [json.dumps(e) for e in trace])
     assert cli.main(["crashloop", "replay", str(path)]) == 0
     out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [(o["event_index"], o["service"], o["action"]) for o in out] == [(10, "web", "rollback"), (14, "streaming", "scale_to_zero")]
-    assert set(out[0]) == {"event_index", "service", "action", "reason"}
-    assert "web:1" in out[0]["reason"]
+    assert [(o["event_index"], o["service"], o["action"]) for o in out] == [(10, "web", "rollback"), (14, "streaming", "alert")]
+    assert set(out[0]) == {"event_index", "service", "action", "reason", "via", "task_definition", "crash_count", "event",
+                           "target_task_definition"}
+    assert "web:1" in out[0]["reason"] and out[0]["target_task_definition"] == TD1
+    for line in out:   # each decision names the event that triggered it
+        triggering = trace[line["event_index"]]
+        assert line["event"]["id"] == triggering["id"]
+        assert line["event"]["task_id"] == triggering["detail"]["taskArn"].rsplit("/", 1)[-1]
+    assert out[1]["service_left_running"] is True and out[1]["alerts"] == 1 and out[1]["tried"]
 
 
 def test_replay_of_every_fixture(tmp_path, capsys):
@@ -56,7 +63,7 @@ def test_replay_of_every_fixture(tmp_path, capsys):
     crash_stems = {"task_exit_nonzero", "task_oom", "task_exit_zero", "task_elb_health_check",
                    "task_container_health_check", "task_image_pull", "task_secrets"}
     third = [i for i, p in enumerate(paths) if p.stem in crash_stems][2]
-    assert decision["event_index"] == third and decision["action"] == "scale_to_zero"
+    assert decision["event_index"] == third and decision["action"] == "alert"
 
 
 def test_replay_threshold_option(tmp_path, capsys):
@@ -79,7 +86,7 @@ def test_malformed_lines_are_named_and_skipped(tmp_path, capsys):
     assert "Traceback" not in captured.err
     # the good lines were still replayed (indices shift by the inserted lines)
     out = [json.loads(line) for line in captured.out.splitlines()]
-    assert [(o["service"], o["action"]) for o in out] == [("web", "rollback"), ("streaming", "scale_to_zero")]
+    assert [(o["service"], o["action"]) for o in out] == [("web", "rollback"), ("streaming", "alert")]
 
 
 def test_missing_file_and_bad_options_exit_2(tmp_path, capsys):
@@ -94,7 +101,7 @@ def test_replay_from_stdin_as_a_subprocess():
     proc = subprocess.run([sys.executable, "-m", "tootstack.cli", "crashloop", "replay", "-"], input=text,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["action"] == "scale_to_zero"
+    assert json.loads(proc.stdout)["action"] == "alert"
 
 
 @pytest.mark.parametrize("argv", [["crashloop", "--help"], ["crashloop", "replay", "--help"], ["crashloop", "resume", "--help"]])
@@ -102,3 +109,22 @@ def test_help(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(argv)
     assert exc.value.code == 0 and "usage: tootstack crashloop" in capsys.readouterr().out
+
+
+def test_replay_of_a_day_with_an_outage_shows_alerts_escalations_and_no_stop(tmp_path, capsys):
+    """A 75-minute database outage across every service, replayed on the events' own clock: one alert per
+    service by its 3rd crash, one escalation per service an hour later, nothing stopped."""
+    events = synth.stable_revisions() + synth.dependency_outage(E + timedelta(hours=2), 75)
+    path = _write(tmp_path, [json.dumps(e) for e in events])
+    assert cli.main(["crashloop", "replay", str(path)]) == 0
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    services = sorted(synth.OUTAGE_STOPS)
+    assert sorted(o["service"] for o in out if o["action"] == "alert") == services
+    assert sorted(o["service"] for o in out if o["action"] == "escalate") == services
+    assert len(out) == 2 * len(services) and all(o["service_left_running"] for o in out)
+    for o in out:
+        assert o["event"]["id"] == events[o["event_index"]]["id"]
+    escalation = next(o for o in out if o["action"] == "escalate" and o["service"] == "core")
+    assert escalation["alerts"] == 2 and any("alerted 1 time(s)" in t for t in escalation["tried"])
+    assert cli.main(["crashloop", "replay", "--escalate-minutes", "5", str(path)]) == 2   # shorter than the window
+    assert "escalation period" in capsys.readouterr().err

@@ -105,14 +105,14 @@ def _crash(i, td=TD1, seconds=60, kind="exit_nonzero", service="web", deployment
     return synth.task_stopped(kind, service=service, task_definition=td, at=E + timedelta(seconds=i * seconds), deployment=deployment, **kw)
 
 
-def test_third_crash_in_window_halts_with_scale_to_zero_when_nothing_is_stable():
+def test_third_crash_in_window_alerts_and_leaves_running_when_nothing_is_stable():
     detector = Detector()
     assert detector.process(_crash(0)) is None
     assert detector.process(_crash(1)) is None
     decision = detector.process(_crash(2))
-    assert decision is not None and decision.action == "scale_to_zero"
+    assert decision is not None and decision.action == "alert" and decision.via == "none"
     assert decision.service == "tootstack/web" and decision.crash_count == 3
-    assert "no stable definition" in decision.reason
+    assert "no stable definition" in decision.reason and "left running" in decision.reason
     assert [e["kind"] for e in decision.evidence] == ["exit_nonzero"] * 3
     assert all(e["exit_codes"] == {"web": 1} for e in decision.evidence)
 
@@ -175,17 +175,18 @@ def test_circuit_breaker_already_rolling_back_is_left_to_act():
     assert decision.action == "rollback" and decision.via == "circuit_breaker"
 
 
-def test_steady_state_crash_of_the_stable_definition_scales_to_zero():
+def test_steady_state_crash_of_the_stable_definition_alerts_without_stopping():
     events = [
         synth.task_stopped("scale_in", task_definition=TD1, deployment="ecs-svc/1", at=E),
         synth.deployment_event("SERVICE_DEPLOYMENT_COMPLETED", deployment="ecs-svc/1", at=E + timedelta(seconds=5)),
         *[_crash(2 + i, td=TD1) for i in range(3)],
     ]
-    [(_, decision)] = _feed(Detector(), events)
-    assert decision.action == "scale_to_zero" and "steady state" in decision.reason
+    [(index, decision)] = _feed(Detector(), events)
+    assert index == 4 and decision.action == "alert" and "it is the stable definition" in decision.reason
+    assert decision.target_task_definition is None and decision.episode_started_at == "2026-11-02T09:02:00Z"
 
 
-def test_rolled_back_definition_crashing_too_escalates_to_scale_to_zero():
+def test_rolled_back_definition_crashing_too_alerts_with_the_rollback_as_tried():
     events = [
         synth.task_stopped("scale_in", task_definition=TD1, deployment="ecs-svc/1", at=E),
         synth.deployment_event("SERVICE_DEPLOYMENT_COMPLETED", deployment="ecs-svc/1", at=E + timedelta(seconds=5)),
@@ -193,8 +194,10 @@ def test_rolled_back_definition_crashing_too_escalates_to_scale_to_zero():
         *[_crash(10 + i, td=TD1, deployment="ecs-svc/3") for i in range(3)],
         *[_crash(20 + i, td=TD1, deployment="ecs-svc/3") for i in range(3)],
     ]
-    actions = [d.action for _, d in _feed(Detector(), events)]
-    assert actions == ["rollback", "scale_to_zero"]
+    decisions = [d for _, d in _feed(Detector(), events)]
+    assert [d.action for d in decisions] == ["rollback", "alert"]
+    assert decisions[1].tried[0].startswith("rolled back from web:2 to web:1")
+    assert "the deployment is not the cause" in decisions[1].reason
 
 
 def test_crashes_before_a_resume_no_longer_count():

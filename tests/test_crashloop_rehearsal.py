@@ -1,5 +1,6 @@
 """The "crashloop" rehearsal stage on the LocalAws harness without a deployed stack: it stands in for
-the cluster/table/topic/function itself and still runs the real detector handler end to end."""
+the cluster/table/topic/function and Redis itself and still runs the real detector handler end to end,
+against a real redis-server it makes unreachable (SIGSTOP) and brings back."""
 
 from tootstack.local.template import project_root
 from tootstack.rehearsal import crashloop_stage
@@ -12,10 +13,12 @@ def test_stage_is_registered():
     assert crashloop_stage.NAME == "crashloop"
 
 
-def test_stage_halts_alerts_and_resumes(local_aws):
+def test_stage_rolls_back_and_rides_out_a_redis_outage_without_a_resume(local_aws):
     ctx = RehearsalContext(root=project_root(), stack_name="rehearsal", region="us-east-1", parameters={}, progress=lambda _: None)
     ctx.aws = local_aws
     detail = crashloop_stage.run(ctx)
-    assert "rolled back on its 3rd crash" in detail and "scaled to 0" in detail
-    assert "2 SNS alerts (3/3 task ids" in detail and "restored desired count 2" in detail
-    assert "stood in for: cluster, table, topic, task definition, detector function" in detail
+    assert "bad revision rolled back on its 3rd crash" in detail
+    assert "Redis unreachable: 4 tasks crashed, alerted on the 3rd (3/3 task ids as evidence)" in detail
+    assert "left running at desired count 2; Redis back: 2/2 new tasks serving with no resume" in detail
+    assert "2 SNS alerts" in detail and "resume cleared the rollback marker" in detail
+    assert "stood in for: cluster, table, topic, task definition, detector function, redis" in detail

@@ -2,10 +2,13 @@
 
 Input, either:
 - an EventBridge "ECS Task State Change" / "ECS Deployment State Change" event: classify, update the
-  sliding window in DynamoDB, halt the service when it crashloops (idempotent on the event id through
+  sliding window in DynamoDB; when it crashloops, roll a bad deployment back, or alert (and later
+  escalate) when a stable revision crash-loops, leaving it running (idempotent on the event id through
   the Powertools DynamoDB persistence layer: at-least-once delivery runs the logic once);
 - {"action": "resume", "service": "web", "cluster": "...", "desired_count": 2} (cluster and
-  desired_count optional): the console un-halt path (Lambda console -> Test).
+  desired_count optional): the console un-halt path (Lambda console -> Test);
+- {"action": "nudge", "service": "<cluster>/<service>", "episode": ..., "seq": n, "id": ...}: a step of a
+  nudge chain, from the one-time EventBridge Scheduler schedule the detector created (idempotent on "id").
 """
 
 from __future__ import annotations
@@ -51,7 +54,13 @@ def _process(event: dict) -> dict:
         metrics.add_metric(name="TaskStops", unit=MetricUnit.Count, value=1)
     if result.get("crash"):
         metrics.add_metric(name="Crashes", unit=MetricUnit.Count, value=1)
-    if result.get("action"):
+    if result.get("action") in ("alert", "escalate"):   # a stable revision: left running, alerted
+        metrics.add_metric(name="CrashloopAlerts" if result["action"] == "alert" else "CrashloopEscalations", unit=MetricUnit.Count, value=1)
+        logger.warning(
+            "stable revision crash-looping (left running)",
+            extra={"ecs_service": result.get("service"), **{k: result.get(k) for k in ("action", "reason", "crash_count", "alerts")}},
+        )
+    elif result.get("action"):
         metrics.add_metric(name="CrashloopHalts", unit=MetricUnit.Count, value=1)
         metrics.add_metric(name=f"CrashloopHalts_{result['action']}", unit=MetricUnit.Count, value=1)
         logger.warning(
@@ -72,7 +81,22 @@ def handler(event: dict, context: LambdaContext) -> dict:
         metrics.add_metric(name="CrashloopResumes", unit=MetricUnit.Count, value=1)
         logger.info("service resumed", extra={"ecs_service": result["service"], "desired_count": result["desired_count"]})
         return result
-    metrics.add_metric(name="EcsEventsReceived", unit=MetricUnit.Count, value=1)
+    _runtime().enable_nudges(getattr(context, "invoked_function_arn", None))
     IDEMPOTENCY.register_lambda_context(context)
+    if isinstance(event, dict) and event.get("action") == "nudge":
+        # a scheduled step (EventBridge Scheduler, at least once): idempotent on its "id" (service, episode, step)
+        nudge = idempotent_function(data_keyword_argument="event", persistence_store=_persistence_layer(), config=IDEMPOTENCY)(_nudge)
+        return nudge(event=event)
+    metrics.add_metric(name="EcsEventsReceived", unit=MetricUnit.Count, value=1)
     process = idempotent_function(data_keyword_argument="event", persistence_store=_persistence_layer(), config=IDEMPOTENCY)(_process)
     return process(event=event)
+
+
+@tracer.capture_method
+def _nudge(event: dict) -> dict:
+    result = _runtime().handle_nudge(event)
+    if result.get("action") == "nudge":
+        metrics.add_metric(name="CrashloopNudges", unit=MetricUnit.Count, value=1)
+    logger.info("crashloop nudge step", extra={"ecs_service": result.get("service"),
+                                              **{k: result.get(k) for k in ("seq", "action", "reason", "nudges", "next_nudge_at")}})
+    return result

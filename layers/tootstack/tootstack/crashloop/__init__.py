@@ -1,8 +1,9 @@
-"""Crashloop detection that halts deployments (issue 7). See docs/crashloop.md.
+"""Crashloop detection: rolls bad deployments back, alerts (and leaves running) a crash-looping stable
+revision. See docs/crashloop.md.
 
 - models:   Powertools Parser models of "ECS Task State Change" / "ECS Deployment State Change"
 - classify: crash or ordinary stop, per stop kind
-- detector: sliding window per service + task definition -> rollback | scale_to_zero decisions
+- detector: sliding window per service + task definition -> rollback | alert | escalate decisions
 - store:    MemoryStore (replay, tests) and DynamoStore (Lambda: TTL, conditional writes)
 - actions:  ECS/SNS halt actions, `is_halted(service)`, `resume(service)`
 - runtime:  the Lambda wiring; cli: `tootstack crashloop replay|resume`

@@ -1,11 +1,16 @@
 """What a halt decision does on AWS, the halted marker others check, and the un-halt.
 
-halt (Halter.apply):
-  rollback       UpdateService(taskDefinition=<stable>) unless the circuit breaker is already doing it
-  scale_to_zero  suspend the service's Application Auto Scaling (if it has a scalable target, so
-                 nothing scales it back up), remember the desired count, UpdateService(desiredCount=0)
-  then           tag the service `tootstack:crashloop-halted`, publish the SNS alert with the evidence
+Halter.apply:
+  rollback       UpdateService(taskDefinition=<stable>) unless the circuit breaker is already doing it,
+                 tag the service `tootstack:crashloop-halted`, publish the SNS alert with the evidence
                  (stop reasons, exit codes, task ids), mark the DynamoDB halt item applied.
+  alert/escalate a stable revision crash-loops: NO change to the service (it keeps running, ECS keeps
+                 replacing tasks); publish the SNS alert with the evidence, its desired/running counts
+                 and what was tried; clear the episode's pending decision.
+  scale_to_zero  only for a halt recorded by an earlier version and not applied yet: suspend the
+                 service's Application Auto Scaling, remember the desired count, UpdateService(desiredCount=0).
+Halter.apply_nudge a nudge step: UpdateService(forceNewDeployment=True) for `nudge`, then the next step's
+                 one-time EventBridge Scheduler schedule (NudgeScheduler) for `nudge`/`nudge_deferred`.
 is_halted(service): the DynamoDB HALT item when the table is known (env CRASHLOOP_TABLE), else the tag.
 resume(service): restore the desired count (the one recorded at halt time, or --desired-count),
   un-suspend scaling, untag, delete the HALT item; crashes before the resume no longer count.
@@ -78,18 +83,50 @@ def describe_service(ecs: Any, cluster: str, service: str, include_tags: bool = 
 class Halter:
     """Applies decisions through the ECS, Application Auto Scaling and SNS APIs."""
 
-    def __init__(self, store: Store, ecs: Any = None, sns: Any = None, topic_arn: str | None = None, autoscaling: Any = None) -> None:
+    def __init__(self, store: Store, ecs: Any = None, sns: Any = None, topic_arn: str | None = None, autoscaling: Any = None,
+                 nudges: "NudgeScheduler | None" = None) -> None:
         self.store = store
         self.ecs = _client("ecs", ecs)
         self.sns = sns if sns is not None or not topic_arn else _client("sns")
         self.topic_arn = topic_arn
         self.autoscaling = _client("application-autoscaling", autoscaling)
+        self.nudges = nudges   # None: nudges are not scheduled (the alert still names the manual command)
+
+    def apply_nudge(self, decision: Decision) -> dict[str, Any]:
+        """A nudge step: force a new deployment (`nudge` only; ECS then launches a task at once, with the
+        service's own deployment configuration, e.g. stop-first for core), schedule the next step
+        (`nudge`, `nudge_deferred`), and record the step applied. Safe to repeat (the schedule name is
+        the step's: a second create is a no-op)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        changes: dict[str, Any] = {"applied": True, "forced_new_deployment": False, "next_nudge_at": None}
+        try:
+            if decision.action == "nudge":
+                self.ecs.update_service(cluster=decision.cluster, service=decision.service_name, forceNewDeployment=True)
+                changes["forced_new_deployment"] = True
+        except (ClientError, BotoCoreError) as exc:
+            raise _aws_error(f"forcing a new deployment of ECS service {decision.service}", exc) from None
+        if decision.action in ("nudge", "nudge_deferred") and self.nudges is not None:
+            self.nudges.schedule(decision)
+            changes["next_nudge_at"] = decision.nudge_at
+        self.store.update_episode(decision.service, {"nudge_pending": None})
+        return changes
 
     def apply(self, decision: Decision) -> dict[str, Any]:
         from botocore.exceptions import BotoCoreError, ClientError
 
         cluster, name = decision.cluster, decision.service_name
         service = describe_service(self.ecs, cluster, name)
+        if decision.action in ("alert", "escalate"):
+            # a stable revision: leave the service as it is (no UpdateService, no tag), tell the operator
+            counts = {"desired_count": service.get("desiredCount"), "running_count": service.get("runningCount"),
+                      "pending_count": service.get("pendingCount")}
+            if decision.nudge_seq and self.nudges is not None:
+                self.nudges.schedule(decision)   # before the alert: a retry re-creates it (same name: no-op)
+            message_id = self.alert(decision, counts)
+            self.store.update_episode(decision.service, {"pending": None, "alert_message_id": message_id})
+            return {"applied": True, "service_arn": service["serviceArn"], "alert_message_id": message_id,
+                    "nudge_at": decision.nudge_at if decision.nudge_seq and self.nudges is not None else None, **counts}
         changes: dict[str, Any] = {"applied": True, "service_arn": service["serviceArn"]}
         try:
             if decision.action == "rollback":
@@ -124,8 +161,8 @@ class Halter:
     def alert(self, decision: Decision, changes: dict[str, Any]) -> str | None:
         if not self.topic_arn or self.sns is None:
             return None
-        from botocore.exceptions import BotoCoreError, ClientError
-
+        if decision.action in ("alert", "escalate"):
+            return self._publish(decision, *_episode_message(decision, changes))
         subject = f"tootstack crashloop: {decision.service_name} halted ({decision.action})"[:100]
         lines = [
             f"Service {decision.service} was halted: {decision.action}"
@@ -146,11 +183,16 @@ class Halter:
             "Details (JSON):",
             json.dumps({**decision.as_dict(), "previous_desired_count": changes.get("previous_desired_count")}, indent=1, sort_keys=True),
         ]
+        return self._publish(decision, subject, "\n".join(lines))
+
+    def _publish(self, decision: Decision, subject: str, message: str) -> str | None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
         try:
             response = self.sns.publish(
                 TopicArn=self.topic_arn,
-                Subject=subject,
-                Message="\n".join(lines),
+                Subject=subject[:100],
+                Message=message,
                 MessageAttributes={
                     "service": {"DataType": "String", "StringValue": decision.service},
                     "action": {"DataType": "String", "StringValue": decision.action},
@@ -159,6 +201,100 @@ class Halter:
         except (ClientError, BotoCoreError) as exc:
             raise _aws_error(f"SNS publish to {self.topic_arn}", exc) from None
         return response.get("MessageId")
+
+
+def _evidence_lines(decision: Decision) -> list[str]:
+    lines = []
+    for e in decision.evidence:
+        codes = ", ".join(f"{k}={v}" for k, v in e["exit_codes"].items())
+        lines.append(f"  - task {e['task_id']} at {e['stopped_at']}: {e['kind']}; exit codes: {codes or 'none'}; {e['reason']}")
+    return lines
+
+
+def _episode_message(decision: Decision, counts: dict[str, Any]) -> tuple[str, str]:
+    """Subject and text of a stable-revision crashloop alert (first alert or escalation)."""
+    if decision.action == "escalate":
+        subject = f"tootstack crashloop: {decision.service_name} STILL crash-looping (alert {decision.alerts})"
+        head = f"Service {decision.service} is still crash-looping on its stable revision (since {decision.episode_started_at})."
+    else:
+        subject = f"tootstack crashloop: {decision.service_name} crash-looping (stable revision, left running)"
+        head = f"Service {decision.service} is crash-looping on its stable revision. It was NOT stopped."
+    lines = [
+        head,
+        f"Why: {decision.reason}.",
+        f"Now: desired {counts.get('desired_count')}, running {counts.get('running_count')}, pending {counts.get('pending_count')} tasks.",
+        f"Crashing task definition: {decision.task_definition}",
+        f"Crashes since {decision.episode_started_at}: {decision.crashes_since_start}",
+        "Tried so far:",
+        *[f"  - {t}" for t in decision.tried],
+        "Evidence (latest crashes):",
+        *_evidence_lines(decision),
+        "",
+        "Nothing deployed broke it: look at what the tasks depend on (database, Redis, secrets, load).",
+        "The service serves again as soon as the cause is gone; nothing needs resuming.",
+        "If the tasks never reach RUNNING, ECS spaces launches out (up to 27 min)"
+        + (f"; the detector forces a new deployment from {decision.nudge_at} (then after 10 and 15 min, then every 15 min)"
+           " until a task runs." if decision.nudge_seq else "."),
+        "After fixing the cause,",
+        f"  aws ecs update-service --cluster {decision.cluster} --service {decision.service_name} --force-new-deployment",
+        "starts one at once.",
+        "",
+        "Details (JSON):",
+        json.dumps({**decision.as_dict(), **counts}, indent=1, sort_keys=True),
+    ]
+    return subject, "\n".join(lines)
+
+
+class NudgeScheduler:
+    """One-time EventBridge Scheduler schedules that invoke the detector Lambda with
+    {"action": "nudge", "service": "<cluster>/<service>", "episode": ..., "seq": n, "id": ...} at a step's due time
+    (flexible window off, deleted after it ran). The schedule's name is the step's, so creating it twice
+    (a retried invocation) is a no-op. IAM: scheduler:CreateSchedule on the group's schedules and
+    iam:PassRole of `role_arn` to scheduler.amazonaws.com; the role may only invoke `target_arn`."""
+
+    def __init__(self, group: str, role_arn: str, target_arn: str, scheduler: Any = None) -> None:
+        self.group, self.role_arn, self.target_arn = group, role_arn, target_arn
+        self.scheduler = _client("scheduler", scheduler)
+
+    @staticmethod
+    def payload(decision: Decision) -> dict[str, Any]:
+        step = f"nudge#{decision.service}#{decision.nudge_episode}#{decision.nudge_seq}"
+        return {"action": "nudge", "service": decision.service, "episode": decision.nudge_episode,
+                "seq": decision.nudge_seq, "id": step}
+
+    @staticmethod
+    def name(decision: Decision) -> str:
+        import hashlib
+
+        digest = hashlib.sha256(f"{decision.service}#{decision.nudge_episode}".encode()).hexdigest()[:24]
+        return f"crashloop-nudge-{digest}-{decision.nudge_seq}"
+
+    def schedule(self, decision: Decision, now: float | None = None) -> str:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        due = max(_parse_iso(decision.nudge_at), (time.time() if now is None else now) + 60)   # at() must be in the future
+        name = self.name(decision)
+        try:
+            self.scheduler.create_schedule(
+                Name=name, GroupName=self.group,
+                ScheduleExpression=f"at({time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(due))})", ScheduleExpressionTimezone="UTC",
+                FlexibleTimeWindow={"Mode": "OFF"}, ActionAfterCompletion="DELETE",
+                Description=f"crashloop nudge {decision.nudge_seq} of {decision.service}"[:512],
+                Target={"Arn": self.target_arn, "RoleArn": self.role_arn, "Input": json.dumps(self.payload(decision)),
+                        "RetryPolicy": {"MaximumRetryAttempts": 10, "MaximumEventAgeInSeconds": 3600}},
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConflictException":   # already scheduled: a retry
+                raise _aws_error(f"scheduling nudge {name}", exc) from None
+        except BotoCoreError as exc:
+            raise _aws_error(f"scheduling nudge {name}", exc) from None
+        return name
+
+
+def _parse_iso(iso: str) -> float:
+    import calendar
+
+    return float(calendar.timegm(time.strptime(iso, "%Y-%m-%dT%H:%M:%SZ")))
 
 
 def set_scaling_suspended(autoscaling: Any, cluster: str, service: str, suspended: bool) -> bool:

@@ -25,8 +25,11 @@ def register(subparsers: Any) -> None:
         help="feed EventBridge ECS events (one JSON per line) through the detector with local state",
         description=(
             "Feed EventBridge ECS events (one JSON object per line, real event shapes) through the real "
-            "detector logic with in-memory state. Prints one JSON line per decision: "
-            '{"event_index": i, "service": ..., "action": "rollback"|"scale_to_zero", "reason": ...}; '
+            "detector logic with in-memory state, on the events' own clock. Prints one JSON line per decision "
+            "(rollback of a bad deployment, alert or escalate for a stable revision left running, and the "
+            "scheduled nudges of a stable revision whose tasks fail to start: nudge, nudge_deferred, nudge_stopped, "
+            "fired when the events' clock passes their due time): "
+            '{"event_index": i, "service": ..., "action": ..., "reason": ..., "event": {the triggering event}, ...}; '
             "event_index is the 0-based line index. Malformed lines are reported on stderr with their line "
             "number and skipped; the exit code is then 2."
         ),
@@ -34,16 +37,19 @@ def register(subparsers: Any) -> None:
     replay.add_argument("events", metavar="EVENTS.jsonl", help="file with one event per line ('-' for stdin)")
     replay.add_argument("--threshold", type=int, default=3, help="crashes of one task definition that halt (default 3)")
     replay.add_argument("--window-minutes", type=float, default=10.0, help="sliding window in minutes (default 10)")
+    replay.add_argument("--escalate-minutes", type=float,
+                        help="a stable-revision crashloop still going this long is alerted again (default 60, or the window if longer)")
     replay.add_argument("--cluster", help="only events of this cluster (default: all)")
     replay.set_defaults(func=run_replay)
 
     resume = sub.add_parser(
         "resume",
-        help="un-halt a service the detector halted",
+        help="clear the halted marker of a service the detector rolled back",
         description=(
-            "Un-halt a service: restore its desired count (the one recorded when it was scaled to 0, or "
-            "--desired-count), resume its auto scaling, remove the halted tag and marker. Crashes from "
-            "before the resume no longer count."
+            "Un-halt a service the detector rolled back: remove the halted tag and marker, resume its auto "
+            "scaling, and set --desired-count if given (a service an earlier version scaled to 0 gets back the "
+            "count recorded then). A stable revision that crash-loops is never halted and needs no resume. "
+            "Crashes from before the resume no longer count."
         ),
     )
     resume.add_argument("service", metavar="SERVICE", help="ECS service name or ARN")
@@ -56,34 +62,68 @@ def register(subparsers: Any) -> None:
 
 
 def replay_lines(lines: TextIO, threshold: int = 3, window_seconds: float = 600.0, cluster: str | None = None,
-                 out: TextIO | None = None, err: TextIO | None = None, source: str = "events") -> tuple[int, list[int]]:
+                 out: TextIO | None = None, err: TextIO | None = None, source: str = "events",
+                 escalate_after_seconds: float = 3600.0) -> tuple[int, list[int]]:
     """Replay events; returns (decisions printed, malformed line numbers). Never raises for a bad line."""
     out = out or sys.stdout
     err = err or sys.stderr
     from tootstack.crashloop.detector import Detector, DetectorConfig
 
-    detector = Detector(DetectorConfig(threshold=threshold, window_seconds=window_seconds, cluster=cluster))  # in-memory state
+    detector = Detector(DetectorConfig(threshold=threshold, window_seconds=window_seconds, cluster=cluster,
+                                       escalate_after_seconds=escalate_after_seconds))  # in-memory state
+    from tootstack.crashloop.models import parse_event
+
     decisions, bad = 0, []
+    clock = float("-inf")
     for index, line in enumerate(lines):
         if not line.strip():
             continue
         try:
-            decision = detector.replay(line)
+            event = parse_event(line)
         except InvalidInput as exc:
             bad.append(index + 1)
             print(f"{source} line {index + 1}: {exc}", file=err)
             continue
+        # scheduled work (nudges) runs on the events' own clock: every step due before this event fires first
+        clock = max(clock, event.time.timestamp())
+        for nudge in detector.run_due_nudges(clock - 1e-6):
+            decisions += 1
+            print(json.dumps(decision_line(None, nudge)), file=out, flush=True)
+        decision = detector.replay(event)
         if decision is None:
             continue
         decisions += 1
-        print(json.dumps({"event_index": index, "service": decision.service_name, "action": decision.action,
-                          "reason": decision.reason}), file=out, flush=True)
+        print(json.dumps(decision_line(index, decision)), file=out, flush=True)
     return decisions, bad
 
 
+def decision_line(index: int, decision: Any) -> dict[str, Any]:
+    """What replay prints for a decision: what the detector does, why, and the event that triggered it."""
+    line = {
+        "event_index": index, "service": decision.service_name, "action": decision.action, "reason": decision.reason,
+        "via": decision.via, "task_definition": decision.task_definition, "crash_count": decision.crash_count,
+        "event": decision.event,
+    }
+    if decision.target_task_definition:
+        line["target_task_definition"] = decision.target_task_definition
+    if decision.action in ("alert", "escalate"):
+        line.update(service_left_running=True, alerts=decision.alerts, episode_started_at=decision.episode_started_at,
+                    crashes_since_start=decision.crashes_since_start, tried=decision.tried)
+        if decision.nudge_seq:
+            line.update(nudge_at=decision.nudge_at)
+    if decision.action.startswith("nudge"):
+        line.update(at=decision.decided_at, episode_started_at=decision.episode_started_at, nudges=decision.nudges,
+                    force_new_deployment=decision.action == "nudge")
+        if decision.nudge_at:
+            line["next_nudge_at"] = decision.nudge_at
+    return line
+
+
 def run_replay(args: argparse.Namespace) -> int:
+    escalate = args.escalate_minutes * 60 if args.escalate_minutes is not None else max(3600.0, args.window_minutes * 60)
     if args.events == "-":
-        _, bad = replay_lines(sys.stdin, args.threshold, args.window_minutes * 60, args.cluster, source="stdin")
+        _, bad = replay_lines(sys.stdin, args.threshold, args.window_minutes * 60, args.cluster, source="stdin",
+                              escalate_after_seconds=escalate)
     else:
         try:
             handle = open(args.events, encoding="utf-8")
@@ -91,7 +131,8 @@ def run_replay(args: argparse.Namespace) -> int:
             raise InvalidInput(f"cannot read {args.events}: {exc.strerror}") from None
         with handle:
             try:
-                _, bad = replay_lines(handle, args.threshold, args.window_minutes * 60, args.cluster, source=args.events)
+                _, bad = replay_lines(handle, args.threshold, args.window_minutes * 60, args.cluster, source=args.events,
+                                      escalate_after_seconds=escalate)
             except UnicodeDecodeError as exc:
                 raise InvalidInput(f"{args.events} is not UTF-8 text: {exc.reason}") from None
     if bad:

@@ -1,7 +1,10 @@
 """Wiring for the detector Lambda: configuration from the environment, DynamoDB state, ECS/SNS actions.
 
 Environment: CRASHLOOP_TABLE (required), CLUSTER_NAME (only this cluster's events count),
-ALERT_TOPIC_ARN, CRASH_THRESHOLD (default 3), CRASH_WINDOW_MINUTES (default 10; CRASH_WINDOW_SECONDS wins if set).
+ALERT_TOPIC_ARN, CRASH_THRESHOLD (default 3), CRASH_WINDOW_MINUTES (default 10; CRASH_WINDOW_SECONDS wins if set),
+CRASH_ESCALATE_MINUTES (default 60, or the window if longer: a stable-revision crashloop still going this
+long is alerted again), NUDGE_SCHEDULE_GROUP + NUDGE_SCHEDULER_ROLE_ARN (EventBridge Scheduler group and
+the role it invokes this function with: nudges of a stable revision whose tasks fail to start; unset: none).
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any, Mapping
 
-from tootstack.crashloop.actions import Halter, resume
+from tootstack.crashloop.actions import Halter, NudgeScheduler, describe_service, resume
 from tootstack.crashloop.detector import Decision, Detector, DetectorConfig
 from tootstack.crashloop.store import DynamoStore
 from tootstack.errors import InvalidInput
@@ -23,9 +26,12 @@ def config_from_env(env: Mapping[str, str] | None = None) -> DetectorConfig:
             window = float(env["CRASH_WINDOW_SECONDS"])
         else:
             window = float(env.get("CRASH_WINDOW_MINUTES", "10")) * 60
+        # default: an hour, or the crash window when that is longer (CrashloopWindowMinutes goes up to a day)
+        escalate = float(env["CRASH_ESCALATE_MINUTES"]) * 60 if env.get("CRASH_ESCALATE_MINUTES") else max(3600.0, window)
     except ValueError as exc:
-        raise InvalidInput(f"CRASH_THRESHOLD / CRASH_WINDOW_MINUTES must be numbers: {exc}") from None
-    return DetectorConfig(threshold=threshold, window_seconds=window, cluster=env.get("CLUSTER_NAME") or None)
+        raise InvalidInput(f"CRASH_THRESHOLD / CRASH_WINDOW_MINUTES / CRASH_ESCALATE_MINUTES must be numbers: {exc}") from None
+    return DetectorConfig(threshold=threshold, window_seconds=window, cluster=env.get("CLUSTER_NAME") or None,
+                          escalate_after_seconds=escalate)
 
 
 def table_from_env(env: Mapping[str, str] | None = None) -> str:
@@ -61,6 +67,37 @@ class Runtime:
         self.store = DynamoStore(table_from_env(), boto3.client("dynamodb"))
         self.detector = Detector(config_from_env(), self.store, ecs_deployment_resolver(self.ecs))
         self.halter = Halter(self.store, ecs=self.ecs, topic_arn=os.environ.get("ALERT_TOPIC_ARN") or None)
+        self._nudge_env = (os.environ.get("NUDGE_SCHEDULE_GROUP"), os.environ.get("NUDGE_SCHEDULER_ROLE_ARN"))
+
+    def enable_nudges(self, target_arn: str | None, scheduler: Any = None) -> None:
+        """Schedule nudges that invoke `target_arn` (the function's own ARN, from the Lambda context) when
+        NUDGE_SCHEDULE_GROUP and NUDGE_SCHEDULER_ROLE_ARN are set; otherwise none are scheduled."""
+        group, role = self._nudge_env
+        if group and role and target_arn and self.halter.nudges is None:
+            unqualified = ":".join(target_arn.split(":")[:7])   # arn:aws:lambda:region:account:function:name
+            self.halter.nudges = NudgeScheduler(group, role, unqualified, scheduler)
+
+    def handle_nudge(self, event: dict[str, Any], now: float | None = None) -> dict[str, Any]:
+        """A scheduled nudge step: {"action": "nudge", "service": "<cluster>/<service>", "episode": ISO, "seq": n}."""
+        import time
+
+        service, episode, seq = event.get("service"), event.get("episode"), event.get("seq")
+        if not isinstance(service, str) or service.count("/") != 1 or not isinstance(episode, str) \
+                or not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+            raise InvalidInput('a nudge needs "service" ("<cluster>/<service>"), "episode" (ISO time) and "seq" (>= 1)')
+        cluster, name = service.split("/")
+        state = self.store.get_service(service)
+        td = (state.episode or {}).get("task_definition")
+        running = False
+        if td:
+            found = describe_service(self.ecs, cluster, name)
+            running = any(d.get("taskDefinition") == td and int(d.get("runningCount", 0)) > 0 for d in found.get("deployments", []))
+        decision = self.detector.nudge(service, seq, episode, time.time() if now is None else now, running)
+        if decision is None:
+            return {"service": service, "seq": seq, "action": None}   # a duplicate, stale or stopped step
+        applied = self.halter.apply_nudge(decision)
+        return {"service": service, "seq": seq, "action": decision.action, "reason": decision.reason,
+                "nudges": decision.nudges, **applied}
 
     def handle_ecs_event(self, event: dict[str, Any]) -> dict[str, Any]:
         decision: Decision | None = self.detector.process(event)
@@ -76,8 +113,11 @@ class Runtime:
                 via=decision.via,
                 target_task_definition=decision.target_task_definition,
                 crash_count=decision.crash_count,
+                alerts=decision.alerts,
+                desired_count=applied.get("desired_count"),
                 previous_desired_count=applied.get("previous_desired_count"),
                 alert_message_id=applied.get("alert_message_id"),
+                nudge_at=applied.get("nudge_at"),
             )
         return result
 

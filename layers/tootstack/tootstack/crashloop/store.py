@@ -15,6 +15,8 @@ Items (DynamoStore):
                               sk=COMPLETED#<deployment>  COMPLETED seen before its task definition was known (TTL)
                               sk=HALT                    the halted marker (see actions.is_halted)
                               sk=RESUMED                 when an operator resumed: older crashes no longer count
+                              sk=EPISODE                 a stable revision's crashloop that was alerted (not a halt:
+                                                         the service keeps running); `version` for compare-and-set (TTL)
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any, Protocol
 from tootstack.errors import DependencyUnavailable
 
 MAP_TTL_SECONDS = 30 * 24 * 3600
+EPISODE_TTL_GRACE_SECONDS = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ class ServiceState:
     pending_completed: dict[str, float] = field(default_factory=dict)
     halt: dict[str, Any] | None = None
     resumed_at: float = 0.0
+    episode: dict[str, Any] | None = None     # the alerted crashloop of a stable revision (see detector.py)
 
 
 class Store(Protocol):
@@ -81,6 +85,8 @@ class Store(Protocol):
     def get_halt(self, key: str) -> dict[str, Any] | None: ...
     def update_halt(self, key: str, changes: dict[str, Any]) -> None: ...
     def clear_halt(self, key: str, resumed_at: float) -> dict[str, Any] | None: ...
+    def put_episode(self, key: str, episode: dict[str, Any], expected_version: int | None) -> bool: ...
+    def update_episode(self, key: str, changes: dict[str, Any]) -> None: ...
 
 
 def _iso(epoch: float) -> str:
@@ -155,6 +161,19 @@ class MemoryStore:
         state.resumed_at = max(state.resumed_at, resumed_at)
         return halt
 
+    def put_episode(self, key: str, episode: dict[str, Any], expected_version: int | None) -> bool:
+        state = self.get_service(key)
+        current = state.episode.get("version") if state.episode else None
+        if current != expected_version:
+            return False
+        state.episode = dict(episode)
+        return True
+
+    def update_episode(self, key: str, changes: dict[str, Any]) -> None:
+        state = self.get_service(key)
+        if state.episode is not None:
+            state.episode.update(changes)
+
 
 class DynamoStore:
     """The detector's state in one DynamoDB table (see the module docstring for the items)."""
@@ -227,6 +246,8 @@ class DynamoStore:
                     state.halt = json.loads(item["data"]["S"])
                 elif sk == "RESUMED":
                     state.resumed_at = float(item["resumed_at"]["N"])
+                elif sk == "EPISODE":
+                    state.episode = json.loads(item["data"]["S"])
             if "LastEvaluatedKey" not in page:
                 return state
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
@@ -324,3 +345,26 @@ class DynamoStore:
         self._conditional_put(item, "attribute_not_exists(pk) OR resumed_at < :r", {":r": item["resumed_at"]})
         data = old.get("Attributes", {}).get("data", {}).get("S")
         return json.loads(data) if data else None
+
+    def _episode_item(self, key: str, episode: dict[str, Any]) -> dict[str, Any]:
+        # kept a day past the point where it can no longer be continued (last alert + escalation period)
+        expires = float(episode.get("last_alert_at", time.time())) + float(episode.get("quiet_seconds", 3600)) + EPISODE_TTL_GRACE_SECONDS
+        return {
+            "pk": self._s(f"SVC#{key}"),
+            "sk": self._s("EPISODE"),
+            "version": {"N": str(int(episode["version"]))},
+            "data": self._s(json.dumps(episode, sort_keys=True)),
+            "expires_at": {"N": str(int(expires))},
+        }
+
+    def put_episode(self, key: str, episode: dict[str, Any], expected_version: int | None) -> bool:
+        """Compare-and-set on `version`: two detectors deciding on the same crashloop alert once."""
+        item = self._episode_item(key, episode)
+        if expected_version is None:
+            return self._conditional_put(item, "attribute_not_exists(pk)")
+        return self._conditional_put(item, "version = :v", {":v": {"N": str(int(expected_version))}})
+
+    def update_episode(self, key: str, changes: dict[str, Any]) -> None:
+        found = self._call("get_item", Key={"pk": self._s(f"SVC#{key}"), "sk": self._s("EPISODE")}, ConsistentRead=True).get("Item")
+        if found is not None:
+            self._call("put_item", Item=self._episode_item(key, {**json.loads(found["data"]["S"]), **changes}))

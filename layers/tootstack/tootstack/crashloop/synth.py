@@ -212,3 +212,140 @@ def _envelope(detail_type: str, resources: list[str], detail: dict[str, Any], at
         "resources": resources,
         "detail": detail,
     }
+
+
+# --- a dependency outage across the Mastodon services ----------------------------------------------
+# How each service's tasks die while the database (or Redis) is unreachable: Puma (web, core) stops
+# answering the ALB health check and is replaced; Sidekiq exits 1 while booting; streaming fails its
+# container health check. The seconds are how long a replacement lives before it dies again.
+OUTAGE_STOPS: dict[str, tuple[str, float]] = {
+    "core": ("elb_health_check", 90.0),
+    "web": ("elb_health_check", 90.0),
+    "streaming": ("container_health_check", 60.0),
+    "sidekiq-default": ("exit_nonzero", 30.0),
+    "sidekiq-pull": ("exit_nonzero", 30.0),
+}
+
+
+def stable_revisions(services: Any = tuple(OUTAGE_STOPS), *, cluster: str = "tootstack", at: datetime = EPOCH) -> list[dict[str, Any]]:
+    """Each service's first deployment (ecs-svc/1, task definition <service>:1) completed: its stable revision."""
+    events: list[dict[str, Any]] = []
+    for service in services:
+        td = task_definition_arn(service, 1)
+        events.append(task_stopped("user_initiated", cluster=cluster, service=service, task_definition=td, deployment="ecs-svc/1",
+                                   at=at, container=service))
+        events.append(deployment_event("SERVICE_DEPLOYMENT_COMPLETED", cluster=cluster, service=service, deployment="ecs-svc/1",
+                                       at=at + timedelta(seconds=1)))
+    return events
+
+
+def dependency_outage(
+    start: datetime,
+    minutes: float,
+    *,
+    services: Any = tuple(OUTAGE_STOPS),
+    tasks: int = 2,
+    cluster: str = "tootstack",
+    rng: Any = None,
+    revision: int = 1,
+    deployment: str = "ecs-svc/1",
+    kind: str | None = None,
+) -> list[dict[str, Any]]:
+    """The task stops of `tasks` tasks per service while a dependency is unreachable from `start` for
+    `minutes` (sorted by stoppedAt). Each replacement dies after its kind's lifetime (jittered by `rng`, a
+    random.Random, when given); nothing dies once the dependency is back. `kind` (e.g. "secrets": tasks that
+    never start) replaces every service's own stop kind.
+    Launches are evenly paced: ECS's back-off of tasks that never start is modelled by throttled_outage."""
+    end = start + timedelta(minutes=minutes)
+    events: list[dict[str, Any]] = []
+    for service in services:
+        own, life = OUTAGE_STOPS.get(service, ("exit_nonzero", 30.0))
+        stop_kind = kind or own
+        td = task_definition_arn(service, revision)
+        for slot in range(tasks):
+            at = start + timedelta(seconds=life * (0.3 + 0.7 * (rng.random() if rng else slot / max(1, tasks))))
+            while at < end:
+                events.append(task_stopped(stop_kind, cluster=cluster, service=service, task_definition=td, deployment=deployment,
+                                           at=at, container=service))
+                at += timedelta(seconds=life * (rng.uniform(0.8, 1.2) if rng else 1.0))
+    events.sort(key=lambda e: e["detail"]["stoppedAt"])
+    return events
+
+
+def zero_task_seconds(decisions: Any, service: str, after: float, until: float) -> float:
+    """Seconds in [after, until] during which `service` was held at zero tasks by the detector, given
+    (epoch seconds, Decision) pairs: a scale_to_zero (earlier versions) holds it there until an operator
+    resumes it, which never happens in a replay, so until `until`."""
+    stops = [at for at, d in decisions if d.service_name == service and d.action == "scale_to_zero"]
+    return max(0.0, until - max(min(stops), after)) if stops else 0.0
+
+
+# --- ECS's service throttle logic for tasks that never reach RUNNING -------------------------------
+# https://docs.aws.amazon.com/AmazonECS/latest/developerguide/service-throttle-logic.html: when a service's
+# tasks go from PENDING to STOPPED without reaching RUNNING, the scheduler "incrementally increases the
+# time between restart attempts ... up to a maximum of 27 minutes", retries indefinitely, has no settings,
+# and "update the service to use a new task definition ... immediately returns the service to normal,
+# non-throttled operation". The increments are not documented: modelled as doubling from `base` seconds.
+THROTTLE_MAX_SECONDS = 27 * 60.0
+
+
+def throttle_delay(failures: int, base: float = 60.0) -> float:
+    """Seconds ECS waits before the next launch after `failures` consecutive failed starts (>= 1)."""
+    return min(THROTTLE_MAX_SECONDS, base * 2 ** max(0, failures - 1))
+
+
+def task_running(*, cluster: str = "tootstack", service: str = "core", task_definition: str | None = None,
+                 at: datetime = EPOCH, deployment: str = "ecs-svc/1", task_id: str | None = None) -> dict[str, Any]:
+    """An "ECS Task State Change" with lastStatus RUNNING (a task that started)."""
+    event = task_stopped("user_initiated", cluster=cluster, service=service, task_definition=task_definition, at=at,
+                         deployment=deployment, container=service, task_id=task_id)
+    d = event["detail"]
+    for k in ("stopCode", "stoppedReason", "stoppedAt", "stoppingAt"):
+        d.pop(k, None)
+    d.update(lastStatus="RUNNING", desiredStatus="RUNNING", startedAt=_ts(at))
+    d["containers"][0].pop("exitCode", None)
+    d["containers"][0]["lastStatus"] = "RUNNING"
+    return event
+
+
+def throttled_outage(detector: Any, start: datetime, minutes: float, *, service: str = "core", base: float = 60.0,
+                     horizon_minutes: float = 24 * 60) -> dict[str, Any]:
+    """One service on its stable revision (one task) while secrets/image/ENI are unreachable from `start`
+    for `minutes`: each launch stops with TaskFailedToStart and ECS's throttle (throttle_delay) spaces the
+    next; a `nudge` decision of the detector (run on this clock with run_due_nudges) forces a new deployment:
+    a launch at once, back-off reset. The first launch after the outage reaches RUNNING (fed to the detector).
+    Returns {"back_at", "down_after_end" (seconds from the outage's end to a RUNNING task), "events", "decisions"}.
+    `detector` must use an in-memory store and already know the service's stable revision."""
+    td = task_definition_arn(service, 1)
+    t0, end = start.timestamp(), start.timestamp() + minutes * 60
+    events: list[dict[str, Any]] = []
+    decisions: list[Any] = []
+    launch, failures, n = t0, 0, 0
+    while launch < t0 + horizon_minutes * 60:
+        fired = detector.run_due_nudges(launch) if hasattr(detector, "run_due_nudges") else []   # a detector that never nudges
+        decisions += fired
+        forced = [d for d in fired if d.action == "nudge"]
+        if forced:
+            launch, failures = _epoch_of(forced[0].decided_at), 0   # a new deployment launches at once
+        n += 1
+        at = datetime.fromtimestamp(launch, timezone.utc)
+        if launch >= end:
+            event = task_running(service=service, task_definition=td, at=at + timedelta(seconds=30), task_id=f"run{n:029x}")
+            events.append(event)
+            decision = detector.replay(event)
+            if decision is not None:
+                decisions.append(decision)
+            return {"back_at": launch, "down_after_end": launch - end, "events": events, "decisions": decisions}
+        event = task_stopped("secrets", service=service, task_definition=td, deployment="ecs-svc/1", at=at + timedelta(seconds=20),
+                             container=service, task_id=f"fail{n:028x}")
+        events.append(event)
+        decision = detector.replay(event)
+        if decision is not None:
+            decisions.append(decision)
+        failures += 1
+        launch += throttle_delay(failures, base)
+    raise ValueError("the service never came back within the horizon")
+
+
+def _epoch_of(iso: str) -> float:
+    return datetime.strptime(iso, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()

@@ -113,11 +113,28 @@ class RedisServer:
             kwargs.update(ssl=True, ssl_ca_certs=self.ca_file, ssl_cert_reqs="required")
         return kwargs
 
-    def client(self, username: str | None = None, password: str | None = None) -> Any:
+    def client(self, username: str | None = None, password: str | None = None, **overrides: Any) -> Any:
         import redis
 
-        return redis.Redis(username=username, password=password, **self.connection_kwargs())
+        return redis.Redis(username=username, password=password, **{**self.connection_kwargs(), **overrides})
 
-    def admin_client(self) -> Any:
-        """The operator's privileged connection (never the `default` or `mastodon` user)."""
-        return self.client(ADMIN_USER, self._admin_password)
+    def admin_client(self, **overrides: Any) -> Any:
+        """The operator's privileged connection (never the `default` or `mastodon` user); `overrides` go
+        to redis.Redis (e.g. shorter timeouts)."""
+        return self.client(ADMIN_USER, self._admin_password, **overrides)
+
+    # --- a dependency outage (the crashloop rehearsal): the server stops answering, then comes back --
+    def suspend(self) -> None:
+        """Freeze the server (SIGSTOP): connections hang and time out as with an unreachable ElastiCache."""
+        import signal
+
+        if self._process is None:
+            raise DependencyUnavailable("redis-server is not running")
+        self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a suspended server answer again (SIGCONT)."""
+        import signal
+
+        if self._process is not None:
+            self._process.send_signal(signal.SIGCONT)

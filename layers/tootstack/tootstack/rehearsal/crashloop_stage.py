@@ -1,16 +1,23 @@
-"""Rehearsal stage "crashloop": a simulated service crashes; the real detector Lambda halts it and alerts.
+"""Rehearsal stage "crashloop": a bad deployment is rolled back; a dependency outage is alerted and the
+service, left running, serves again when the dependency is back, without a resume.
 
 In the moto-deployed stack: the stack's ECS cluster, crashloop table, alert topic and detector function
 (routed to functions/crashloop_detector/app.py by the deploy stage). A dedicated demo service runs the
-stack's web task definition, so the real services other stages use are never halted. The story:
+stack's web task definition, so the real services other stages use are never touched. The story:
 deployment 1 completes (its task definition becomes stable), deployment 2 (a bad revision) crash-loops
--> rolled back; the stable revision then crashes as well -> scaled to 0; the alert is read back from
-SNS through an SQS subscription; `resume` restores the desired count. Anything the deployed stack lacks
-(no stack, or an older template) is created in moto and named in the detail line.
+-> rolled back. Then the stood-in Redis (the real redis-server standing in for ElastiCache) becomes
+unreachable: each task the service starts checks Redis the way Mastodon's boot does, fails, and is
+stopped; its STOPPED event goes to the detector, which alerts on the 3rd crash and leaves the service
+running. Redis comes back: the next tasks ECS starts (desired count untouched) reach it and serve. No
+Fargate task runs here: a "task" is that Redis check, its STOPPED event is synthesised with ECS's shape.
+The alerts are read back from SNS through an SQS subscription; `resume` then clears the rollback's
+halted marker. Anything the deployed stack lacks (no stack, or an older template, no Redis) is created
+here and named in the detail line.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -77,30 +84,74 @@ def run(ctx: RehearsalContext) -> str:
     if described["taskDefinition"] != good:
         raise TootstackError("the service was not rolled back to the stable task definition")
 
-    crashes = [_stop("exit_nonzero", cluster, good, "ecs-svc/3", t0 + timedelta(minutes=8, seconds=50 * i)) for i in range(3)]
-    results = [invoke(event) for event in crashes]
-    if results[-1].get("action") != "scale_to_zero":
-        raise TootstackError(f"expected scale_to_zero once the stable revision crashed too, got {[r.get('action') for r in results]}")
+    # a dependency outage: the stood-in Redis stops answering, the rolled-back (stable) revision crash-loops
+    with contextlib.ExitStack() as stack:
+        redis_server = ctx.redis
+        if redis_server is None:
+            from tootstack.local.redis import RedisServer
+
+            redis_server = stack.enter_context(RedisServer())
+            stood_in.append("redis")
+        outage = _outage(redis_server, invoke, cluster, good, t0 + timedelta(minutes=10))
     described = ecs.describe_services(cluster=cluster, services=[DEMO_SERVICE])["services"][0]
-    tags = {t["key"] for t in ecs.list_tags_for_resource(resourceArn=described["serviceArn"]).get("tags", [])}
-    if described["desiredCount"] != 0 or HALT_TAG not in tags:
-        raise TootstackError("the service is not at desired count 0 with the halted tag")
+    if described["desiredCount"] != 2 or described["taskDefinition"] != good:
+        raise TootstackError(f"the outage changed the service: desired count {described['desiredCount']}")
     messages = alerts()
     subjects = [m.get("Subject", "") for m in messages]
-    if len(messages) != 2 or not all(DEMO_SERVICE in s for s in subjects):
-        raise TootstackError(f"expected 2 SNS alerts for {DEMO_SERVICE}, got {subjects}")
-    task_ids_in_alert = sum(e["detail"]["taskArn"].rsplit("/", 1)[-1] in messages[-1]["Message"] for e in crashes)
+    if len(messages) != 2 or "rollback" not in subjects[0] or "left running" not in subjects[1]:
+        raise TootstackError(f"expected a rollback alert and a stable-revision alert for {DEMO_SERVICE}, got {subjects}")
+    task_ids_in_alert = sum(task_id in messages[-1]["Message"] for task_id in outage["crashed_task_ids"][:3])
 
-    resumed = invoke({"action": "resume", "service": DEMO_SERVICE, "cluster": cluster})
+    resumed = invoke({"action": "resume", "service": DEMO_SERVICE, "cluster": cluster})   # clears the rollback's marker
     described = ecs.describe_services(cluster=cluster, services=[DEMO_SERVICE])["services"][0]
-    if described["desiredCount"] != 2:
-        raise TootstackError(f"resume left desired count {described['desiredCount']}")
+    tags = {t["key"] for t in ecs.list_tags_for_resource(resourceArn=described["serviceArn"]).get("tags", [])}
+    if described["desiredCount"] != 2 or HALT_TAG in tags:
+        raise TootstackError(f"resume left desired count {described['desiredCount']} / tags {sorted(tags)}")
     extra = f"; stood in for: {', '.join(stood_in)}" if stood_in else ""
     return (
-        f"{DEMO_SERVICE} in cluster {cluster}: bad revision rolled back on its 3rd crash, stable revision "
-        f"crash-looping scaled to 0 and tagged halted; {len(messages)} SNS alerts ({task_ids_in_alert}/3 task ids "
-        f"as evidence); scale-in and Spot stops ignored; resume restored desired count {resumed['desired_count']}{extra}"
+        f"{DEMO_SERVICE} in cluster {cluster}: bad revision rolled back on its 3rd crash; Redis unreachable: "
+        f"{outage['crashes']} tasks crashed, alerted on the 3rd ({task_ids_in_alert}/3 task ids as evidence), "
+        f"left running at desired count 2; Redis back: {outage['serving']}/2 new tasks serving with no resume; "
+        f"{len(messages)} SNS alerts; scale-in and Spot stops ignored; resume cleared the rollback marker "
+        f"(desired count {resumed['desired_count']}){extra}"
     )
+
+
+def _redis_answers(redis_server: Any) -> bool:
+    """A task's boot check of its Redis dependency (as Mastodon's processes need Redis to start)."""
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    # one attempt, half a second: redis-py would otherwise retry a timeout 3 times with back-off. The
+    # harness's own user stands for the task's credential (earlier stages may have turned AUTH on).
+    client = redis_server.admin_client(socket_timeout=0.5, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
+    try:
+        return bool(client.ping())
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+        return False
+
+
+def _outage(redis_server: Any, invoke: Any, cluster: str, task_definition: str, start: datetime) -> dict[str, Any]:
+    """Redis unreachable: tasks fail their check and stop (the detector sees each STOPPED event) until the
+    alert; then Redis is back and the tasks ECS starts next serve. Returns what happened."""
+    crashed: list[str] = []
+    redis_server.suspend()
+    try:
+        for attempt in range(4):
+            if _redis_answers(redis_server):
+                raise TootstackError("the suspended Redis still answered: no outage to rehearse")
+            event = _stop("elb_health_check", cluster, task_definition, "ecs-svc/3", start + timedelta(seconds=60 * attempt))
+            crashed.append(event["detail"]["taskArn"].rsplit("/", 1)[-1])
+            result = invoke(event)
+            if result.get("action") not in (None, "alert") or (result.get("action") == "alert") != (attempt == 2):
+                raise TootstackError(f"crash {attempt + 1} of the outage: expected an alert on the 3rd only, got {result.get('action')}")
+    finally:
+        redis_server.resume()
+    serving = sum(_redis_answers(redis_server) for _ in range(2))   # the desired count's two new tasks
+    if serving != 2:
+        raise TootstackError(f"Redis is back but only {serving}/2 new tasks reach it")
+    return {"crashes": len(crashed), "crashed_task_ids": crashed, "serving": serving}
 
 
 def _stop(kind: str, cluster: str, task_definition: str, deployment: str, at: datetime) -> dict[str, Any]:
