@@ -14,7 +14,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from tootstack.cfn_custom import respond
+from tootstack.cfn_custom import problems, properties, respond
 from tootstack.clients import ClientCache
 from tootstack.errors import InvalidInput, TootstackError
 from tootstack.mirror.service import ecr_login, parse_jobs, repositories_from_env, run_jobs
@@ -55,17 +55,21 @@ def _mirror(entries, plain_http: bool = False) -> list[dict]:
 def _respond(event: dict, status: str, reason: str, data: dict | None = None) -> None:
     # Image references are public: not masked (NoEcho) in CloudFormation's console and events.
     respond(event, None, status, data, reason, no_echo=False,
-            physical_id=event.get("PhysicalResourceId") or f"{event['LogicalResourceId']}-image-mirror")
+            physical_id=event.get("PhysicalResourceId") or f"{event.get('LogicalResourceId') or 'ImageMirror'}-image-mirror")
 
 
 def _custom_resource(event: dict, context: LambdaContext) -> dict:
+    problem = problems(event)
+    if problem:
+        _respond(event, "FAILED", problem)
+        return {"status": "FAILED"}
     if event["RequestType"] == "Delete":
         # Repositories and parameters are kept with the images (they may still be referenced): nothing to undo.
         _respond(event, "SUCCESS", "nothing to delete")
         return {"status": "SUCCESS"}
     budget = max(context.get_remaining_time_in_millis() - SAFETY_MS, 1000) / 1000 if context else 840
     pool = ThreadPoolExecutor(1)
-    future = pool.submit(_mirror, event.get("ResourceProperties", {}).get("Images"))
+    future = pool.submit(_mirror, properties(event).get("Images"))
     try:
         results = future.result(timeout=budget)
     except FutureTimeout:
