@@ -31,7 +31,7 @@ def run(ctx) -> str:
         push_image(hub, upstream, TARGET, [8192], platforms=("linux/amd64", "linux/arm64"))
     secret = boto3.client("secretsmanager", region_name=ctx.region).create_secret(
         Name=f"{ctx.stack_name}/rehearsal/mirror-credentials",
-        SecretString=json.dumps({"source": {"username": hub.username, "password": hub.password},
+        SecretString=json.dumps({"source": {"auths": {hub.host_port: {"username": hub.username, "password": hub.password}}},
                                  "dest": {"username": ecr.username, "password": ecr.password}}))["ARN"]
     ctx.aws.update_route(function, {
         "IMAGE_SOURCES": f"mastodon={hub.host_port}/mastodon/mastodon,streaming={hub.host_port}/mastodon/mastodon-streaming",
