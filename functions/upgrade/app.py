@@ -82,7 +82,10 @@ def handler(event: dict, context: LambdaContext) -> dict:
     halted = lambda name: is_halted(name, cluster=cfg.cluster, ecs=ecs)  # noqa: E731
     action = event.get("action")
     if action == "prepare":
-        result = steps.prepare(event.get("input"), event["execution"], ecs=ecs, ssm=ssm, cfg=cfg, is_halted=halted)
+        execution = event.get("execution")
+        if not isinstance(execution, str) or not execution:
+            raise InvalidInput("prepare needs the execution name as 'execution'")
+        result = steps.prepare(event.get("input"), execution, ecs=ecs, ssm=ssm, cfg=cfg, is_halted=halted)
         result["poll_seconds"] = int(os.environ.get("GUARD_POLL_SECONDS", "30"))
     elif action == "mirror":
         result = steps.mirror(event["version"], cfg, _mirror_image, **_mirror_credentials())
