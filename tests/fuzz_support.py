@@ -65,9 +65,6 @@ def aws_state(region: str = "us-east-1", account: str = "123456789012") -> dict[
             "tables": tables}
 
 
-def redis_acl(server: Any) -> list[str]:
-    client = server.admin_client()
-    try:
-        return sorted(str(rule) for rule in client.execute_command("ACL", "LIST"))
-    finally:
-        client.close()
+def redis_acl(client: Any) -> list[str]:
+    """The server's ACL rules (users, password hashes, permissions), through an open admin connection."""
+    return sorted(str(rule) for rule in client.execute_command("ACL", "LIST"))

@@ -47,7 +47,8 @@ ENV = {
     "MAINTENANCE_MEDIA_DAYS": "7", "MAINTENANCE_PREVIEW_CARDS_DAYS": "180", "MAINTENANCE_PRUNE_ACCOUNTS": "false",
     "POWERTOOLS_SERVICE_NAME": "tootstack", "POWERTOOLS_METRICS_NAMESPACE": "tootstack",
 }
-pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
+pytestmark = [pytest.mark.filterwarnings("ignore:No application metrics to publish"),
+              pytest.mark.xdist_group("fuzz-console")]   # one worker builds the module's moto world once
 NEWEST = "v999.999.999"   # every valid version is a downgrade from here: a fuzzed upgrade can never take the lock
 
 
