@@ -6,7 +6,8 @@ Thor facts (rails/thor lib/thor/parser/options.rb, `normalize_switch`, `EQ_RE`, 
 `--no-opt` / `--skip-opt` negate a boolean; `-abc` is `-a -b -c`; short aliases map to long options;
 `--` ends option parsing. Mastodon facts (mastodon/mastodon lib/mastodon/cli/accounts.rb): `accounts
 modify` declares `option :reset_password, type: :boolean` and prints "New password: ..." with it;
-`accounts create` always prints the new password.
+`accounts create` always prints the new password; the options and short aliases of the other
+sub-commands are those lib/mastodon/cli/{media,statuses,search,domains,preview_cards,ip_blocks}.rb declare.
 """
 
 import json
@@ -45,6 +46,10 @@ def test_every_spelling_of_reset_password_is_refused(flags):
     ["tootctl", "accounts", "merge", "a@x.org", "b@x.org", "-f"],
     ["tootctl", "accounts", "approve", "-n", "5"],
     ["tootctl", "media", "remove", "--days", "7"],
+    ["tootctl", "media", "remove", "-d", "7", "--prune_profiles"],
+    ["tootctl", "ip_blocks", "add", "10.0.0.0/8", "--severity", "no_access", "-c", "spam", "-d", "3600"],
+    ["tootctl", "domains", "crawl", "-f", "json", "-x"],
+    ["tootctl", "search", "deploy", "--only", "accounts", "statuses", "-b", "50"],
     ["tootctl", "version"],
 ])
 def test_declared_options_pass(argv):
@@ -59,6 +64,8 @@ def test_declared_options_pass(argv):
     ["tootctl", "accounts", "refresh", "--all", "--verbose=maybe"],
     ["tootctl", "media", "remove", "--days"],                              # a value option without its value
     ["tootctl", "accounts", "modify", "alice", "--role"],
+    ["tootctl", "ip_blocks", "add", "10.0.0.1", "--concurrency", "2"],   # -c is --comment there, not --concurrency
+    ["tootctl", "accounts", "modify", "alice", "-f"],
 ])
 def test_undeclared_or_malformed_options_are_refused(argv):
     with pytest.raises(InvalidInput):

@@ -43,7 +43,8 @@ TOOTCTL_OPTIONS: dict[str, dict[str, dict[str, str]]] = {
     "cache": {"clear": {}, "recount": {"concurrency": "value", "verbose": "bool"}},
     "canonical_email_blocks": {"check": {}, "remove": {}},
     "domains": {
-        "purge": {"by-uri": "bool", "limited-federation-mode": "bool", **_PARALLEL},
+        "purge": {"by-uri": "bool", "limited-federation-mode": "bool", "include-subdomains": "bool",
+                  "purge-domain-blocks": "bool", **_PARALLEL},
         "crawl": {"concurrency": "value", "format": "value", "exclude-suspended": "bool"},
     },
     "email_domain_blocks": {"list": {}, "add": {"with-dns-records": "bool"}, "remove": {}},
@@ -65,14 +66,31 @@ TOOTCTL_OPTIONS: dict[str, dict[str, dict[str, str]]] = {
     },
     "preview_cards": {"remove": {"days": "value", "link": "bool", **_PARALLEL}},
     "search": {"deploy": {"concurrency": "value", "batch-size": "value", "only": "array", "import": "bool",
-                          "clean": "bool", "reset-chewy": "bool", "only-mapping": "bool"}},
+                          "clean": "bool", "reset-chewy": "bool"}},
     "settings": {"registrations": {"require-reason": "bool"}},
     "statuses": {"remove": {"days": "value", "batch-size": "value", "continue": "bool", "clean-followed": "bool",
                             "skip-status-remove": "bool", "skip-media-remove": "bool", "compress-database": "bool"}},
     "upgrade": {"storage-schema": {"dry-run": "bool", "verbose": "bool"}},
 }
-# Short aliases Mastodon declares (`aliases: [:c]`), per option name; used only where that option is allowed.
-TOOTCTL_ALIASES = {"-c": "concurrency", "-v": "verbose", "-n": "number", "-f": "force", "-b": "batch-size"}
+# Short aliases Mastodon declares (`aliases: [:c]`): the usual ones wherever the option is allowed, and the
+# sub-commands whose letters mean something else (ip_blocks add: -c is --comment).
+_COMMON_ALIASES = {"-c": "concurrency", "-v": "verbose", "-n": "number", "-b": "batch-size"}
+_ALIASES: dict[tuple[str, str], dict[str, str]] = {
+    ("accounts", "merge"): {"-f": "force"},
+    ("domains", "crawl"): {"-c": "concurrency", "-f": "format", "-x": "exclude-suspended"},
+    ("ip_blocks", "add"): {"-c": "comment", "-d": "duration", "-f": "force"},
+    ("ip_blocks", "remove"): {"-f": "force"},
+    ("ip_blocks", "export"): {"-f": "format"},
+    ("media", "remove"): {"-d": "days", "-c": "concurrency", "-v": "verbose"},
+}
+
+
+def tootctl_aliases(group: str, sub: str) -> dict[str, str]:
+    """Short switch -> long option name for one sub-command."""
+    if (group, sub) in _ALIASES:
+        return _ALIASES[(group, sub)]
+    allowed = TOOTCTL_OPTIONS.get(group, {}).get(sub, {})
+    return {short: name for short, name in _COMMON_ALIASES.items() if name in allowed}
 TOOTCTL: dict[str, frozenset[str]] = {group: frozenset(subs) for group, subs in TOOTCTL_OPTIONS.items()}
 # tootctl commands without a sub-command (positional arguments only).
 TOOTCTL_SINGLE = frozenset({"version", "help"})
@@ -143,7 +161,7 @@ def _check_tootctl(args: list[str]) -> None:
         raise InvalidInput(f"tootctl needs a command; {allowed_summary()}")
     group = args[0]
     if group in TOOTCTL_SINGLE:
-        _check_options(group, {}, args[1:])
+        _check_options(group, {}, {}, args[1:])
         return
     subs = TOOTCTL_OPTIONS.get(group)
     if subs is None:
@@ -152,7 +170,7 @@ def _check_tootctl(args: list[str]) -> None:
         sub = args[1] if len(args) > 1 else "(none)"
         hint = " (use the create-admin state machine to create accounts)" if group == "accounts" and sub == "create" else ""
         raise InvalidInput(f"tootctl {group} sub-command not allowed: {sub}{hint}; allowed: {', '.join(sorted(subs))}")
-    _check_options(f"{group} {args[1]}", subs[args[1]], args[2:])
+    _check_options(f"{group} {args[1]}", subs[args[1]], tootctl_aliases(group, args[1]), args[2:])
 
 
 def _refuse(command: str, shown: str, allowed: dict[str, str]) -> None:
@@ -165,7 +183,7 @@ def _refuse(command: str, shown: str, allowed: dict[str, str]) -> None:
     raise InvalidInput(f"tootctl {command}: option not allowed: {shown!r}; its allowed options: {names}")
 
 
-def _check_options(command: str, allowed: dict[str, str], args: list[str]) -> None:
+def _check_options(command: str, allowed: dict[str, str], aliases: dict[str, str], args: list[str]) -> None:
     """Walk `args` as Thor's option parser does and refuse any switch `command` does not allow.
 
     Thor reads `_` as `-` (`--reset_password` is `--reset-password`), splits `--opt=value`, negates
@@ -194,7 +212,7 @@ def _check_options(command: str, allowed: dict[str, str], args: list[str]) -> No
         if switch.startswith("--"):
             name = switch[2:].replace("_", "-")
         else:
-            name = TOOTCTL_ALIASES.get(switch, "")
+            name = aliases.get(switch, "")
             if name not in allowed:
                 _refuse(command, switch, allowed)
         kind = allowed.get(name)
