@@ -178,3 +178,45 @@ def test_after_the_run_no_labelled_staging_version_holds_the_password(admin_stac
         except sm.exceptions.ResourceNotFoundException:
             continue
         assert password not in value, stage
+
+
+def test_prepare_retried_after_it_died_mid_staging_keeps_one_password(local_aws, monkeypatch):
+    """Lambda killed after the staging version was written but before it became current: the retry (same
+    execution, same ClientRequestToken) must reuse that version, since Secrets Manager refuses a second
+    value under one token, and the user's secret must get the same password."""
+    sm = client("secretsmanager")
+    staging_arn = sm.create_secret(Name="s/admin-staging", SecretString=json.dumps(PENDING_PLACEHOLDER))["ARN"]
+    calls = {"n": 0}
+    original = sm.update_secret_version_stage
+
+    def dies_once(**kwargs):
+        if kwargs.get("VersionStage") == "AWSCURRENT" and calls["n"] == 0:
+            calls["n"] += 1
+            raise RuntimeError("Lambda timed out")
+        return original(**kwargs)
+
+    put = sm.put_secret_value
+
+    def put_like_aws(**kwargs):
+        """PutSecretValue: "you cannot modify an existing secret version" (a token reused with another value
+        fails; https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_PutSecretValue.html)."""
+        from botocore.exceptions import ClientError
+
+        token = kwargs.get("ClientRequestToken")
+        if token and token in (sm.describe_secret(SecretId=kwargs["SecretId"]).get("VersionIdsToStages") or {}):
+            if sm.get_secret_value(SecretId=kwargs["SecretId"], VersionId=token)["SecretString"] != kwargs.get("SecretString"):
+                raise ClientError({"Error": {"Code": "ResourceExistsException", "Message": "version exists"}}, "PutSecretValue")
+        return put(**kwargs)
+
+    monkeypatch.setattr(sm, "put_secret_value", put_like_aws)
+    monkeypatch.setattr(sm, "update_secret_version_stage", dies_once)
+    with pytest.raises(RuntimeError):
+        admin.prepare(sm, "s", staging_arn, ALICE, "exec-1", SCRIPT)
+    monkeypatch.setattr(sm, "update_secret_version_stage", original)
+
+    prepared = admin.prepare(sm, "s", staging_arn, ALICE, "exec-1", SCRIPT)
+
+    staged = json.loads(sm.get_secret_value(SecretId=staging_arn)["SecretString"])
+    assert staged["request"] == "exec-1"
+    assert sm.get_secret_value(SecretId=prepared["secret_arn"])["SecretString"] == staged["password"]
+    admin.finish(sm, staging_arn, prepared, "created")

@@ -224,16 +224,21 @@ def _unlabel(sm: Any, secret_id: str, version: str, stage: str) -> None:
         sm.update_secret_version_stage(SecretId=secret_id, VersionStage=stage, RemoveFromVersionId=version)
 
 
-def acquire_staging(sm: Any, staging_id: str, request_id: str, username: str, password: str, stale_after: float) -> None:
-    """Write this request's staging version and make it current only if the secret was free (see module doc)."""
+def acquire_staging(sm: Any, staging_id: str, request_id: str, username: str, password: str, stale_after: float) -> str:
+    """Write this request's staging version and make it current only if the secret was free (see module doc).
+    Returns the password staged: `password`, or the one an interrupted earlier attempt of this request wrote
+    (Secrets Manager refuses a second value under the same ClientRequestToken)."""
     current, holder = _staging_holder(sm, staging_id, stale_after)
     token = _token(request_id, "stage")
     if current == token:
-        return  # a retry: already ours
+        return json.loads(sm.get_secret_value(SecretId=staging_id, VersionId=token)["SecretString"])["password"]
     if holder and holder != request_id:
         raise AdminBusy(f"another create-admin execution ({holder}) is running; nothing was changed: run again when it has finished")
-    sm.put_secret_value(SecretId=staging_id, ClientRequestToken=token, VersionStages=[STAGED],
-                        SecretString=json.dumps({"username": username, "password": password, "request": request_id}))
+    if token in (sm.describe_secret(SecretId=staging_id).get("VersionIdsToStages") or {}):
+        password = json.loads(sm.get_secret_value(SecretId=staging_id, VersionId=token)["SecretString"])["password"]
+    else:
+        sm.put_secret_value(SecretId=staging_id, ClientRequestToken=token, VersionStages=[STAGED],
+                            SecretString=json.dumps({"username": username, "password": password, "request": request_id}))
     try:
         sm.update_secret_version_stage(SecretId=staging_id, VersionStage="AWSCURRENT", MoveToVersionId=token,
                                        RemoveFromVersionId=current)
@@ -244,6 +249,7 @@ def acquire_staging(sm: Any, staging_id: str, request_id: str, username: str, pa
         raise AdminBusy("another create-admin execution took the staging secret meanwhile; nothing was changed: "
                         "run again when it has finished") from None
     _unlabel(sm, staging_id, token, STAGED)
+    return password
 
 
 def staged_password(sm: Any, staging_id: str, request_id: str) -> str | None:
@@ -295,8 +301,8 @@ def prepare(sm: Any, stack_name: str, pending_secret_id: str, data: Any, request
             password = sm.get_secret_value(SecretId=described["ARN"])["SecretString"]
         else:
             password = generate_password()
-        acquire_staging(sm, pending_secret_id, request_id, request.username, password,
-                        stale_after=task_timeout_seconds + STALE_MARGIN_SECONDS)
+        password = acquire_staging(sm, pending_secret_id, request_id, request.username, password,
+                                   stale_after=task_timeout_seconds + STALE_MARGIN_SECONDS)
     try:
         arn, created, staged_version = write_user_secret(sm, stack_name, request, request_id, described, password)
     except Exception:
