@@ -220,3 +220,20 @@ def test_prepare_retried_after_it_died_mid_staging_keeps_one_password(local_aws,
     assert staged["request"] == "exec-1"
     assert sm.get_secret_value(SecretId=prepared["secret_arn"])["SecretString"] == staged["password"]
     admin.finish(sm, staging_arn, prepared, "created")
+
+
+def test_two_executions_staging_at_the_same_instant_one_wins(local_aws, monkeypatch):
+    """Both read the placeholder as current before either moved AWSCURRENT: the second move names a
+    version that no longer holds AWSCURRENT, which Secrets Manager refuses, so only one proceeds."""
+    sm = client("secretsmanager")
+    staging_arn = sm.create_secret(Name="s/admin-staging", SecretString=json.dumps(PENDING_PLACEHOLDER))["ARN"]
+    seen_free = admin._staging_holder(sm, staging_arn, 1800)
+    a = admin.prepare(sm, "s", staging_arn, ALICE, "exec-a", SCRIPT)
+    monkeypatch.setattr(admin, "_staging_holder", lambda *args: seen_free)   # B's read happened before A's move
+
+    with pytest.raises(admin.AdminBusy, match="took the staging secret meanwhile"):
+        admin.prepare(sm, "s", staging_arn, dict(ALICE, username="bob", email="bob@example.org"), "exec-b", SCRIPT)
+
+    assert json.loads(sm.get_secret_value(SecretId=staging_arn)["SecretString"])["request"] == "exec-a"
+    assert "s/admin/bob" not in [s["Name"] for s in sm.list_secrets()["SecretList"]]
+    admin.finish(sm, staging_arn, a, "created")
