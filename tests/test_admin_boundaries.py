@@ -235,3 +235,19 @@ def test_two_executions_staging_at_the_same_instant_one_wins(local_aws, monkeypa
     assert json.loads(sm.get_secret_value(SecretId=staging_arn)["SecretString"])["request"] == "exec-a"
     assert "s/admin/bob" not in [s["Name"] for s in sm.list_secrets()["SecretList"]]
     admin.finish(sm, staging_arn, a, "created")
+
+
+def test_a_holder_that_died_without_finishing_is_taken_over_after_the_timeout(local_aws, monkeypatch):
+    sm = client("secretsmanager")
+    staging_arn = sm.create_secret(Name="s/admin-staging", SecretString=json.dumps(PENDING_PLACEHOLDER))["ARN"]
+    admin.prepare(sm, "s", staging_arn, ALICE, "died", SCRIPT, task_timeout_seconds=900)   # never finished
+    bob = dict(ALICE, username="bob", email="bob@example.org")
+    with pytest.raises(admin.AdminBusy):
+        admin.prepare(sm, "s", staging_arn, bob, "too-early", SCRIPT, task_timeout_seconds=900)
+
+    later = admin.time.time() + 900 + admin.STALE_MARGIN_SECONDS + 60
+    monkeypatch.setattr(admin.time, "time", lambda: later)
+    taken = admin.prepare(sm, "s", staging_arn, bob, "later", SCRIPT, task_timeout_seconds=900)
+
+    assert json.loads(sm.get_secret_value(SecretId=staging_arn)["SecretString"])["request"] == "later"
+    admin.finish(sm, staging_arn, taken, "created")

@@ -25,7 +25,7 @@ placeholder version to this request's version with UpdateSecretVersionStage nami
 expects to remove the label from; Secrets Manager refuses that move when the label is elsewhere, so
 of two executions staging at once only one proceeds, the other fails with `AdminBusy` and changes
 nothing. A holder older than the task timeout plus `STALE_MARGIN_SECONDS` (an execution that died
-without its finish step) is taken over.
+without its finish step; the staged JSON records `since`) is taken over.
 
 Password resets are staged: the new password becomes a version of the user secret labelled AWSPENDING;
 `finish` moves AWSCURRENT to it only when the task exits with "password reset" (or "created"), and
@@ -206,15 +206,13 @@ def _staging_holder(sm: Any, staging_id: str, stale_after: float) -> tuple[str, 
     described = sm.describe_secret(SecretId=staging_id)
     current = _current_version(described)
     try:
-        holder = json.loads(sm.get_secret_value(SecretId=staging_id, VersionId=current)["SecretString"]).get("request") or ""
+        staged = json.loads(sm.get_secret_value(SecretId=staging_id, VersionId=current)["SecretString"])
+        holder, since = str(staged.get("request") or ""), float(staged.get("since") or 0)
     except (ValueError, TypeError, AttributeError):
-        holder = ""
-    if holder:
-        created = next((v.get("CreatedDate") for v in sm.list_secret_version_ids(SecretId=staging_id)["Versions"]
-                        if v.get("VersionId") == current), None)
-        if created is not None and time.time() - created.timestamp() > stale_after:
-            holder = ""  # its execution died without the finish step: take it over
-    return current, str(holder)
+        holder, since = "", 0.0
+    if holder and time.time() - since > stale_after:
+        holder = ""  # its execution died without the finish step: take it over
+    return current, holder
 
 
 def _unlabel(sm: Any, secret_id: str, version: str, stage: str) -> None:
@@ -237,8 +235,8 @@ def acquire_staging(sm: Any, staging_id: str, request_id: str, username: str, pa
     if token in (sm.describe_secret(SecretId=staging_id).get("VersionIdsToStages") or {}):
         password = json.loads(sm.get_secret_value(SecretId=staging_id, VersionId=token)["SecretString"])["password"]
     else:
-        sm.put_secret_value(SecretId=staging_id, ClientRequestToken=token, VersionStages=[STAGED],
-                            SecretString=json.dumps({"username": username, "password": password, "request": request_id}))
+        sm.put_secret_value(SecretId=staging_id, ClientRequestToken=token, VersionStages=[STAGED], SecretString=json.dumps(
+            {"username": username, "password": password, "request": request_id, "since": int(time.time())}))
     try:
         sm.update_secret_version_stage(SecretId=staging_id, VersionStage="AWSCURRENT", MoveToVersionId=token,
                                        RemoveFromVersionId=current)
