@@ -41,7 +41,8 @@ def handler(monkeypatch, registry_token, ecr_standin):
         monkeypatch.setenv("SOURCE_CREDENTIALS_SECRET_ARN", "")
         monkeypatch.setenv("MIRROR_REGISTRY_OVERRIDE", ecr_standin.host_port)
         secret = boto3.client("secretsmanager").create_secret(
-            Name="hub-creds", SecretString=json.dumps({"username": registry_token.username, "password": registry_token.password}))
+            Name="hub-creds", SecretString=json.dumps({"auths": {registry_token.host_port: {
+                "username": registry_token.username, "password": registry_token.password}}}))
         monkeypatch.setenv("SOURCE_CREDENTIALS_SECRET_ARN", secret["ARN"])
         fn = LocalFunction("MirrorFunction", ROOT / "functions/mirror", "app.handler", {})
         yield lambda event: fn.entrypoint(event, _Context())

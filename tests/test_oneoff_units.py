@@ -253,7 +253,7 @@ def test_sample_events_run_through_the_handlers(local_aws, monkeypatch):
     from tootstack.local.template import LocalFunction
 
     sm = client("secretsmanager")
-    pending = sm.create_secret(Name="s/admin/pending", SecretString=json.dumps(admin.PENDING_PLACEHOLDER))["ARN"]
+    pending = sm.create_secret(Name="s/admin-staging", SecretString=json.dumps(admin.PENDING_PLACEHOLDER))["ARN"]
     monkeypatch.setenv("STACK_NAME", "s")
     monkeypatch.setenv("ADMIN_PENDING_SECRET_ARN", pending)
     create = LocalFunction("SampleCreateAdmin", ROOT / "functions/create_admin", "app.handler", {}).entrypoint
@@ -273,20 +273,26 @@ def test_sample_events_run_through_the_handlers(local_aws, monkeypatch):
 
 def test_prepare_and_finish_retries_are_idempotent(local_aws):
     sm = client("secretsmanager")
-    pending = sm.create_secret(Name="s/admin/pending", SecretString=json.dumps(admin.PENDING_PLACEHOLDER))["ARN"]
+    pending = sm.create_secret(Name="s/admin-staging", SecretString=json.dumps(admin.PENDING_PLACEHOLDER))["ARN"]
     first = admin.prepare(sm, "s", pending, GOOD, "exec-1", SCRIPT)
     retry = admin.prepare(sm, "s", pending, GOOD, "exec-1", SCRIPT)  # Lambda retried after success
     assert first["secret_arn"] == retry["secret_arn"] and first["secret_created"] and not retry["secret_created"]
     created_password = sm.get_secret_value(SecretId=first["secret_arn"])["SecretString"]
+    assert json.loads(sm.get_secret_value(SecretId=pending)["SecretString"])["password"] == created_password
+    admin.finish(sm, pending, first, "created")
 
     reset = dict(GOOD, reset_password=True)
-    admin.prepare(sm, "s", pending, reset, "exec-2", SCRIPT)
-    after_reset = sm.get_secret_value(SecretId=first["secret_arn"])["SecretString"]
-    admin.prepare(sm, "s", pending, reset, "exec-2", SCRIPT)  # the retry keeps the password it set
-    assert sm.get_secret_value(SecretId=first["secret_arn"])["SecretString"] == after_reset != created_password
-    assert json.loads(sm.get_secret_value(SecretId=pending)["SecretString"])["password"] == after_reset
+    staged = admin.prepare(sm, "s", pending, reset, "exec-2", SCRIPT)
+    staged_password = json.loads(sm.get_secret_value(SecretId=pending)["SecretString"])["password"]
+    assert admin.prepare(sm, "s", pending, reset, "exec-2", SCRIPT) == staged  # the retry keeps what it staged
+    # Staged, not promoted: the secret still holds the account's password until the task reports the reset.
+    assert sm.get_secret_value(SecretId=first["secret_arn"])["SecretString"] == created_password != staged_password
+    assert sm.get_secret_value(SecretId=first["secret_arn"], VersionStage="AWSPENDING")["SecretString"] == staged_password
+    assert admin.finish(sm, pending, staged, "password_reset")["status"] == "password_reset"
+    assert admin.finish(sm, pending, staged, "password_reset")["status"] == "password_reset"  # retried
+    assert sm.get_secret_value(SecretId=first["secret_arn"])["SecretString"] == staged_password
 
-    prepared = dict(first, request="exec-2", secret_created=True)
+    prepared = dict(admin.prepare(sm, "s", pending, GOOD, "exec-3", SCRIPT), secret_created=True)
     result = admin.finish(sm, pending, prepared, "existing")
     again = admin.finish(sm, pending, prepared, "existing")  # retried after it deleted the fresh secret
     assert result["pending_secret_cleared"] and not again["pending_secret_cleared"]

@@ -2,10 +2,11 @@
 
 Actions:
 - "prepare": {"action": "prepare", "input": <console input>, "request": <execution name>}
-  validates (InvalidInput, nothing changed), stores the password in `<stack>/admin/<username>`, stages it
-  in the pending secret the admin task definition reads, and returns names, ARNs and the task command.
+  validates (InvalidInput, nothing changed), takes the staging secret the admin task definition reads
+  (AdminBusy when another execution holds it, nothing changed), stores the password in
+  `<stack>/admin/<username>` (a reset is staged, not yet current), and returns names, ARNs and the command.
 - "finish": {"action": "finish", "outcome": "created"|"existing"|"password_reset"|"failed", "state": <state>}
-  clears the pending secret and returns the execution's result (never a password).
+  promotes or drops a staged reset, clears the staging secret and returns the result (never a password).
 """
 
 import os
@@ -43,15 +44,17 @@ def handler(event: dict, context: LambdaContext) -> dict:
                                                      "secret_created": prepared["secret_created"]})
         return prepared
     if action == "finish":
-        state = event.get("state") or {}
+        state = event.get("state")
+        if not isinstance(state, dict):
+            raise InvalidInput("finish needs the execution's 'state' object (with 'prepared')")
         summary = None
-        if state.get("task"):
+        if isinstance(state.get("task"), dict) and state["task"]:
             ecs = _client("ecs")
             location = tasks.describe_location(ecs, state["task"], CONTAINER, ecs.meta.region_name)
             summary = tasks.summarize(state["task"], CONTAINER, location)
-        elif state.get("error"):
+        elif isinstance(state.get("error"), dict):
             summary = {"error": str(state["error"].get("Error", "")), "cause": str(state["error"].get("Cause", ""))[:1000]}
-        result = admin.finish(secrets_manager, pending, state["prepared"], str(event.get("outcome")), summary)
+        result = admin.finish(secrets_manager, pending, state.get("prepared"), str(event.get("outcome")), summary)
         logger.info("admin request finished", extra={"username": result["username"], "status": result["status"]})
         return result
     raise InvalidInput(f"unknown action {action!r}: expected 'prepare' or 'finish'")

@@ -14,9 +14,10 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from tootstack.cfn_custom import respond
+from tootstack.cfn_custom import problems, properties, respond
 from tootstack.clients import ClientCache
 from tootstack.errors import InvalidInput, TootstackError
+from tootstack.mirror.auth import parse_source_credentials
 from tootstack.mirror.service import ecr_login, parse_jobs, repositories_from_env, run_jobs
 
 logger = Logger()
@@ -26,14 +27,14 @@ _client = ClientCache()  # one boto3 client per service, reused by warm invocati
 SAFETY_MS = 30_000   # answer CloudFormation this long before the Lambda timeout
 
 
-def _source_credentials() -> tuple[str, str] | None:
-    """Docker Hub / ghcr.io credentials from a Secrets Manager JSON {"username", "password"}, when configured
-    (kept for warm invocations)."""
+def _source_credentials() -> dict[str, tuple[str, str]]:
+    """Source registry credentials keyed by registry host, from the secret SOURCE_CREDENTIALS_SECRET_ARN when
+    configured (kept for warm invocations): {"auths": {"ghcr.io": {"username", "password"}}} or
+    {"username", "password"[, "registry"]} (Docker Hub unless "registry" names another host)."""
     secret_arn = os.environ.get("SOURCE_CREDENTIALS_SECRET_ARN")
     if not secret_arn:
-        return None
-    value = parameters.get_secret(secret_arn, transform="json", max_age=300)
-    return value["username"], value["password"]
+        return {}
+    return parse_source_credentials(parameters.get_secret(secret_arn, transform="json", max_age=300))
 
 
 def _mirror(entries, plain_http: bool = False) -> list[dict]:
@@ -55,17 +56,21 @@ def _mirror(entries, plain_http: bool = False) -> list[dict]:
 def _respond(event: dict, status: str, reason: str, data: dict | None = None) -> None:
     # Image references are public: not masked (NoEcho) in CloudFormation's console and events.
     respond(event, None, status, data, reason, no_echo=False,
-            physical_id=event.get("PhysicalResourceId") or f"{event['LogicalResourceId']}-image-mirror")
+            physical_id=event.get("PhysicalResourceId") or f"{event.get('LogicalResourceId') or 'ImageMirror'}-image-mirror")
 
 
 def _custom_resource(event: dict, context: LambdaContext) -> dict:
+    problem = problems(event)
+    if problem:
+        _respond(event, "FAILED", problem)
+        return {"status": "FAILED"}
     if event["RequestType"] == "Delete":
         # Repositories and parameters are kept with the images (they may still be referenced): nothing to undo.
         _respond(event, "SUCCESS", "nothing to delete")
         return {"status": "SUCCESS"}
     budget = max(context.get_remaining_time_in_millis() - SAFETY_MS, 1000) / 1000 if context else 840
     pool = ThreadPoolExecutor(1)
-    future = pool.submit(_mirror, event.get("ResourceProperties", {}).get("Images"))
+    future = pool.submit(_mirror, properties(event).get("Images"))
     try:
         results = future.result(timeout=budget)
     except FutureTimeout:

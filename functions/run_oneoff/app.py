@@ -36,7 +36,7 @@ def handler(event: dict, context: LambdaContext) -> dict:
     if action == "report":
         ecs = _client("ecs")
         report = oneoff.report(
-            event.get("state") or {},
+            event.get("state") if event.get("state") is not None else {},
             ecs=ecs,
             logs=_client("logs"),
             secrets_manager=_client("secretsmanager"),

@@ -15,8 +15,9 @@ import os
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from tootstack.cfn_custom import FAILED, SUCCESS, respond
+from tootstack.cfn_custom import FAILED, SUCCESS, problems, properties, respond
 from tootstack.clients import ClientCache
+from tootstack.errors import InvalidInput
 from tootstack.secrets.bootstrap import BootstrapConfig, run_bootstrap
 
 logger = Logger()
@@ -32,6 +33,8 @@ def _bootstrap(props: dict):
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict, context: LambdaContext) -> dict:
+    if not isinstance(event, dict):
+        raise InvalidInput('event must be a JSON object: {"Action": "bootstrap"} or a CloudFormation custom resource request')
     if event.get("Action") == "bootstrap":
         props = {
             "AppSecretArn": os.environ.get("APP_SECRET_ARN"),
@@ -45,11 +48,14 @@ def handler(event: dict, context: LambdaContext) -> dict:
         logger.info("secrets bootstrap done", extra={"action": "bootstrap", **data})
         return data
     request_type = event.get("RequestType")
-    props = event.get("ResourceProperties", {})
+    props = properties(event)
     starts_first_boot = bool(props.get("StartStateMachineArn"))
     physical_id = event.get("PhysicalResourceId") or (
         f"{os.environ.get('STACK_NAME', 'tootstack')}-{'first-boot-start' if starts_first_boot else 'secrets-bootstrap'}")
     try:
+        problem = problems(event)
+        if problem:
+            raise InvalidInput(problem)
         if starts_first_boot:
             # Custom::FirstBootStart: start first boot once, on stack creation only
             from tootstack.first_boot import start_first_boot
@@ -61,13 +67,11 @@ def handler(event: dict, context: LambdaContext) -> dict:
             return respond(event, context, SUCCESS, data=data, physical_id=physical_id)
         if request_type in ("Create", "Update"):
             data = _bootstrap(props).summary()
-        elif request_type == "Delete":
-            data = {"Generated": "none", "Kept": "retained (DeletionPolicy Retain)"}
         else:
-            raise ValueError(f"unknown RequestType {request_type!r}")
+            data = {"Generated": "none", "Kept": "retained (DeletionPolicy Retain)"}
     except Exception as exc:  # every failure must reach CloudFormation, or the stack hangs for an hour
         reason = f"{type(exc).__name__}: {exc}"
-        logger.error("secrets bootstrap failed", extra={"request_type": request_type, "reason": reason})
+        logger.error("secrets bootstrap failed", extra={"request_type": str(request_type)[:40], "reason": reason})
         return respond(event, context, FAILED, reason=reason, physical_id=physical_id)
     logger.info("secrets bootstrap done", extra={"request_type": request_type, **data})
     return respond(event, context, SUCCESS, data=data, physical_id=physical_id)

@@ -44,22 +44,32 @@ def _config() -> steps.UpgradeConfig:
 
 
 def _mirror_credentials() -> dict:
-    """Source: anonymous unless the credentials secret names one; destination: the ECR token, or the
-    secret's `dest` (local rehearsal registries)."""
+    """Source: each registry host gets only its own credentials from the secret (the mirror's
+    MirrorSourceCredentialsSecretArn shapes, tootstack.mirror.auth.parse_source_credentials), anonymous
+    otherwise; destination: the ECR token, or the secret's `dest` (local rehearsal registries)."""
+    from tootstack.mirror.auth import parse_source_credentials
+
     kwargs = {"plain_http": os.environ.get("MIRROR_PLAIN_HTTP") == "true"}
     secret_id = os.environ.get("MIRROR_CREDENTIALS_SECRET_ARN")
-    creds = parameters.get_secret(secret_id, transform="json", max_age=60) if secret_id else {}
-    if creds.get("username"):            # the mirror's MirrorSourceCredentialsSecretArn shape
-        creds = {"source": creds}
-    if creds.get("source"):
-        kwargs["src_creds"] = (creds["source"]["username"], creds["source"]["password"])
-    if creds.get("dest"):
-        kwargs["dest_creds"] = (creds["dest"]["username"], creds["dest"]["password"])
+    creds = dict(parameters.get_secret(secret_id, transform="json", max_age=60) if secret_id else {})
+    dest = creds.pop("dest", None)
+    kwargs["keyed_src_creds"] = parse_source_credentials(creds.get("source", creds))
+    if dest:
+        kwargs["dest_creds"] = (dest["username"], dest["password"])
     else:
         from tootstack.mirror.service import ecr_login
 
         _, kwargs["dest_creds"] = ecr_login(_client("ecr"))
     return kwargs
+
+
+def _mirror_image(source: str, destination: str, keyed_src_creds: dict, **kwargs):
+    """mirror_image with the source registry's own credentials only."""
+    from tootstack.mirror import mirror_image
+    from tootstack.mirror.auth import credentials_for
+    from tootstack.mirror.refs import parse_ref
+
+    return mirror_image(source, destination, src_creds=credentials_for(parse_ref(source).registry, keyed_src_creds), **kwargs)
 
 
 @logger.inject_lambda_context(log_event=False)
@@ -72,12 +82,13 @@ def handler(event: dict, context: LambdaContext) -> dict:
     halted = lambda name: is_halted(name, cluster=cfg.cluster, ecs=ecs)  # noqa: E731
     action = event.get("action")
     if action == "prepare":
-        result = steps.prepare(event.get("input"), event["execution"], ecs=ecs, ssm=ssm, cfg=cfg, is_halted=halted)
+        execution = event.get("execution")
+        if not isinstance(execution, str) or not execution:
+            raise InvalidInput("prepare needs the execution name as 'execution'")
+        result = steps.prepare(event.get("input"), execution, ecs=ecs, ssm=ssm, cfg=cfg, is_halted=halted)
         result["poll_seconds"] = int(os.environ.get("GUARD_POLL_SECONDS", "30"))
     elif action == "mirror":
-        from tootstack.mirror import mirror_image
-
-        result = steps.mirror(event["version"], cfg, mirror_image, **_mirror_credentials())
+        result = steps.mirror(event["version"], cfg, _mirror_image, **_mirror_credentials())
     elif action == "register":
         result = steps.register(event["version"], event["pinned"], ecs=ecs, cfg=cfg)
     elif action == "deploy":

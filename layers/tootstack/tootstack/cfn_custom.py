@@ -11,7 +11,31 @@ import json
 import urllib.request
 from typing import Any
 
+from tootstack.errors import InvalidInput
+
 SUCCESS, FAILED = "SUCCESS", "FAILED"
+REQUEST_TYPES = ("Create", "Update", "Delete")
+IDS = ("StackId", "RequestId", "LogicalResourceId")
+
+
+def problems(event: Any) -> str:
+    """"" for a well-formed custom resource request, else what is wrong with it (for the FAILED answer).
+    CloudFormation sends RequestType, ResponseURL, StackId, RequestId, LogicalResourceId, ResourceType and
+    ResourceProperties (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/crpg-ref-requests.html)."""
+    if not isinstance(event, dict):
+        return "the event is not a JSON object"
+    wrong = [k for k in ("RequestType", "ResponseURL", *IDS) if not isinstance(event.get(k), str) or not event.get(k)]
+    if "RequestType" not in wrong and event["RequestType"] not in REQUEST_TYPES:
+        wrong.append(f"RequestType (one of {', '.join(REQUEST_TYPES)})")
+    if event.get("ResourceProperties") is not None and not isinstance(event.get("ResourceProperties"), dict):
+        wrong.append("ResourceProperties (an object)")
+    return f"malformed custom resource request: missing or invalid {', '.join(wrong)}" if wrong else ""
+
+
+def properties(event: dict[str, Any]) -> dict[str, Any]:
+    """ResourceProperties, {} when absent or null."""
+    value = event.get("ResourceProperties")
+    return value if isinstance(value, dict) else {}
 
 
 def respond(event: dict[str, Any], context: Any, status: str, data: dict[str, str] | None = None,
@@ -19,19 +43,24 @@ def respond(event: dict[str, Any], context: Any, status: str, data: dict[str, st
             no_echo: bool = True) -> dict[str, Any]:
     """`no_echo=False` only for Data that is public by nature (e.g. image references)."""
     log_stream = getattr(context, "log_stream_name", None) or "local"
+    url = event.get("ResponseURL") if isinstance(event, dict) else None
+    if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+        raise InvalidInput("the custom resource event has no http(s) ResponseURL: CloudFormation cannot be answered")
+    physical = physical_id or event.get("PhysicalResourceId") or log_stream
     body = {
         "Status": status,
         "Reason": (reason or f"see CloudWatch log stream {log_stream}")[:1000],
-        "PhysicalResourceId": physical_id or event.get("PhysicalResourceId") or log_stream,
-        "StackId": event["StackId"],
-        "RequestId": event["RequestId"],
-        "LogicalResourceId": event["LogicalResourceId"],
+        "PhysicalResourceId": str(physical)[:1024],
+        # Echoed as sent: a missing id cannot be invented, and CloudFormation matches the answer by them.
+        "StackId": str(event.get("StackId") or ""),
+        "RequestId": str(event.get("RequestId") or ""),
+        "LogicalResourceId": str(event.get("LogicalResourceId") or ""),
         "NoEcho": no_echo,
         "Data": data or {},
     }
     payload = json.dumps(body).encode("utf-8")
     request = urllib.request.Request(
-        event["ResponseURL"], data=payload, method="PUT",
+        url, data=payload, method="PUT",
         headers={"Content-Type": "", "Content-Length": str(len(payload))},
     )
     with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - pre-signed https URL from CloudFormation

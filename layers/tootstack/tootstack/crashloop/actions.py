@@ -50,8 +50,10 @@ def _aws_error(what: str, exc: Exception) -> DependencyUnavailable:
 
 def resolve_service(service: str, cluster: str | None = None) -> tuple[str, str]:
     """(cluster, service name) from a service ARN, "cluster/service", or a name plus cluster/$CLUSTER_NAME."""
-    if not service or not isinstance(service, str):
+    if not service or not isinstance(service, str) or not service.strip():
         raise InvalidInput("a service name or ARN is required")
+    if cluster is not None and (not isinstance(cluster, str) or not cluster.strip()):
+        raise InvalidInput("cluster must be a cluster name or ARN")
     if service.startswith("arn:"):
         return parse_service_arn(service, cluster or os.environ.get(CLUSTER_ENV))
     if "/" in service:
@@ -64,14 +66,18 @@ def resolve_service(service: str, cluster: str | None = None) -> tuple[str, str]
 
 
 def describe_service(ecs: Any, cluster: str, service: str, include_tags: bool = False) -> dict[str, Any]:
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
     try:
         found = ecs.describe_services(cluster=cluster, services=[service], **({"include": ["TAGS"]} if include_tags else {}))
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") == "ClusterNotFoundException":
-            raise InvalidInput(f"ECS cluster {cluster!r} not found") from None
+            raise InvalidInput(f"ECS cluster {cluster[:200]!r} not found") from None
+        if exc.response.get("Error", {}).get("Code") == "InvalidParameterException":
+            raise InvalidInput(f"ECS refused the cluster or service name {cluster[:100]!r}/{service[:100]!r}") from None
         raise _aws_error(f"ECS DescribeServices {cluster}/{service}", exc) from None
+    except ParamValidationError:
+        raise InvalidInput(f"not a valid ECS cluster or service name: {cluster[:100]!r}/{service[:100]!r}") from None
     except BotoCoreError as exc:
         raise _aws_error(f"ECS DescribeServices {cluster}/{service}", exc) from None
     services = [s for s in found.get("services", []) if s.get("status") != "INACTIVE"]

@@ -6,6 +6,7 @@
         proxy.add("GET", r"/blobs/", "corrupt", after=10)            # one byte flipped
         proxy.add("PATCH", r"/blobs/uploads/", "lost")               # forwarded, then no answer at all
         proxy.add("GET", r"/manifests/", "status", status=429, retry_after="1")
+        proxy.add("PUT", r"/manifests/", "status", status=400, code="MANIFEST_BLOB_UNKNOWN")  # registry error code
         gate = proxy.add("GET", r"/blobs/", "gate", count=2, times=None)   # proves concurrent requests:
         ...; assert gate.max_in_flight >= 2                                   # a sequential client never opens it
 
@@ -38,6 +39,7 @@ class Rule:
     status: int = 500
     retry_after: str | None = None
     location: str | None = None    # Location header of a "status" answer (redirect tests)
+    code: str = "UNKNOWN"          # the registry error code in a "status" answer's body
     count: int = 2                 # "gate": hold requests until this many are in flight at once (or `wait` s pass)
     wait: float = 5.0
     fired: int = 0
@@ -122,7 +124,7 @@ class FaultProxy:
                     rule.in_flight -= 1
             return
         if rule is not None and rule.kind == "status":
-            payload = b'{"errors":[{"code":"UNKNOWN","message":"injected fault"}]}'
+            payload = ('{"errors":[{"code":"%s","message":"injected fault"}]}' % rule.code).encode()
             h.send_response(rule.status)
             h.send_header("Content-Type", "application/json")
             h.send_header("Content-Length", str(len(payload)))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -26,6 +27,7 @@ PREVIEW_CARDS_DAYS_MIN = 14   # tootctl preview_cards remove: "not below 14" (Ma
 DAYS_MAX = 3650
 TOOTCTL = "bin/tootctl"       # relative to the image's WORKDIR /opt/mastodon
 KEYS = ("media_days", "preview_cards_days", "prune_accounts")
+_DIGITS = re.compile(r"[0-9]{1,9}")
 
 
 @dataclass(frozen=True)
@@ -46,8 +48,9 @@ class Settings:
 
 
 def _days(name: str, value: Any, low: int, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit():
-        raise InvalidInput(f"{where} {name} must be a whole number of days, got {value!r}")
+    # ASCII digits only: str.isdigit() and int() also take "²" or "４", which int() then refuses or reads.
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not _DIGITS.fullmatch(str(value).strip()):
+        raise InvalidInput(f"{where} {name} must be a whole number of days (digits 0-9), got {str(value)[:40]!r}")
     days = int(str(value).strip())
     if days < low:
         raise InvalidInput(f"{where} {name}={days} is below the minimum of {low} days")

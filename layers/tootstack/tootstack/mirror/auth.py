@@ -5,17 +5,82 @@ A registry answers 401 with `WWW-Authenticate: Basic realm=...` or
 realm for a token (with Basic credentials when we have them, anonymously otherwise), covering the
 challenge's scope plus the scopes this client will need anyway, cache it per registry and replay
 the request. Credentials and tokens never appear in exceptions or logs.
+
+Credentials belong to one registry host (as `docker login` keys them in ~/.docker/config.json): the
+caller picks them with `credentials_for(registry, keyed)`, and a realm is asked for a token only when
+it is https on the registry's own host or its documented token service (challenge.realm_problem);
+http only for a registry contacted over plain HTTP by explicit choice (local registries).
 """
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
-from typing import Generator, Iterable
+from typing import Any, Generator, Iterable, Mapping
 
 import httpx
 
-from tootstack.mirror.challenge import basic_header, normalize_scope, parse_challenge, token_from_answer, token_query
+from tootstack.errors import InvalidInput
+from tootstack.mirror.challenge import (
+    basic_header, normalize_scope, parse_challenge, realm_problem, token_from_answer, token_query,
+)
+
+DOCKER_HUB = "registry-1.docker.io"
+_DOCKER_HUB_NAMES = {"docker.io", "index.docker.io", "registry.hub.docker.com", "registry-1.docker.io"}
+
+
+def registry_key(name: str) -> str:
+    """The host[:port] a credential belongs to: `https://index.docker.io/v1/`, `docker.io` -> registry-1.docker.io
+    (docker login's default registry); `ghcr.io`, `127.0.0.1:5000` unchanged (lower-cased, no scheme or path)."""
+    host = name.strip().lower()
+    for prefix in ("https://", "http://"):
+        host = host.removeprefix(prefix)
+    host = host.split("/", 1)[0]
+    return DOCKER_HUB if host in _DOCKER_HUB_NAMES else host
+
+
+def _pair(entry: Any, where: str) -> tuple[str, str]:
+    if isinstance(entry, dict) and isinstance(entry.get("auth"), str) and entry["auth"]:
+        try:
+            user, sep, password = base64.b64decode(entry["auth"], validate=True).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            raise InvalidInput(f"source credentials {where}: 'auth' is not base64 of user:password") from None
+        if sep and user:
+            return user, password
+        raise InvalidInput(f"source credentials {where}: 'auth' is not base64 of user:password")
+    if isinstance(entry, dict) and isinstance(entry.get("username"), str) and entry.get("username") \
+            and isinstance(entry.get("password"), str):
+        return entry["username"], entry["password"]
+    raise InvalidInput(f"source credentials {where}: need string 'username' and 'password' (or docker's 'auth')")
+
+
+def parse_source_credentials(value: Any) -> dict[str, tuple[str, str]]:
+    """Registry host -> (username, password) from the mirror's credentials secret. Shapes:
+    `{"auths": {"ghcr.io": {"username", "password"} | {"auth": base64}, ...}}` (docker's config.json);
+    `{"username", "password", "registry": "ghcr.io"}`; `{"username", "password"}` alone is Docker Hub's
+    (docker login's default registry). No shape sends one credential to every registry."""
+    if value is None or value == {}:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidInput("source credentials must be a JSON object")
+    if "auths" in value:
+        auths = value["auths"]
+        if not isinstance(auths, dict):
+            raise InvalidInput('source credentials: "auths" must map registry hosts to credentials')
+        return {registry_key(str(host)): _pair(entry, f"for {str(host)[:100]}") for host, entry in auths.items()}
+    if "username" in value or "auth" in value:
+        registry = value.get("registry") or DOCKER_HUB
+        if not isinstance(registry, str):
+            raise InvalidInput('source credentials: "registry" must be a host name such as ghcr.io')
+        return {registry_key(registry): _pair(value, "")}
+    raise InvalidInput('source credentials must be {"auths": {"<registry host>": {"username", "password"}}} '
+                       'or {"username", "password", "registry"}')
+
+
+def credentials_for(registry: str, keyed: Mapping[str, tuple[str, str]] | None) -> tuple[str, str] | None:
+    """The credentials stored for exactly this registry host, None for any other."""
+    return (keyed or {}).get(registry_key(registry))
 
 
 class AuthFailed(Exception):
@@ -89,6 +154,9 @@ class RegistryAuth(httpx.Auth):
                 self._mode = "basic"
                 self._apply(request)
         elif scheme == "bearer" and "realm" in params:
+            problem = realm_problem(request.url.netloc.decode("ascii"), params["realm"], request.url.scheme == "http")
+            if problem:
+                raise AuthFailed(problem)
             wanted = set(self.scopes)
             if params.get("scope"):
                 wanted.update(normalize_scope(s) for s in params["scope"].split(" ") if s)

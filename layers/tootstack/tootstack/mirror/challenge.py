@@ -11,6 +11,7 @@ import base64
 import json
 import re
 from typing import Iterable
+from urllib.parse import urlsplit
 
 MANIFEST_TYPES = (
     "application/vnd.oci.image.index.v1+json",
@@ -58,3 +59,38 @@ def token_from_answer(body: bytes) -> tuple[str | None, float]:
         return answer.get("token") or answer.get("access_token") or None, float(answer.get("expires_in") or 60)
     except (ValueError, AttributeError, TypeError):
         return None, 0.0
+
+
+# Registries whose token service runs on another host, as each registry's operator documents it. Any
+# other registry must name a realm on its own host. Docker Hub: registry-1.docker.io answers
+# `Bearer realm="https://auth.docker.io/token",service="registry.docker.io"`
+# (https://distribution.github.io/distribution/spec/auth/token/, https://docs.docker.com/docker-hub/api/latest/).
+# Add an entry here (with its documentation) for another registry that delegates to a separate host.
+TOKEN_SERVICE_HOSTS: dict[str, tuple[str, ...]] = {
+    "registry-1.docker.io": ("auth.docker.io",),
+}
+
+
+def _hostname(netloc: str) -> str:
+    return (urlsplit(f"//{netloc}").hostname or "").lower()
+
+
+def realm_problem(registry: str, realm: str, plain_http: bool = False) -> str:
+    """"" when `realm` is `registry`'s own token service, else why credentials must not go there.
+
+    `registry` is host[:port] as contacted. The realm must be https and on the registry's host (any port)
+    or a host TOKEN_SERVICE_HOSTS lists for it. Only with the explicit plain-HTTP switch (local registries
+    of the rehearsal and tests, which are plain HTTP themselves) may the realm be http."""
+    try:
+        parts = urlsplit(realm)
+        realm_host = (parts.hostname or "").lower()
+    except ValueError:
+        return "the registry named a malformed token realm"
+    if parts.scheme != "https" and not (plain_http and parts.scheme == "http"):
+        return f"the registry's token realm {realm[:200]} is not https: refusing to send credentials or ask it for a token"
+    host = _hostname(registry)
+    allowed = {host, *TOKEN_SERVICE_HOSTS.get(registry.lower(), ()), *TOKEN_SERVICE_HOSTS.get(host, ())}
+    if not realm_host or realm_host not in allowed:
+        return (f"the registry {registry} named token realm host {realm_host or '(none)'}, which is not its own token "
+                f"service ({', '.join(sorted(allowed))}): refusing to send credentials or ask it for a token")
+    return ""

@@ -32,6 +32,7 @@ from tootstack.mirror.result import MirrorResult
 
 READ_SIZE = 256 << 10          # bytes per read from the source stream (small: flat, low RSS)
 PART_SIZE = 16 << 20           # bytes per PATCH (ECR: 5 MiB .. 20 MiB parts)
+MANIFEST_BLOB_RETRIES = 4      # extra manifest PUTs after MANIFEST_BLOB_UNKNOWN (concurrent writers)
 
 
 def sha256_digest(data: bytes) -> str:
@@ -180,7 +181,16 @@ class Mirror:
         return body, media_type
 
     def _put_manifest(self, repository: str, reference: str, body: bytes, media_type: str, digest: str) -> None:
-        answered = self.dest.put_manifest(repository, reference, body, media_type)
+        # Concurrent mirrors of one image: a registry may still answer MANIFEST_BLOB_UNKNOWN for a blob or
+        # platform manifest another writer has just stored. A manifest PUT is idempotent: retry a few times.
+        for attempt in range(MANIFEST_BLOB_RETRIES + 1):
+            try:
+                answered = self.dest.put_manifest(repository, reference, body, media_type)
+                break
+            except MirrorError as exc:
+                if "MANIFEST_BLOB_UNKNOWN" not in str(exc) or attempt == MANIFEST_BLOB_RETRIES:
+                    raise
+                time.sleep(self.dest.retry.delay(attempt))
         if answered and answered != digest:
             raise DigestMismatch(f"destination stored manifest {repository}:{reference} as {answered}, expected {digest}")
 

@@ -18,9 +18,10 @@ import base64
 import json
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 from tootstack.errors import InvalidInput
+from tootstack.mirror.auth import credentials_for
 from tootstack.mirror.copier import mirror_image
 from tootstack.mirror.refs import parse_ref
 
@@ -83,13 +84,17 @@ def ecr_login(ecr: Any) -> tuple[str, tuple[str, str]]:
 
 
 def run_jobs(jobs: list[MirrorJob], registry: str, dest_creds: tuple[str, str], ssm: Any, parameter_prefix: str,
-             src_creds: tuple[str, str] | None = None, plain_http: bool = False) -> list[dict[str, Any]]:
+             src_creds: Mapping[str, tuple[str, str]] | None = None, plain_http: bool = False) -> list[dict[str, Any]]:
+    """`src_creds`: registry host -> (username, password) (auth.parse_source_credentials); each source gets
+    only the credentials of its own registry host, anonymous otherwise."""
+    if src_creds is not None and not isinstance(src_creds, Mapping):
+        raise TypeError("src_creds must map registry hosts to credentials")
     results = []
     mirrored_repos: list[str] = []
     for job in jobs:
         src = parse_ref(job.source)
         tag = src.tag or "latest"
-        result = mirror_image(job.source, f"{registry}/{job.repository}:{tag}", src_creds=src_creds,
+        result = mirror_image(job.source, f"{registry}/{job.repository}:{tag}", src_creds=credentials_for(src.registry, src_creds),
                               dest_creds=dest_creds, plain_http=plain_http, mount_from=tuple(mirrored_repos))
         mirrored_repos.append(job.repository)
         pinned = f"{registry}/{job.repository}@{result.digest}"

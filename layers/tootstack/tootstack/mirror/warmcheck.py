@@ -23,7 +23,9 @@ import threading
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from tootstack.mirror.challenge import ACCEPT, basic_header, normalize_scope, parse_challenge, token_from_answer, token_query
+from tootstack.mirror.challenge import (
+    ACCEPT, basic_header, normalize_scope, parse_challenge, realm_problem, token_from_answer, token_query,
+)
 from tootstack.mirror.refs import ImageRef
 
 USER_AGENT = "tootstack-mirror/0.1"
@@ -88,6 +90,8 @@ class _Registry:
             return basic_header(*self.creds)
         if scheme != "bearer" or "realm" not in params:
             raise _Unexpected("challenge")
+        if realm_problem(self.registry, params["realm"], self.scheme == "http"):
+            raise _Unexpected("realm")  # the copier's auth flow refuses it and says why
         scopes = {normalize_scope(f"repository:{repository}:pull")}
         scopes.update(normalize_scope(s) for s in params.get("scope", "").split(" ") if s)
         query = token_query(params, scopes, self.creds[0] if self.creds is not None else None)

@@ -2,17 +2,34 @@
 
 Flow (statemachines/create_admin.asl.json, Lambda functions/create_admin):
 
-1. `prepare`: validate the console input (nothing is touched when it is invalid), then make sure the
-   per-user secret `<stack>/admin/<username>` holds a password (generated here, never returned), and
-   copy it with the username and the execution's name into the fixed secret `<stack>/admin/pending`.
-   The admin task definition reads that secret through ECS `secrets` (RunTask overrides cannot set
-   `secrets`, and a task definition must name its secrets in advance, so one fixed secret is written
-   before each run). Returns only names and ARNs.
+1. `prepare`: validate the console input (nothing is touched when it is invalid), take the staging
+   secret `<stack>/admin-staging` for this execution, then make sure the per-user secret
+   `<stack>/admin/<username>` holds the password (generated here, never returned). The admin task
+   definition reads the staging secret through ECS `secrets` (RunTask overrides cannot set `secrets`,
+   and a task definition must name its secrets in advance, so one fixed secret is written before each
+   run). Returns only names, ARNs and version ids.
 2. The state machine runs the admin task (`bin/rails runner` with create_admin.rb); the script checks
-   that the pending secret belongs to its request (the execution name passed as ADMIN_REQUEST) so two
-   concurrent executions can never give one user the other's password.
-3. `finish`: reset the pending secret to a placeholder (only if it still holds this request), and build
-   the output: username, role, what happened, the secret's ARN and the CLI command that reads it.
+   that the staging secret belongs to its request (the execution name passed as ADMIN_REQUEST).
+3. `finish`: promote a reset password in the user secret only when the task reported it used it, put
+   the placeholder back into the staging secret (and strip the label from the version that held the
+   password), and build the output: username, role, what happened, the secret's ARN and the CLI
+   command that reads it.
+
+Namespaces: user secrets are `<stack>/admin/<lower-cased username>` (the names operators already
+have); the staging secret is `<stack>/admin-staging`, outside that namespace, so no username can name
+it. A user secret is used only when it carries the tag `tootstack:purpose=admin-password` that
+create-admin gives the secrets it creates.
+
+One execution at a time: the staging secret is a lock. `prepare` moves its AWSCURRENT label from the
+placeholder version to this request's version with UpdateSecretVersionStage naming the version it
+expects to remove the label from; Secrets Manager refuses that move when the label is elsewhere, so
+of two executions staging at once only one proceeds, the other fails with `AdminBusy` and changes
+nothing. A holder older than the task timeout plus `STALE_MARGIN_SECONDS` (an execution that died
+without its finish step; the staged JSON records `since`) is taken over.
+
+Password resets are staged: the new password becomes a version of the user secret labelled AWSPENDING;
+`finish` moves AWSCURRENT to it only when the task exits with "password reset" (or "created"), and
+drops the label otherwise, so the secret always matches the account.
 
 No function here logs, returns or raises with a password in it.
 """
@@ -21,6 +38,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from typing import Any, Literal
 
@@ -46,6 +64,13 @@ EXIT_BAD_INPUT = 2        # the script refused its input (or Mastodon's validati
 EXIT_OTHER_REQUEST = 3    # the pending secret belongs to another execution (concurrent runs): nothing changed
 
 PENDING_PLACEHOLDER = {"username": "", "password": "", "request": ""}
+STAGED = "AWSPENDING"             # label of a version written but not yet in use
+STALE_MARGIN_SECONDS = 900        # a staging holder older than the task timeout plus this has died
+USER_SECRET_TAG = ("tootstack:purpose", "admin-password")
+
+
+class AdminBusy(TootstackError):
+    """Another create-admin execution holds the staging secret: nothing was changed."""
 
 
 class AdminRequest(BaseModel):
@@ -123,7 +148,8 @@ def user_secret_name(stack_name: str, username: str) -> str:
 
 
 def pending_secret_name(stack_name: str) -> str:
-    return f"{stack_name}/admin/pending"
+    """The staging secret: outside `<stack>/admin/`, so no username reaches it (template.yaml AdminPendingSecret)."""
+    return f"{stack_name}/admin-staging"
 
 
 def read_password_command(secret_arn: str) -> str:
@@ -139,58 +165,147 @@ def _token(request: str, purpose: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"tootstack:{purpose}:{request}"))
 
 
-def ensure_user_secret(sm: Any, stack_name: str, request: AdminRequest, request_id: str) -> tuple[str, str, bool]:
-    """Return (secret ARN, password, created). Idempotent for a retry of the same request id."""
+def _is_client_error(exc: Exception, *codes: str) -> bool:
+    return aws_error_code(exc) in codes
+
+
+def describe_user_secret(sm: Any, stack_name: str, request: AdminRequest, staging_id: str) -> dict[str, Any] | None:
+    """The user's secret as DescribeSecret returns it, None when it does not exist yet. Refuses a secret that
+    is scheduled for deletion, is the staging secret, or was not created by create-admin."""
     name = user_secret_name(stack_name, request.username)
     try:
         described = sm.describe_secret(SecretId=name)
     except Exception as exc:  # botocore ClientError
-        if aws_error_code(exc) != "ResourceNotFoundException":
+        if not _is_client_error(exc, "ResourceNotFoundException"):
             raise
-        described = None
-    if described is not None and described.get("DeletedDate"):
+        return None
+    if described.get("DeletedDate"):
         raise TootstackError(
             f"secret {name} is scheduled for deletion: restore it (aws secretsmanager restore-secret "
             f"--secret-id {name}) or delete it for good, then run again"
         )
+    tags = {t.get("Key"): t.get("Value") for t in described.get("Tags") or []}
+    if described.get("ARN") == staging_id or described.get("Name") == staging_id or \
+            tags.get(USER_SECRET_TAG[0]) != USER_SECRET_TAG[1]:
+        raise TootstackError(
+            f"secret {name} exists but is not a create-admin password secret (no tag "
+            f"{USER_SECRET_TAG[0]}={USER_SECRET_TAG[1]}): nothing was changed; rename or delete that secret"
+        )
+    return described
+
+
+def _current_version(described: dict[str, Any]) -> str:
+    for version, stages in (described.get("VersionIdsToStages") or {}).items():
+        if "AWSCURRENT" in stages:
+            return version
+    return ""
+
+
+def _staging_holder(sm: Any, staging_id: str, stale_after: float) -> tuple[str, str]:
+    """(AWSCURRENT version id of the staging secret, the request holding it or "" when free or stale)."""
+    described = sm.describe_secret(SecretId=staging_id)
+    current = _current_version(described)
+    try:
+        staged = json.loads(sm.get_secret_value(SecretId=staging_id, VersionId=current)["SecretString"])
+        holder, since = str(staged.get("request") or ""), float(staged.get("since") or 0)
+    except (ValueError, TypeError, AttributeError):
+        holder, since = "", 0.0
+    if holder and time.time() - since > stale_after:
+        holder = ""  # its execution died without the finish step: take it over
+    return current, holder
+
+
+def _unlabel(sm: Any, secret_id: str, version: str, stage: str) -> None:
+    """Remove `stage` from `version` if it still carries it (idempotent)."""
+    stages = (sm.describe_secret(SecretId=secret_id).get("VersionIdsToStages") or {}).get(version, [])
+    if stage in stages:
+        sm.update_secret_version_stage(SecretId=secret_id, VersionStage=stage, RemoveFromVersionId=version)
+
+
+def acquire_staging(sm: Any, staging_id: str, request_id: str, username: str, password: str, stale_after: float) -> str:
+    """Write this request's staging version and make it current only if the secret was free (see module doc).
+    Returns the password staged: `password`, or the one an interrupted earlier attempt of this request wrote
+    (Secrets Manager refuses a second value under the same ClientRequestToken)."""
+    current, holder = _staging_holder(sm, staging_id, stale_after)
+    token = _token(request_id, "stage")
+    if current == token:
+        return json.loads(sm.get_secret_value(SecretId=staging_id, VersionId=token)["SecretString"])["password"]
+    if holder and holder != request_id:
+        raise AdminBusy(f"another create-admin execution ({holder}) is running; nothing was changed: run again when it has finished")
+    if token in (sm.describe_secret(SecretId=staging_id).get("VersionIdsToStages") or {}):
+        password = json.loads(sm.get_secret_value(SecretId=staging_id, VersionId=token)["SecretString"])["password"]
+    else:
+        sm.put_secret_value(SecretId=staging_id, ClientRequestToken=token, VersionStages=[STAGED], SecretString=json.dumps(
+            {"username": username, "password": password, "request": request_id, "since": int(time.time())}))
+    try:
+        sm.update_secret_version_stage(SecretId=staging_id, VersionStage="AWSCURRENT", MoveToVersionId=token,
+                                       RemoveFromVersionId=current)
+    except Exception as exc:
+        if not _is_client_error(exc, "InvalidParameterException", "InvalidRequestException"):
+            raise
+        _unlabel(sm, staging_id, token, STAGED)
+        raise AdminBusy("another create-admin execution took the staging secret meanwhile; nothing was changed: "
+                        "run again when it has finished") from None
+    _unlabel(sm, staging_id, token, STAGED)
+    return password
+
+
+def staged_password(sm: Any, staging_id: str, request_id: str) -> str | None:
+    """The password this request staged, when the staging secret's current version is this request's."""
+    described = sm.describe_secret(SecretId=staging_id)
+    if _current_version(described) != _token(request_id, "stage"):
+        return None
+    return json.loads(sm.get_secret_value(SecretId=staging_id)["SecretString"])["password"]
+
+
+def write_user_secret(sm: Any, stack_name: str, request: AdminRequest, request_id: str, described: dict[str, Any] | None,
+                      password: str) -> tuple[str, bool, str]:
+    """(secret ARN, created, staged version id or ""). A new secret holds `password` as current; a reset
+    stages it as AWSPENDING for `finish` to promote. Idempotent for a retry of the same request id."""
+    name = user_secret_name(stack_name, request.username)
     if described is None:
-        password = generate_password()
         try:
             created = sm.create_secret(
                 Name=name,
                 Description=f"Mastodon password of @{request.username} (tootstack create-admin)",
                 SecretString=password,
                 ClientRequestToken=_token(request_id, "create"),
-                Tags=[{"Key": "tootstack:stack", "Value": stack_name}, {"Key": "tootstack:purpose", "Value": "admin-password"}],
+                Tags=[{"Key": "tootstack:stack", "Value": stack_name}, {"Key": USER_SECRET_TAG[0], "Value": USER_SECRET_TAG[1]}],
             )
-            return created["ARN"], password, True
+            return created["ARN"], True, ""
         except Exception as exc:
-            if aws_error_code(exc) != "ResourceExistsException":
+            if not _is_client_error(exc, "ResourceExistsException"):
                 raise
-            described = sm.describe_secret(SecretId=name)  # created meanwhile (a retry): use it
+            return sm.describe_secret(SecretId=name)["ARN"], True, ""  # created by this request's earlier attempt
     arn = described["ARN"]
-    if request.reset_password:
-        token = _token(request_id, "reset")
-        versions = described.get("VersionIdsToStages", {})
-        if token in versions:  # a retry of this execution: keep the password it already set
-            return arn, sm.get_secret_value(SecretId=arn, VersionId=token)["SecretString"], False
-        password = generate_password()
-        sm.put_secret_value(SecretId=arn, SecretString=password, ClientRequestToken=token)
-        return arn, password, False
-    return arn, sm.get_secret_value(SecretId=arn)["SecretString"], False
+    if not request.reset_password:
+        return arn, False, ""
+    token = _token(request_id, "reset")
+    if token not in (described.get("VersionIdsToStages") or {}):
+        sm.put_secret_value(SecretId=arn, SecretString=password, ClientRequestToken=token, VersionStages=[STAGED])
+    return arn, False, token
 
 
 def prepare(sm: Any, stack_name: str, pending_secret_id: str, data: Any, request_id: str, script: str,
             task_timeout_seconds: int = 900) -> dict[str, Any]:
-    """Validate, store the password, stage it for the admin task; return what the state machine needs."""
+    """Validate, take the staging secret, store the password; return what the state machine needs."""
     request = validate_admin_request(data)
-    if not request_id:
+    if not request_id or not isinstance(request_id, str):
         raise InvalidInput("prepare needs the execution name as 'request'")
-    arn, password, created = ensure_user_secret(sm, stack_name, request, request_id)
-    sm.put_secret_value(
-        SecretId=pending_secret_id,
-        SecretString=json.dumps({"username": request.username, "password": password, "request": request_id}),
-    )
+    described = describe_user_secret(sm, stack_name, request, pending_secret_id)
+    password = staged_password(sm, pending_secret_id, request_id)  # a retry of this request
+    if password is None:
+        if described is not None and not request.reset_password:
+            password = sm.get_secret_value(SecretId=described["ARN"])["SecretString"]
+        else:
+            password = generate_password()
+        password = acquire_staging(sm, pending_secret_id, request_id, request.username, password,
+                                   stale_after=task_timeout_seconds + STALE_MARGIN_SECONDS)
+    try:
+        arn, created, staged_version = write_user_secret(sm, stack_name, request, request_id, described, password)
+    except Exception:
+        clear_pending(sm, pending_secret_id, request_id)  # give the staging secret back
+        raise
     del password
     return {
         "username": request.username,
@@ -200,26 +315,65 @@ def prepare(sm: Any, stack_name: str, pending_secret_id: str, data: Any, request
         "request": request_id,
         "secret_arn": arn,
         "secret_created": created,
+        "staged_version": staged_version,
         "command": ["bin/rails", "runner", script],
         "task_timeout_seconds": task_timeout_seconds,
     }
 
 
 def clear_pending(sm: Any, pending_secret_id: str, request_id: str) -> bool:
-    """Put the placeholder back into the pending secret if it still holds this request's password."""
-    try:
-        current = json.loads(sm.get_secret_value(SecretId=pending_secret_id)["SecretString"])
-    except (ValueError, TypeError):
-        current = {}
-    if current.get("request") != request_id:
+    """Put the placeholder back into the staging secret if this request holds it, and take every label off
+    the version that held the password (Secrets Manager has no call that deletes one version: a version
+    without labels is deprecated, served by no stage, and removed by Secrets Manager)."""
+    token = _token(request_id, "stage")
+    described = sm.describe_secret(SecretId=pending_secret_id)
+    versions = described.get("VersionIdsToStages") or {}
+    cleared = False
+    if _current_version(described) == token:
+        sm.put_secret_value(SecretId=pending_secret_id, SecretString=json.dumps(PENDING_PLACEHOLDER),
+                            ClientRequestToken=_token(request_id, "placeholder"))
+        cleared = True
+        versions = sm.describe_secret(SecretId=pending_secret_id).get("VersionIdsToStages") or {}
+    for stage in versions.get(token, []):
+        if stage != "AWSCURRENT":
+            sm.update_secret_version_stage(SecretId=pending_secret_id, VersionStage=stage, RemoveFromVersionId=token)
+    return cleared
+
+
+def settle_reset(sm: Any, prepared: dict[str, Any], outcome: str) -> bool:
+    """Promote the staged password when the task used it ("created" or "password_reset"), else drop it.
+    Returns True when the user secret now holds the staged password. Idempotent."""
+    version, arn = prepared.get("staged_version") or "", prepared.get("secret_arn") or ""
+    if not version or not arn:
         return False
-    sm.put_secret_value(SecretId=pending_secret_id, SecretString=json.dumps(PENDING_PLACEHOLDER))
-    return True
+    try:
+        stages = sm.describe_secret(SecretId=arn).get("VersionIdsToStages") or {}
+    except Exception as exc:
+        if _is_client_error(exc, "ResourceNotFoundException"):
+            return False
+        raise
+    if outcome in ("created", "password_reset"):
+        current = next((v for v, s in stages.items() if "AWSCURRENT" in s), "")
+        if current != version:
+            sm.update_secret_version_stage(SecretId=arn, VersionStage="AWSCURRENT", MoveToVersionId=version,
+                                           RemoveFromVersionId=current)
+        if STAGED in stages.get(version, []):
+            sm.update_secret_version_stage(SecretId=arn, VersionStage=STAGED, RemoveFromVersionId=version)
+        return True
+    if STAGED in stages.get(version, []):
+        sm.update_secret_version_stage(SecretId=arn, VersionStage=STAGED, RemoveFromVersionId=version)
+    return False
 
 
 def finish(sm: Any, pending_secret_id: str, prepared: dict[str, Any], outcome: str, task_summary: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Clear the pending secret and build the execution's result for `outcome`
+    """Settle a staged reset, clear the staging secret and build the execution's result for `outcome`
     ("created", "existing", "password_reset" or "failed")."""
+    if not isinstance(prepared, dict) or not all(isinstance(prepared.get(k), str) and prepared.get(k)
+                                                  for k in ("request", "username", "secret_arn", "role")):
+        raise InvalidInput("finish needs the 'prepared' state of the prepare step (request, username, role, secret_arn)")
+    if outcome not in ("created", "existing", "password_reset", "failed"):
+        raise InvalidInput(f"unknown outcome {outcome!r}: expected created, existing, password_reset or failed")
+    settle_reset(sm, prepared, outcome)
     cleared = clear_pending(sm, pending_secret_id, prepared["request"])
     username, arn = prepared["username"], prepared["secret_arn"]
     result: dict[str, Any] = {
@@ -232,6 +386,8 @@ def finish(sm: Any, pending_secret_id: str, prepared: dict[str, Any], outcome: s
         result["task"] = task_summary
     if outcome == "failed":
         result["message"] = failure_message(username, task_summary)
+        if prepared.get("staged_version"):
+            result["message"] += " The password secret was left as it was (the new password was not promoted)."
         return result
     if outcome == "existing" and prepared.get("secret_created"):
         # The account existed before tootstack stored a password for it, and its password was not

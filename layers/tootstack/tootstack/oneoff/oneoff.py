@@ -32,12 +32,19 @@ def log_tail(logs: Any, group: str, stream: str, limit: int = TAIL_LINES) -> lis
 
 def report(state: dict[str, Any], *, ecs: Any, logs: Any, secrets_manager: Any, region: str, container_name: str,
            secret_ids: list[str], secret_prefix: str) -> dict[str, Any]:
-    requested = " ".join(state.get("validated", {}).get("requested", []))
+    if not isinstance(state, dict):
+        raise InvalidInput("report needs the execution's state object (validated, task or error)")
+    validated = state.get("validated") if isinstance(state.get("validated"), dict) else {}
+    requested_argv = validated.get("requested") if isinstance(validated.get("requested"), list) else []
+    requested = " ".join(str(arg) for arg in requested_argv)[:2000]
+    for key in ("error", "task"):
+        if state.get(key) is not None and not isinstance(state[key], dict):
+            raise InvalidInput(f"report: state.{key} must be an object as Step Functions writes it")
     if state.get("error"):
         error = state["error"]
         cause = withhold([str(error.get("Cause", ""))[:1000]], stack_secret_values(secrets_manager, secret_ids, secret_prefix))[0]
         if error.get("Error") == "States.Timeout":
-            timeout = state.get("validated", {}).get("task_timeout_seconds")
+            timeout = validated.get("task_timeout_seconds")
             cause = f"no result within {timeout} seconds; Step Functions stops the task" + (f" ({cause})" if cause else "")
         return {"status": "error", "exit_code": None, "command": requested,
                 "summary": f"{requested}: the task did not complete: {error.get('Error', '')}: {cause}"}

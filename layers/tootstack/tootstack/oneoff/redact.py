@@ -42,22 +42,31 @@ def values_of(secret_string: str) -> set[str]:
     return values
 
 
+STAGES = ("AWSCURRENT", "AWSPENDING", "AWSPREVIOUS")
+
+
 def stack_secret_values(sm: Any, secret_ids: Iterable[str], name_prefix: str | None = None) -> set[str]:
-    """Values of the given secrets and of every secret whose name starts with `name_prefix`."""
-    ids = [s for s in secret_ids if s]
+    """Values of every staged version (AWSCURRENT, AWSPENDING, AWSPREVIOUS and any other label ListSecrets
+    reports) of the given secrets and of every secret whose name starts with `name_prefix`: during a
+    rotation or a staged password reset more than one version is a valid credential."""
+    stages: dict[str, set[str]] = {s: set(STAGES) for s in secret_ids if s}
     if name_prefix:
         paginator = sm.get_paginator("list_secrets")
         for page in paginator.paginate(Filters=[{"Key": "name", "Values": [name_prefix]}]):
-            ids.extend(item["ARN"] for item in page.get("SecretList", []) if item["Name"].startswith(name_prefix))
+            for item in page.get("SecretList", []):
+                if item["Name"].startswith(name_prefix):
+                    labels = {label for labels in (item.get("SecretVersionsToStages") or {}).values() for label in labels}
+                    stages.setdefault(item["ARN"], set(STAGES)).update(labels)
     values: set[str] = set()
-    for secret_id in dict.fromkeys(ids):
-        try:
-            secret = sm.get_secret_value(SecretId=secret_id)
-        except Exception as exc:  # a secret scheduled for deletion or without a current value
-            if aws_error_code(exc) in ("ResourceNotFoundException", "InvalidRequestException"):
-                continue
-            raise
-        values |= values_of(secret.get("SecretString", ""))
+    for secret_id, labels in stages.items():
+        for stage in sorted(labels):
+            try:
+                secret = sm.get_secret_value(SecretId=secret_id, VersionStage=stage)
+            except Exception as exc:  # no version with that label, or a secret scheduled for deletion
+                if aws_error_code(exc) in ("ResourceNotFoundException", "InvalidRequestException"):
+                    continue
+                raise
+            values |= values_of(secret.get("SecretString", ""))
     return values
 
 

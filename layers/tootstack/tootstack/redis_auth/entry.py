@@ -26,7 +26,7 @@ import os
 from typing import Any, Callable, Mapping
 
 from tootstack.clients import ClientCache
-from tootstack.errors import InvalidInput, TootstackError
+from tootstack.errors import InvalidInput, TootstackError, aws_error_code
 from tootstack.redis_auth.backends import AclBackend, ElastiCacheRbacBackend, RedisAuthBackend
 from tootstack.redis_auth.credentials import AuthenticationFailed, Credential, Endpoint, invoke_probe, verify
 from tootstack.redis_auth.redeploy import EcsRedeployer
@@ -121,9 +121,17 @@ def handle(event: dict[str, Any], rotation: RedisRotation) -> dict[str, str]:
     if not isinstance(event, dict):
         raise InvalidInput("event must be a JSON object")
     if "Step" in event:
-        described = rotation.sm.describe_secret(SecretId=event.get("SecretId") or "")
+        secret_id, token, step = event.get("SecretId"), event.get("ClientRequestToken"), event.get("Step")
+        if not isinstance(secret_id, str) or not secret_id or not isinstance(token, str) or not isinstance(step, str):
+            raise InvalidInput("a rotation event needs string Step, SecretId and ClientRequestToken")
+        try:
+            described = rotation.sm.describe_secret(SecretId=secret_id)
+        except Exception as exc:  # botocore ClientError: a secret that does not exist, or a malformed id
+            if aws_error_code(exc) not in ("ResourceNotFoundException", "ValidationException", "InvalidParameterException"):
+                raise
+            raise InvalidInput(f"this function rotates {rotation.secret_id}; secret {secret_id[:200]!r} does not exist") from None
         check_secret_matches(described, rotation.secret_id)
-        return rotation.run_step(event["Step"], event.get("ClientRequestToken") or "", described)
+        return rotation.run_step(step, token, described)
     if event.get("Action") == "setup":
         return rotation.setup()
     if event.get("Action") == "resume":

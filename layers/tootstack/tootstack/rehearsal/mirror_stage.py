@@ -34,7 +34,7 @@ def function_principal(ctx, logical_id: str) -> Principal | None:
 
 def run(ctx) -> str:
     hub, ecr = ctx.hub, ctx.ecr
-    src_creds, dest_creds = (hub.username, hub.password), (ecr.username, ecr.password)
+    src_creds, dest_creds = {hub.host_port: (hub.username, hub.password)}, (ecr.username, ecr.password)
     ssm = boto3.client("ssm", region_name=ctx.region)
     prefix = f"/{ctx.stack_name}/images"
     pushed = {key: push_image(hub, upstream, TAG, [192 * 1024, 16 * 1024]) for upstream, key in IMAGES}

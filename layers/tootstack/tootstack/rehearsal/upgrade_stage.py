@@ -43,7 +43,7 @@ def run(ctx) -> str:
     source, target = upgrade_path(ctx.sam_template, ctx.parameters)
     for upstream in ("mastodon/mastodon", "mastodon/mastodon-streaming"):
         push_image(hub, upstream, target, [8192], platforms=("linux/amd64", "linux/arm64"))
-    credentials = json.dumps({"source": {"username": hub.username, "password": hub.password},
+    credentials = json.dumps({"source": {"auths": {hub.host_port: {"username": hub.username, "password": hub.password}}},
                               "dest": {"username": ecr.username, "password": ecr.password}})
     sm = boto3.client("secretsmanager", region_name=ctx.region)
     # The stack was deployed with this secret as MirrorSourceCredentialsSecretArn (deploy stage), so the

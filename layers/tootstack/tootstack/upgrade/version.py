@@ -6,13 +6,14 @@ import re
 
 from tootstack.errors import InvalidInput
 
-VERSION_RE = re.compile(r"v(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?:-(alpha|beta|rc)\.(\d{1,3}))?")
+# [0-9], not \d: \d also matches "４" and other Unicode digits, which no release tag holds.
+VERSION_RE = re.compile(r"v([0-9]{1,3})\.([0-9]{1,3})\.([0-9]{1,3})(?:-(alpha|beta|rc)\.([0-9]{1,3}))?")
 _PRE = {"alpha": 0, "beta": 1, "rc": 2}
 
 
 def parse_version(text: object) -> tuple[int, int, int, int, int]:
     if not isinstance(text, str) or not VERSION_RE.fullmatch(text):
-        raise InvalidInput(f"version must look like v4.5.3 (or v4.5.0-rc.1), got {text!r}")
+        raise InvalidInput(f"version must look like v4.5.3 (or v4.5.0-rc.1), got {str(text)[:40]!r}")
     m = VERSION_RE.fullmatch(text)
     assert m is not None
     major, minor, patch = int(m.group(1)), int(m.group(2)), int(m.group(3))
