@@ -192,7 +192,8 @@ def test_the_nudge_resources_are_least_privilege():
 
     resources = load_template(project_root() / "template.yaml")["Resources"]
     [invoke] = resources["CrashloopNudgeSchedulerPolicy"]["Properties"]["PolicyDocument"]["Statement"]
-    assert invoke == {"Effect": "Allow", "Action": "lambda:InvokeFunction", "Resource": {"Fn::GetAtt": ["CrashloopDetectorFunction", "Arn"]}}
+    assert invoke == {"Sid": "InvokeDetector", "Effect": "Allow", "Action": "lambda:InvokeFunction",
+                      "Resource": {"Fn::GetAtt": ["CrashloopDetectorFunction", "Arn"]}}
     role = resources["CrashloopNudgeSchedulerRole"]["Properties"]
     assert "Policies" not in role and "ManagedPolicyArns" not in role
     [trust] = role["AssumeRolePolicyDocument"]["Statement"]
