@@ -79,7 +79,7 @@ class Stack:
             mirror_arn = aws.create_function("tootstack-Mirror", lambda event, ctx: self.mirror_calls.append(event) or {"images": []})
         subs = {
             "MirrorFunctionArn": mirror_arn, "SecretsBootstrapFunctionArn": self.bootstrap_fn,
-            "RedisRotationFunctionArn": self.rotation_fn, "ClusterArn": self.cluster, "ToolboxTaskDefinitionArn": self.toolbox,
+            "RedisRotationFunctionArn": self.rotation_fn, "ClusterArn": self.cluster, "ToolboxTaskFamily": "tootstack-toolbox",
             "TaskSubnetA": self.subnets[0], "TaskSubnetB": self.subnets[1], "WorkerSecurityGroupId": self.sg,
             "MastodonImage": "ghcr.io/mastodon/mastodon:v4.5.2", "StreamingImage": "ghcr.io/mastodon/mastodon-streaming:v4.5.2",
         }

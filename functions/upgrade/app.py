@@ -40,6 +40,7 @@ def _config() -> steps.UpgradeConfig:
         max_checks=int(os.environ.get("GUARD_MAX_CHECKS", "60")),
         deployed_image=os.environ.get("DEPLOYED_IMAGE", ""),
         bridge_service=os.environ.get("BRIDGE_SERVICE", ""),
+        task_families=[f for f in os.environ.get("TASK_FAMILIES", "").split(",") if f],
     )
 
 

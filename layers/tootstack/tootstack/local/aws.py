@@ -412,6 +412,19 @@ class LocalAws:
             except TypeError:
                 return {"CPU": 0, "MEMORY": 0, "PORTS": [], "PORTS_UDP": []}
 
+        original_describe_td = EC2ContainerServiceBackend.describe_task_definition
+
+        def describe_task_definition(backend: Any, task_definition_str: str) -> Any:
+            # AWS: a family without ":revision" names its latest ACTIVE revision (RunTask and
+            # DescribeTaskDefinition); moto 5.2 takes the highest revision even when it was deregistered.
+            name = task_definition_str.split("/")[-1]
+            if ":" not in name and name in backend.task_definitions:
+                active = [rev for rev, td in backend.task_definitions[name].items() if td.status == "ACTIVE"]
+                if active:
+                    return backend.task_definitions[name][max(active)]
+            return original_describe_td(backend, task_definition_str)
+
+        self._patch(EC2ContainerServiceBackend, "describe_task_definition", describe_task_definition)
         self._patch(EC2ContainerServiceBackend, "_calculate_task_resource_requirements", task_resources)
         self._patch(EC2ContainerServiceBackend, "update_service",
                     deploying_update_service(EC2ContainerServiceBackend.update_service, lambda: harness.ecs_outcome))

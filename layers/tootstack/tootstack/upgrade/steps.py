@@ -41,6 +41,9 @@ class UpgradeConfig:
     max_checks: int = 60
     deployed_image: str = ""                  # the MastodonImage stack parameter (a version fallback)
     bridge_service: str = ""                  # burst web service that serves while the stop-first core restarts
+    # Task-definition families no service runs but workflows do (the admin task): re-pinned with the
+    # toolbox, so every one-off, admin and first-boot task (RunTask by family) runs the upgraded image.
+    task_families: list[str] = field(default_factory=list)
 
 
 def image_role(image: str, images: dict[str, dict[str, str]]) -> str | None:
@@ -212,11 +215,16 @@ def register(version: str, pinned: dict[str, str], *, ecs: Any, cfg: UpgradeConf
     for service, arn in current.items():
         _check_recognised(service, described[arn]["taskDefinition"], cfg)
     new_by_old = {arn: _pinned_revision(ecs, d, pinned, version, cfg) for arn, d in described.items()}
-    toolbox = ecs.describe_task_definition(taskDefinition=cfg.toolbox_family, include=["TAGS"])
+    families: dict[str, dict[str, str]] = {}
+    for family in dict.fromkeys([cfg.toolbox_family, *cfg.task_families]):
+        latest = ecs.describe_task_definition(taskDefinition=family, include=["TAGS"])
+        families[family] = {"previous": latest["taskDefinition"]["taskDefinitionArn"],
+                            "target": _pinned_revision(ecs, latest, pinned, version, cfg)}
     return {
         "previous": current,
         "target": {service: new_by_old[arn] for service, arn in current.items()},
-        "toolbox": _pinned_revision(ecs, toolbox, pinned, version, cfg),
+        "toolbox": families[cfg.toolbox_family]["target"],
+        "families": families,
     }
 
 
@@ -333,7 +341,15 @@ def check(plan: dict[str, Any], checks: int, *, ecs: Any, cfg: UpgradeConfig, is
 
 
 def rollback(plan: dict[str, Any], *, ecs: Any, cfg: UpgradeConfig) -> dict[str, Any]:
-    return {"rolled_back": _move_services(ecs, cfg, plan["previous"])}
+    """Services back on their previous revisions; the families' new revisions are deregistered, so the
+    one-off, admin and first-boot tasks (RunTask by family: the latest ACTIVE revision) run the version
+    the services run again."""
+    retired = []
+    for family, revisions in (plan.get("families") or {}).items():
+        if revisions["target"] != revisions["previous"]:
+            ecs.deregister_task_definition(taskDefinition=revisions["target"])
+            retired.append(family)
+    return {"rolled_back": _move_services(ecs, cfg, plan["previous"]), "retired_revisions": retired}
 
 
 def finish(version: str, execution: str, *, ssm: Any, cfg: UpgradeConfig, autoscaling: Any = None) -> dict[str, Any]:
