@@ -83,3 +83,120 @@ def test_a_rolled_back_upgrade_leaves_the_families_on_the_running_version(upgrad
     assert execution.status == "FAILED" and execution.error == "UpgradeRolledBack"
     for role in ("toolbox", "admin"):
         assert _latest(ecs, f"{STACK}-{role}") == (created[role], ["ghcr.io/mastodon/mastodon:v4.5.2"])
+
+
+# --- a stale upgrade lock never silences maintenance or blocks the next upgrade ----------------------
+def _maintenance(local_aws, lock_parameter):
+    from tootstack.local.template import LocalFunction
+
+    ecs = boto3.client("ecs", region_name="us-east-1")
+    network = {k: v for k, v in _network().items()}
+    env = {"CLUSTER_NAME": STACK, "SERVICE_NAMES": "web", "UPGRADE_LOCK_PARAMETER": lock_parameter,
+           "MAINTENANCE_STATE_PARAMETER": f"/{STACK}/maintenance/state", "MAINTENANCE_MEDIA_DAYS": "7",
+           "MAINTENANCE_PREVIEW_CARDS_DAYS": "180", "MAINTENANCE_PRUNE_ACCOUNTS": "false", "STACK_NAME": STACK}
+    fn = LocalFunction("MaintenanceGateFunction", ROOT / "functions/maintenance_gate", "app.handler", {})
+    gate = local_aws.create_function("maintenance-gate", fn, env)
+    assert ecs.describe_clusters(clusters=[STACK])["clusters"]
+    return local_aws.create_state_machine_from_file(
+        ROOT / "statemachines/maintenance.asl.json", "maintenance",
+        {"MaintenanceGateFunctionArn": gate, "ToolboxTaskFamily": f"{STACK}-toolbox", **network})
+
+
+def _network():
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    subnets = [s["SubnetId"] for s in ec2.describe_subnets()["Subnets"]][:2]
+    group = ec2.describe_security_groups()["SecurityGroups"][0]["GroupId"]
+    cluster = boto3.client("ecs", region_name="us-east-1").describe_clusters(clusters=[STACK])["clusters"][0]["clusterArn"]
+    return {"ClusterArn": cluster, "SubnetA": subnets[0], "SubnetB": subnets[1], "SecurityGroup": group}
+
+
+def _skipped_seconds_metric():
+    cloudwatch = boto3.client("cloudwatch", region_name="us-east-1")
+    found = cloudwatch.list_metrics(Namespace="tootstack", MetricName="MaintenanceSkippedSeconds")["Metrics"]
+    return found
+
+
+def test_an_upgrade_stopped_in_the_middle_does_not_block_the_next_upgrade_or_maintenance(upgrade_with_admin):
+    """Stopped from the console during its pre-deployment migration (StopExecution: no Catch, no release
+    step runs), the upgrade leaves its lock behind. The next maintenance run goes ahead (the holder is
+    ABORTED), and the next upgrade recovers the lock and completes."""
+    import threading
+    import time
+
+    aws, arn, ecs, _, _ = upgrade_with_admin
+    lock = f"/{STACK}/upgrade/lock"
+    started, proceed = threading.Event(), threading.Event()
+
+    def slow_migration(run):
+        if not started.is_set():
+            started.set()
+            proceed.wait(20)
+        return TaskResult(0, ["== migrated =="])
+
+    aws.tasks.on(f"{STACK}-toolbox", slow_migration)
+    sfn = boto3.client("stepfunctions", region_name="us-east-1")
+    stopped = sfn.start_execution(stateMachineArn=arn, name="stopped-midway", input=json.dumps({"version": "v4.5.3"}))["executionArn"]
+    assert started.wait(20), "the pre-deployment migration never started"
+    sfn.stop_execution(executionArn=stopped, error="Operator", cause="stopped from the console")
+    proceed.set()
+    deadline = time.monotonic() + 20
+    while sfn.describe_execution(executionArn=stopped)["status"] == "RUNNING" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sfn.describe_execution(executionArn=stopped)["status"] == "ABORTED"
+    ssm = boto3.client("ssm", region_name="us-east-1")
+    held = json.loads(ssm.get_parameter(Name=lock)["Parameter"]["Value"])
+    assert held["execution"] == "stopped-midway"          # the stop left the lock behind
+
+    maintenance = _maintenance(aws, lock)
+    aws.tasks.on(f"{STACK}-toolbox", TaskResult(0, ["Removed 0 media attachments"]))
+    ran = aws.run_state_machine(maintenance, {})
+    assert ran.status == "SUCCEEDED" and ran.output["status"] == "done", ran.output
+    assert any(" is ABORTED" in e.get("stateExitedEventDetails", {}).get("output", "") for e in ran.history)
+    assert _skipped_seconds_metric(), "the gate publishes MaintenanceSkippedSeconds on every run"
+
+    aws.tasks.on(f"{STACK}-toolbox", TaskResult(0, ["== migrated =="]))
+    upgraded = aws.run_state_machine(arn, {"version": "v4.5.3"})
+    assert upgraded.status == "SUCCEEDED", (upgraded.error, upgraded.cause)
+    prepared = [json.loads(e["stateExitedEventDetails"]["output"])["prepared"]["value"] for e in upgraded.history
+                if e.get("stateExitedEventDetails", {}).get("name") == "Prepare"]
+    assert prepared[0]["recovered_stale_lock"] == {"execution": "stopped-midway", "status": "ABORTED", "version": "v4.5.3"}
+    assert ssm.get_parameter(Name=f"/{STACK}/mastodon/version")["Parameter"]["Value"] == "v4.5.3"
+    with pytest.raises(ssm.exceptions.ParameterNotFound):
+        ssm.get_parameter(Name=lock)
+
+
+def test_a_running_upgrade_still_holds_its_lock():
+    """The holder's status decides: RUNNING (or a holder that cannot be found out) keeps the lock."""
+    from tootstack.maintenance import Settings, gate
+
+    defaults = Settings(media_days=7, preview_cards_days=180, prune_accounts=False)
+    held = {"execution": "u-1", "version": "v4.5.3"}
+    for state in ("RUNNING", None):
+        decision = gate({}, defaults=defaults, services=[], is_halted=lambda s: False, lock=lambda: held,
+                        holder_state=lambda h, state=state: state)
+        assert decision["proceed"] is False
+    for state in ("ABORTED", "FAILED", "TIMED_OUT", "SUCCEEDED", "GONE"):
+        decision = gate({}, defaults=defaults, services=[], is_halted=lambda s: False, lock=lambda: held,
+                        holder_state=lambda h, state=state: state)
+        assert decision["proceed"] is True and state in decision["reason"]
+
+
+def test_skipped_maintenance_is_counted_until_it_runs_again(local_aws):
+    from tootstack.maintenance import skips
+
+    ssm, parameter = boto3.client("ssm", region_name="us-east-1"), f"/{STACK}/maintenance/state"
+    assert skips.record(ssm, parameter, proceed=True, now=1000) == 0
+    assert skips.record(ssm, parameter, proceed=False, now=2000) == 0
+    assert skips.record(ssm, parameter, proceed=False, now=2000 + 86400) == 86400
+    assert skips.record(ssm, parameter, proceed=True, now=2000 + 2 * 86400) == 0
+    assert skips.record(ssm, parameter, proceed=False, now=3000 + 2 * 86400) == 0
+
+
+def test_the_skip_alarm_alerts_the_operator_after_a_day():
+    template = load_template(ROOT / "template.yaml")
+    alarm = template["Resources"]["MaintenanceSkippedAlarm"]["Properties"]
+    assert (alarm["Namespace"], alarm["MetricName"]) == ("tootstack", "MaintenanceSkippedSeconds")
+    assert alarm["Threshold"] <= 86400 and alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert alarm["AlarmActions"] == [{"Ref": "OperatorTopic"}]
+    gate_env = template["Resources"]["MaintenanceGateFunction"]["Properties"]["Environment"]["Variables"]
+    assert "MAINTENANCE_STATE_PARAMETER" in gate_env

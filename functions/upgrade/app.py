@@ -73,7 +73,9 @@ def handler(event: dict, context: LambdaContext) -> dict:
     halted = lambda name: is_halted(name, cluster=cfg.cluster, ecs=ecs)  # noqa: E731
     action = event.get("action")
     if action == "prepare":
-        result = steps.prepare(event.get("input"), event["execution"], ecs=ecs, ssm=ssm, cfg=cfg, is_halted=halted)
+        result = steps.prepare(event.get("input"), event["execution"], ecs=ecs, ssm=ssm, cfg=cfg, is_halted=halted,
+                               sfn=_client("stepfunctions"), execution_arn=event.get("execution_arn", ""),
+                               autoscaling=_client("application-autoscaling"))
         result["poll_seconds"] = int(os.environ.get("GUARD_POLL_SECONDS", "30"))
     elif action == "mirror":
         from tootstack.mirror import mirror_image

@@ -90,7 +90,8 @@ def current_version(ecs: Any, ssm: Any, cfg: UpgradeConfig) -> str | None:
 
 
 def prepare(event_input: Any, execution: str, *, ecs: Any, ssm: Any, cfg: UpgradeConfig,
-            is_halted: Callable[[str], bool], now: float | None = None) -> dict[str, Any]:
+            is_halted: Callable[[str], bool], now: float | None = None, sfn: Any = None, execution_arn: str = "",
+            autoscaling: Any = None) -> dict[str, Any]:
     if not isinstance(event_input, dict) or set(event_input) - {"version"}:
         raise InvalidInput('upgrade input must be {"version": "v4.5.3"}')
     version = event_input.get("version")
@@ -101,14 +102,58 @@ def prepare(event_input: Any, execution: str, *, ecs: Any, ssm: Any, cfg: Upgrad
     if halted:
         raise UpgradeBlocked(f"service(s) halted by the crashloop detector: {', '.join(halted)}; resume them first")
     lock = {"version": version, "execution": execution, "since": int(time.time() if now is None else now)}
+    if execution_arn:
+        lock["execution_arn"] = execution_arn
+    recovered = None
     try:
         ssm.put_parameter(Name=cfg.lock_parameter, Value=json.dumps(lock), Type="String", Overwrite=False)
     except ssm.exceptions.ParameterAlreadyExists:
         held = read_lock(ssm, cfg.lock_parameter)
         if held is not None and held.get("execution") != execution:
-            raise UpgradeInProgress(f"upgrade lock held by {held.get('execution')} ({held.get('version')})") from None
+            state = holder_state(sfn, held, execution_arn)
+            if state == "RUNNING" or state is None:
+                raise UpgradeInProgress(f"upgrade lock held by {held.get('execution')} ({held.get('version')})") from None
+            # The holder was stopped from the console, timed out or failed before its release step: its
+            # lock would refuse every later upgrade and pause maintenance forever. Undo what it held (the
+            # bridge minimum) and take the lock.
+            _give_back_bridge(autoscaling, cfg, held)
+            recovered = {"execution": held.get("execution"), "status": state, "version": held.get("version")}
         ssm.put_parameter(Name=cfg.lock_parameter, Value=json.dumps(lock), Type="String", Overwrite=True)
-    return {"version": version, "current": current, "kind": kind, "execution": execution}
+    result = {"version": version, "current": current, "kind": kind, "execution": execution}
+    if recovered:
+        result["recovered_stale_lock"] = recovered
+    return result
+
+
+def holder_arn(held: dict[str, Any], any_execution_arn: str = "") -> str | None:
+    """The execution ARN of the lock's holder: recorded in the lock, or (a lock written before the ARN was
+    recorded) built from its name and the ARN of another execution of the same state machine."""
+    if held.get("execution_arn"):
+        return str(held["execution_arn"])
+    name = held.get("execution")
+    if name and ":execution:" in any_execution_arn:
+        return any_execution_arn.rsplit(":", 1)[0] + f":{name}"
+    return None
+
+
+def holder_state(sfn: Any, held: dict[str, Any], any_execution_arn: str = "") -> str | None:
+    """The holder execution's status (RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED; "GONE" when Step
+    Functions no longer knows it), or None when it cannot be told (no Step Functions client, or a lock
+    that names no execution we can find): then the lock counts as held. An unreadable status is an error,
+    never "not running"."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    arn = holder_arn(held, any_execution_arn)
+    if sfn is None or arn is None:
+        return None
+    try:
+        return str(sfn.describe_execution(executionArn=arn)["status"])
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ExecutionDoesNotExist":
+            return "GONE"
+        raise DependencyUnavailable(f"cannot tell whether the upgrade lock's holder runs: {type(exc).__name__}") from None
+    except BotoCoreError as exc:
+        raise DependencyUnavailable(f"cannot tell whether the upgrade lock's holder runs: {type(exc).__name__}") from None
 
 
 def read_lock(ssm: Any, name: str) -> dict[str, Any] | None:
@@ -137,13 +182,17 @@ def release(ssm: Any, cfg: UpgradeConfig, execution: str, autoscaling: Any = Non
     held = read_lock(ssm, cfg.lock_parameter)
     if held is None or held.get("execution") != execution:
         return False
+    _give_back_bridge(autoscaling, cfg, held)
+    ssm.delete_parameter(Name=cfg.lock_parameter)
+    return True
+
+
+def _give_back_bridge(autoscaling: Any, cfg: UpgradeConfig, held: dict[str, Any]) -> None:
     bridge = held.get("bridge")
     if bridge and autoscaling is not None:
         target = _scalable_target(autoscaling, cfg, bridge["service"])
         if target is not None and target["MinCapacity"] != bridge["min"]:
             _set_min_capacity(autoscaling, cfg, target, bridge["min"])
-    ssm.delete_parameter(Name=cfg.lock_parameter)
-    return True
 
 
 # --- mirror --------------------------------------------------------------------------------------
