@@ -66,7 +66,41 @@ def default_stand_ins(redis: Any, region: str | None = None) -> dict[str, Factor
         "AWS::SecretsManager::Secret": secret,
         "AWS::CertificateManager::Certificate": certificate,
         "Custom::ImageMirror": _mirror_stand_in,
+        "Custom::ServiceCounts": _service_counts_stand_in,
+        "Custom::VersionGuard": _deploy_guard_stand_in,
+        "Custom::CoreBridge": _deploy_guard_stand_in,
+        "Custom::CoreBridgeRelease": _deploy_guard_stand_in,
     }
+
+
+def _service_counts_stand_in(logical_id: str, resource: dict[str, Any]) -> StandIn:
+    """Custom::ServiceCounts answered by its real code (tootstack.deploy_guard.service_counts) against moto's
+    ECS, as CloudFormation would invoke it before the services: 0 for services not created yet (the first
+    deploy), the running count on a redeploy (tootstack.rehearsal.redeploy)."""
+    import boto3
+
+    from tootstack.deploy_guard import service_counts
+
+    services = dict((resource.get("Properties") or {}).get("Services") or {})
+    ecs = boto3.client("ecs")
+    counts = {key: "0" for key in services}
+    for cluster in ecs.list_clusters().get("clusterArns", []):
+        found = service_counts(ecs, cluster, services)
+        if any(v != "0" for v in found.values()) or ecs.list_services(cluster=cluster).get("serviceArns"):
+            counts = found
+            break
+    return StandIn("its handler's answer (tootstack.deploy_guard.service_counts) against moto's ECS: "
+                   + ", ".join(f"{k}={v}" for k, v in counts.items()),
+                   ref=f"rehearsal-standin-{logical_id}", attributes={k: int(v) for k, v in counts.items()})
+
+
+def _deploy_guard_stand_in(logical_id: str, resource: dict[str, Any]) -> StandIn:
+    """VersionGuard, CoreBridge, CoreBridgeRelease: nothing to guard or bridge on creation (no service runs
+    yet); on a redeploy the rehearsal runs their handlers' code where CloudFormation would
+    (tootstack.rehearsal.redeploy)."""
+    return StandIn("not invoked on creation (nothing runs yet); the redeploy stage runs its handler's code in "
+                   "CloudFormation's order", ref=f"rehearsal-standin-{logical_id}",
+                   attributes={"Bridged": "no", "Version": "unchecked"})
 
 
 def _mirror_stand_in(logical_id: str, resource: dict[str, Any]) -> StandIn:
