@@ -50,7 +50,7 @@ def test_scaling_is_there_from_the_first_deploy_and_micro_scales_only_web():
 
 def test_maintenance_schedule_targets_the_state_machine():
     after = resources()["MaintenanceSchedule"]["Properties"]
-    assert after["State"] == "ENABLED"   # before first boot the gate skips (core not started), counted like any skip
+    assert after["State"] == "ENABLED"   # from the first deploy: no flag to flip
     assert after["Target"]["Arn"].logical_id == "MaintenanceStateMachine"
     params = TEMPLATE["Parameters"]
     assert params["MaintenancePreviewCardsDays"]["MinValue"] == 14 and params["MaintenanceMediaDays"]["MinValue"] >= 1

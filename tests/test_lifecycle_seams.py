@@ -200,3 +200,172 @@ def test_the_skip_alarm_alerts_the_operator_after_a_day():
     assert alarm["AlarmActions"] == [{"Ref": "OperatorTopic"}]
     gate_env = template["Resources"]["MaintenanceGateFunction"]["Properties"]["Environment"]["Variables"]
     assert "MAINTENANCE_STATE_PARAMETER" in gate_env
+
+
+# --- no deploy changes a running service's task count; nobody flips a flag -----------------------------
+def _template():
+    return load_template(ROOT / "template.yaml")
+
+
+def test_every_service_count_is_what_it_runs_now_and_servicecounts_reruns_with_any_service_change():
+    """CloudFormation sends a present DesiredCount on every update of a service ("As soon as anything
+    changes in the ECS Service Resource, CloudFormation overwrites the DesiredCount",
+    https://github.com/aws/containers-roadmap/issues/493) and an absent one defaults to 1 on create
+    (https://github.com/aws/aws-cdk/pull/13130: "when creating a service ... desired count of 1").
+    So each service takes ServiceCounts' answer, and ServiceCounts' properties change whenever a
+    service's properties change (every value they take from elsewhere, and a digest of the literals)."""
+    from tootstack.cost.template_eval import ResourceRef  # noqa: F401 - the evaluator's reference type
+    from tootstack.deploy_guard import services_spec_digest
+    from tootstack.local.cfn_update import references
+
+    template = _template()
+    resources = template["Resources"]
+    counts = resources["ServiceCounts"]["Properties"]
+    services = {lid: r for lid, r in resources.items() if r["Type"] == "AWS::ECS::Service"}
+    assert services
+    for lid, service in services.items():
+        props = service["Properties"]
+        assert props["DesiredCount"]["Fn::GetAtt"][0] == "ServiceCounts", lid
+        assert counts["Services"][props["DesiredCount"]["Fn::GetAtt"][1]] == props["ServiceName"], lid
+        taken = references({k: v for k, v in props.items() if k != "DesiredCount"}) - {"Cluster"}
+        assert taken <= references(counts["Inputs"]), (lid, taken - references(counts["Inputs"]))
+    assert counts["ServicesSpec"] == services_spec_digest(template), (
+        f"a service's properties changed: set ServiceCounts.ServicesSpec to {services_spec_digest(template)!r}")
+    assert "Launched" not in template.get("Conditions", {})
+
+
+def test_service_counts_answers_what_runs_and_zero_before_the_services_exist(local_aws):
+    from tootstack.deploy_guard import service_counts
+
+    ecs = boto3.client("ecs", region_name="us-east-1")
+    wanted = {"Core": "core", "Web": "web"}
+    assert service_counts(ecs, "not-created-yet", wanted) == {"Core": "0", "Web": "0"}
+    ecs.create_cluster(clusterName="c")
+    td = ecs.register_task_definition(family="f", containerDefinitions=[{"name": "x", "image": "i", "memory": 8}])["taskDefinition"]["taskDefinitionArn"]
+    assert service_counts(ecs, "c", wanted) == {"Core": "0", "Web": "0"}
+    ecs.create_service(cluster="c", serviceName="core", taskDefinition=td, desiredCount=1)
+    ecs.create_service(cluster="c", serviceName="web", taskDefinition=td, desiredCount=3)
+    assert service_counts(ecs, "c", wanted) == {"Core": "1", "Web": "3"}
+
+
+def test_samconfig_and_readme_ask_no_flag():
+    samconfig = (ROOT / "samconfig.toml").read_text()
+    assert "ServicesLaunched" not in samconfig
+    readme = (ROOT / "README.md").read_text()
+    first_deploy = readme[readme.index("**First deploy.**"):readme.index("### CloudFront certificate")]
+    assert "ServicesLaunched" not in first_deploy and "set " not in first_deploy.lower().replace("sets ", "")
+
+
+# --- a deploy never lowers the running version -----------------------------------------------------------
+def test_version_guard_refuses_older_images_and_names_what_to_set(local_aws):
+    from tootstack.deploy_guard import VersionWouldGoDown, check_version, running_version
+
+    ssm, ecs = boto3.client("ssm", region_name="us-east-1"), boto3.client("ecs", region_name="us-east-1")
+    parameter = "/s/mastodon/version"
+    assert running_version(ecs, ssm, "none", ["core"], parameter) == (None, "")
+    ssm.put_parameter(Name=parameter, Value="v4.5.3", Type="String")
+    running, where = running_version(ecs, ssm, "none", ["core"], parameter)
+    images = {"MastodonImage": "ghcr.io/mastodon/mastodon:v4.5.2", "StreamingImage": "ghcr.io/mastodon/mastodon-streaming:v4.5.2"}
+    with pytest.raises(VersionWouldGoDown) as refused:
+        check_version(images, running, where)
+    text = str(refused.value)
+    assert "MastodonImage=ghcr.io/mastodon/mastodon:v4.5.3 StreamingImage=ghcr.io/mastodon/mastodon-streaming:v4.5.3" in text
+    assert "/s/mastodon/version" in text and "Nothing was changed" in text
+    same = {k: v.replace("v4.5.2", "v4.5.3") for k, v in images.items()}
+    assert check_version(same, running, where) == {"Version": "v4.5.3", "Running": "v4.5.3"}
+    assert check_version({k: v.replace("v4.5.2", "v4.6.0") for k, v in images.items()}, running, where)["Version"] == "v4.6.0"
+
+
+def test_version_guard_reads_a_running_task_definitions_version_tag(local_aws):
+    """An upgrade that ran but whose record is missing still counts: its task definitions carry the tag."""
+    from tootstack.deploy_guard import VERSION_TAG, running_version
+
+    ssm, ecs = boto3.client("ssm", region_name="us-east-1"), boto3.client("ecs", region_name="us-east-1")
+    ecs.create_cluster(clusterName="c")
+    td = ecs.register_task_definition(family="core", containerDefinitions=[{"name": "x", "image": "i", "memory": 8}],
+                                      tags=[{"key": VERSION_TAG, "value": "v4.5.4"}])["taskDefinition"]["taskDefinitionArn"]
+    ecs.create_service(cluster="c", serviceName="core", taskDefinition=td, desiredCount=1)
+    assert running_version(ecs, ssm, "c", ["core"], "/c/mastodon/version") == ("v4.5.4", "run by the core service")
+
+
+def test_version_guard_runs_before_any_service_and_whenever_a_task_definition_changes():
+    resources = _template()["Resources"]
+    guard = resources["VersionGuard"]["Properties"]
+    listed = {ref["Ref"] for ref in guard["TaskDefinitions"]}
+    assert listed == {lid for lid, r in resources.items() if r["Type"] == "AWS::ECS::TaskDefinition"}
+    for lid, service in resources.items():
+        if service["Type"] == "AWS::ECS::Service":
+            depends = service.get("DependsOn", [])
+            assert "VersionGuard" in ([depends] if isinstance(depends, str) else depends), lid
+
+
+def test_the_upgrade_tells_what_to_put_in_samconfig():
+    from tootstack.upgrade.steps import UpgradeConfig, samconfig_values
+
+    cfg = UpgradeConfig(cluster="c", services=[], scheduler_service="core", toolbox_family="t", lock_parameter="l",
+                        version_parameter="v", deployed_image="ghcr.io/mastodon/mastodon:v4.5.2",
+                        deployed_streaming_image="ghcr.io/mastodon/mastodon-streaming:v4.5.2")
+    assert samconfig_values("v4.5.3", cfg) == ("MastodonImage=ghcr.io/mastodon/mastodon:v4.5.3 "
+                                               "StreamingImage=ghcr.io/mastodon/mastodon-streaming:v4.5.3")
+
+
+# --- a sam deploy that restarts the core serves throughout --------------------------------------------------
+@pytest.fixture
+def core_and_web(local_aws):
+    ecs = boto3.client("ecs", region_name="us-east-1")
+    autoscaling = boto3.client("application-autoscaling", region_name="us-east-1")
+    ecs.create_cluster(clusterName="c")
+
+    def td(family):
+        return ecs.register_task_definition(family=family, containerDefinitions=[{"name": "x", "image": "i", "memory": 8}])["taskDefinition"]["taskDefinitionArn"]
+
+    core_td, web_td = td("core"), td("web")
+    ecs.create_service(cluster="c", serviceName="core", taskDefinition=core_td, desiredCount=1)
+    ecs.create_service(cluster="c", serviceName="web", taskDefinition=web_td, desiredCount=0)
+    autoscaling.register_scalable_target(ServiceNamespace="ecs", ResourceId="service/c/web",
+                                         ScalableDimension="ecs:service:DesiredCount", MinCapacity=0, MaxCapacity=8)
+    return ecs, autoscaling, boto3.client("ssm", region_name="us-east-1"), core_td, td("core")
+
+
+def _web(ecs, autoscaling):
+    target = autoscaling.describe_scalable_targets(ServiceNamespace="ecs", ResourceIds=["service/c/web"])["ScalableTargets"][0]
+    return ecs.describe_services(cluster="c", services=["web"])["services"][0]["desiredCount"], target["MinCapacity"]
+
+
+def test_core_bridge_holds_a_web_task_while_the_core_restarts_and_gives_the_minimum_back(core_and_web):
+    from tootstack.deploy_guard import bridge, release_bridge
+
+    ecs, autoscaling, ssm, current, new = core_and_web
+    kwargs = dict(cluster="c", core="core", web="web", record_parameter="/c/deploy/bridge", wait=lambda s: None)
+    assert bridge(ecs, ssm, autoscaling, core_task_definition=current, **kwargs)["Bridged"] == "no"   # nothing restarts
+    assert _web(ecs, autoscaling) == (0, 0)
+    held = bridge(ecs, ssm, autoscaling, core_task_definition=new, **kwargs)
+    assert held["Bridged"] not in ("no", "") and _web(ecs, autoscaling) == (1, 1)
+    assert release_bridge(ssm, autoscaling, ecs, cluster="c", record_parameter="/c/deploy/bridge") == {"Released": "web"}
+    assert _web(ecs, autoscaling)[1] == 0      # minimum back; autoscaling's quiet scale-in removes the task
+    assert release_bridge(ssm, autoscaling, ecs, cluster="c", record_parameter="/c/deploy/bridge") == {"Released": "nothing held"}
+
+
+def test_no_bridge_before_first_boot(core_and_web):
+    from tootstack.deploy_guard import bridge
+
+    ecs, autoscaling, ssm, _, new = core_and_web
+    ecs.update_service(cluster="c", service="core", desiredCount=0)
+    result = bridge(ecs, ssm, autoscaling, cluster="c", core="core", web="web", core_task_definition=new,
+                    record_parameter="/c/deploy/bridge", wait=lambda s: None)
+    assert result["Bridged"] == "no" and _web(ecs, autoscaling) == (0, 0)
+
+
+def test_the_core_moves_only_between_the_bridge_and_its_release():
+    resources = _template()["Resources"]
+
+    def depends(lid):
+        value = resources[lid].get("DependsOn", [])
+        return [value] if isinstance(value, str) else value
+
+    assert "CoreBridge" in depends("CoreService") and "WebService" in depends("CoreBridge")
+    assert "CoreService" in depends("CoreBridgeRelease")
+    assert resources["CoreBridge"]["Properties"]["CoreTaskDefinition"] == {"Ref": "CoreTaskDefinition"}
+    assert resources["CoreBridgeRelease"]["Properties"]["Token"] == {"Fn::GetAtt": ["CoreBridge", "Bridged"]}
+    config = resources["CoreService"]["Properties"]["DeploymentConfiguration"]
+    assert (config["MaximumPercent"], config["MinimumHealthyPercent"]) == (100, 0)   # still one scheduler

@@ -39,6 +39,7 @@ def _config() -> steps.UpgradeConfig:
         images={role: {"source": sources[role], "dest": dests[role]} for role in sources if role in dests},
         max_checks=int(os.environ.get("GUARD_MAX_CHECKS", "60")),
         deployed_image=os.environ.get("DEPLOYED_IMAGE", ""),
+        deployed_streaming_image=os.environ.get("DEPLOYED_STREAMING_IMAGE", ""),
         bridge_service=os.environ.get("BRIDGE_SERVICE", ""),
         task_families=[f for f in os.environ.get("TASK_FAMILIES", "").split(",") if f],
     )

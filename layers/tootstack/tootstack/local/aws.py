@@ -325,6 +325,12 @@ class LocalAws:
         self.tasks = TaskSimulator(region)
         # How an ECS service deployment ends (tootstack.local.ecs_deployments): "COMPLETED" or "FAILED".
         self.ecs_outcome: Callable[[str, str], str] = lambda service, task_definition: "COMPLETED"
+        # Every UpdateService as ECS applied it: {"service", "desired", "task_definition", "running": {name: n}}
+        # (the cluster's running counts right after it): what "never 0 running tasks" is checked against.
+        self.ecs_updates: list[dict[str, Any]] = []
+        from tootstack.local.cfn_update import UpdateFidelity
+
+        self.cfn_update = UpdateFidelity()   # CloudFormation's update order and propagation on moto's update_stack
         self._routes: dict[str, _Route] = {}
         self._mock: Any = None
         self._patches: list[tuple[Any, str, Any]] = []
@@ -427,7 +433,9 @@ class LocalAws:
         self._patch(EC2ContainerServiceBackend, "describe_task_definition", describe_task_definition)
         self._patch(EC2ContainerServiceBackend, "_calculate_task_resource_requirements", task_resources)
         self._patch(EC2ContainerServiceBackend, "update_service",
-                    deploying_update_service(EC2ContainerServiceBackend.update_service, lambda: harness.ecs_outcome))
+                    deploying_update_service(EC2ContainerServiceBackend.update_service, lambda: harness.ecs_outcome,
+                                             observe=harness.ecs_updates.append))
+        self.cfn_update.install(self._patch)
         self._patch_cloudformation_backends()
         self._patch_execution_copy()
         self._patch_json_path()

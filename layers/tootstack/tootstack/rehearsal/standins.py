@@ -66,14 +66,14 @@ def default_stand_ins(redis: Any, region: str | None = None) -> dict[str, Factor
         "AWS::SecretsManager::Secret": secret,
         "AWS::CertificateManager::Certificate": certificate,
         "Custom::ImageMirror": _mirror_stand_in,
-        "Custom::ServiceCounts": _service_counts_stand_in,
+        "Custom::ServiceCounts": lambda logical_id, resource: _service_counts_stand_in(logical_id, resource, region),
         "Custom::VersionGuard": _deploy_guard_stand_in,
         "Custom::CoreBridge": _deploy_guard_stand_in,
         "Custom::CoreBridgeRelease": _deploy_guard_stand_in,
     }
 
 
-def _service_counts_stand_in(logical_id: str, resource: dict[str, Any]) -> StandIn:
+def _service_counts_stand_in(logical_id: str, resource: dict[str, Any], region: str) -> StandIn:
     """Custom::ServiceCounts answered by its real code (tootstack.deploy_guard.service_counts) against moto's
     ECS, as CloudFormation would invoke it before the services: 0 for services not created yet (the first
     deploy), the running count on a redeploy (tootstack.rehearsal.redeploy)."""
@@ -82,7 +82,7 @@ def _service_counts_stand_in(logical_id: str, resource: dict[str, Any]) -> Stand
     from tootstack.deploy_guard import service_counts
 
     services = dict((resource.get("Properties") or {}).get("Services") or {})
-    ecs = boto3.client("ecs")
+    ecs = boto3.client("ecs", region_name=region)
     counts = {key: "0" for key in services}
     for cluster in ecs.list_clusters().get("clusterArns", []):
         found = service_counts(ecs, cluster, services)

@@ -40,6 +40,7 @@ class UpgradeConfig:
     images: dict[str, dict[str, str]] = field(default_factory=dict)   # role -> {"source", "dest"}
     max_checks: int = 60
     deployed_image: str = ""                  # the MastodonImage stack parameter (a version fallback)
+    deployed_streaming_image: str = ""        # the StreamingImage stack parameter (the samconfig.toml hint)
     bridge_service: str = ""                  # burst web service that serves while the stop-first core restarts
     # Task-definition families no service runs but workflows do (the admin task): re-pinned with the
     # toolbox, so every one-off, admin and first-boot task (RunTask by family) runs the upgraded image.
@@ -401,7 +402,17 @@ def rollback(plan: dict[str, Any], *, ecs: Any, cfg: UpgradeConfig) -> dict[str,
     return {"rolled_back": _move_services(ecs, cfg, plan["previous"]), "retired_revisions": retired}
 
 
+def samconfig_values(version: str, cfg: UpgradeConfig) -> str:
+    """What the operator puts in samconfig.toml so the next `sam deploy` runs `version`: the deployed
+    images' repositories (else the upgrade's sources) with the new tag."""
+    from tootstack.deploy_guard import samconfig_hint
+
+    mastodon = cfg.deployed_image or cfg.images.get("mastodon", {}).get("source", "ghcr.io/mastodon/mastodon")
+    streaming = cfg.deployed_streaming_image or cfg.images.get("streaming", {}).get("source", "ghcr.io/mastodon/mastodon-streaming")
+    return samconfig_hint({"MastodonImage": mastodon, "StreamingImage": streaming}, version)
+
+
 def finish(version: str, execution: str, *, ssm: Any, cfg: UpgradeConfig, autoscaling: Any = None) -> dict[str, Any]:
     ssm.put_parameter(Name=cfg.version_parameter, Value=version, Type="String", Overwrite=True)
     release(ssm, cfg, execution, autoscaling)
-    return {"version": version, "status": "upgraded"}
+    return {"version": version, "status": "upgraded", "samconfig": samconfig_values(version, cfg)}
