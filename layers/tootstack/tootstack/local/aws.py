@@ -325,7 +325,8 @@ class LocalAws:
         self.tasks = TaskSimulator(region)
         # How an ECS service deployment ends (tootstack.local.ecs_deployments): "COMPLETED" or "FAILED".
         self.ecs_outcome: Callable[[str, str], str] = lambda service, task_definition: "COMPLETED"
-        # Every UpdateService as ECS applied it: {"service", "desired", "task_definition", "running": {name: n}}
+        # Every UpdateService as ECS applied it: {"service", "desired", "task_definition", "previous" (task
+        # definition before it), "running": {name: n}}
         # (the cluster's running counts right after it): what "never 0 running tasks" is checked against.
         self.ecs_updates: list[dict[str, Any]] = []
         from tootstack.local.cfn_update import UpdateFidelity

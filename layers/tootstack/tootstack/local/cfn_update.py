@@ -45,18 +45,24 @@ def _depends(resource: dict[str, Any]) -> set[str]:
     return {depends} if isinstance(depends, str) else set(depends)
 
 
+# Types CloudFormation replaces on every update (a new physical id: what refers to it changes too). A
+# resource updated in place keeps its Ref/GetAtt values, so what refers to it is not updated.
+REPLACED_ON_UPDATE = {"AWS::ECS::TaskDefinition", "AWS::Lambda::LayerVersion"}
+
+
 def plan(old: dict[str, Any], new: dict[str, Any], modified: list[str], added: list[str],
          extra_edges: dict[str, set[str]] | None = None) -> list[str]:
-    """Every resource CloudFormation would update (text changed, or a resource it refers to changed),
-    in dependency order. `extra_edges`: logical id -> ids it must follow (dependencies through resources
-    the rehearsal stands in for)."""
+    """Every resource CloudFormation would update (text changed, or it refers to a resource replaced by
+    this update), in dependency order. `extra_edges`: logical id -> ids it must follow (dependencies
+    through resources the rehearsal stands in for)."""
     refs = {lid: (references(r.get("Properties", {})) | references(r.get("Condition", ""))) & set(new) for lid, r in new.items()}
     changed = set(modified) | set(added)
     grew = True
     while grew:
         grew = False
+        replaced = {lid for lid in changed if new.get(lid, {}).get("Type") in REPLACED_ON_UPDATE}
         for lid in new:
-            if lid in old and lid not in changed and refs[lid] & changed:
+            if lid in old and lid not in changed and refs[lid] & replaced:
                 changed.add(lid)
                 grew = True
     order: list[str] = []
@@ -118,6 +124,15 @@ class UpdateFidelity:
             ecs_backends[account_id][region_name].deregister_task_definition(original_resource.arn)
             return created
 
+        from moto.awslambda.models import LambdaFunction
+
+        original_layers = LambdaFunction._get_layers_data
+
+        def get_layers_data(function: Any, layers: list[Any]) -> Any:
+            # A stack update hands moto's Lambda the resolved LayerVersion objects, not their ARNs.
+            return original_layers(function, [getattr(layer, "arn", layer) for layer in layers])
+
+        patch(LambdaFunction, "_get_layers_data", get_layers_data)
         patch(parsing.ResourceMap, "build_resource_diff", build_resource_diff)
         patch(parsing, "parse_and_update_resource", parse_and_update_resource)
         patch(TaskDefinition, "update_from_cloudformation_json", classmethod(update_task_definition))

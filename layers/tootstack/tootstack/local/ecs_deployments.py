@@ -52,6 +52,7 @@ def deploying_update_service(original: Callable[..., Any], outcome: Callable[[],
         if observe is not None:
             cluster = service.cluster_name
             observe({"service": service.name, "desired": service.desired_count, "task_definition": service.task_definition,
+                     "previous": previous,
                      "running": {s.name: s.running_count for s in backend.services.values() if s.cluster_name == cluster}})
         return service
 

@@ -7,6 +7,7 @@ is routed to its real handler in-process, with the environment CloudFormation re
 
 from __future__ import annotations
 
+import copy
 import json
 import tomllib
 from typing import Any
@@ -58,7 +59,9 @@ def create_stack(ctx: RehearsalContext) -> tuple[dict[str, Any], int, TemplateEv
     packaged = package(ctx.sam_template, ctx.root, s3, ARTIFACT_BUCKET)
     transformed = sam_transform(packaged, ctx.region, ACCOUNT_ID)
     conditional = {lid: r["Condition"] for lid, r in transformed.get("Resources", {}).items() if "Condition" in r}
-    cfn_template, ctx.skipped = substitute(transformed, default_stand_ins(ctx.redis, ctx.region))
+    ctx.extras["stand_ins"] = {}
+    ctx.extras["transformed"] = copy.deepcopy(transformed)   # substitute() edits it in place
+    cfn_template, ctx.skipped = substitute(transformed, default_stand_ins(ctx.redis, ctx.region), ctx.extras["stand_ins"])
     substituted = apply_definition_substitutions(cfn_template)
     # moto's CloudFormation leaves `{{resolve:secretsmanager:...}}` as literal text (RDS gets the reference
     # string, which nothing can read back); resolving it here would put the password into moto's stored

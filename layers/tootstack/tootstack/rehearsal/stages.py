@@ -19,4 +19,5 @@ STAGE_MODULES = [
     "tootstack.rehearsal.admin_stage",
     "tootstack.rehearsal.maintenance_stage",
     "tootstack.rehearsal.upgrade_stage",
+    "tootstack.rehearsal.redeploy_stage",
 ]

@@ -175,8 +175,11 @@ def moto_models(resource_type: str) -> bool:
     return resource_type not in NULL_MODELS and resource_type in get_model_map()
 
 
-def substitute(template: dict[str, Any], factories: dict[str, Factory]) -> tuple[dict[str, Any], list[dict[str, str]]]:
-    """Remove resources moto skips; point every reference at their stand-ins. Returns (template, skipped)."""
+def substitute(template: dict[str, Any], factories: dict[str, Factory],
+               record: dict[str, StandIn] | None = None) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """Remove resources moto skips; point every reference at their stand-ins. Returns (template, skipped).
+    `record`: filled with each stand-in by logical id (a redeploy reuses them, as CloudFormation keeps a
+    resource it does not update)."""
     resources = template.get("Resources", {})
     stand_ins: dict[str, StandIn] = {}
     skipped: list[dict[str, str]] = []
@@ -187,6 +190,8 @@ def substitute(template: dict[str, Any], factories: dict[str, Factory]) -> tuple
         factory = factories.get(rtype)
         stand_in = factory(logical_id, resource) if factory else _placeholder(logical_id, explain(rtype))
         stand_ins[logical_id] = stand_in
+        if record is not None:
+            record[logical_id] = stand_in
         skipped.append({"logical_id": logical_id, "type": rtype, "stand_in": stand_in.description, "ref": stand_in.ref})
         del resources[logical_id]
 

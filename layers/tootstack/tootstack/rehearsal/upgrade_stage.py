@@ -51,6 +51,7 @@ def run(ctx) -> str:
         done = ctx.aws.run_state_machine(arn, {"version": TARGET}, timeout=45)
         if done.status != "SUCCEEDED":
             raise TootstackError(f"upgrade {TARGET}: {done.status} {done.error}: {done.cause}")
+        ctx.extras["upgrade_output"] = done.output or {}
         if migrations != ["pre", "post"]:
             raise TootstackError(f"migrations ran as {migrations}, expected pre then post")
         pinned = {}
