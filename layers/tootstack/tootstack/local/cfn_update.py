@@ -106,6 +106,8 @@ class UpdateFidelity:
             return actions
 
         def parse_and_update_resource(logical_id: str, resource_json: dict, resources_map: Any, account_id: str, region_name: str) -> Any:
+            if resources_map[logical_id] is None:   # its Condition is false: never created, nothing to update
+                return None
             before = fidelity.hooks.get(("before", logical_id))
             if before is not None:
                 before(logical_id)
