@@ -369,3 +369,54 @@ def test_the_core_moves_only_between_the_bridge_and_its_release():
     assert resources["CoreBridgeRelease"]["Properties"]["Token"] == {"Fn::GetAtt": ["CoreBridge", "Bridged"]}
     config = resources["CoreService"]["Properties"]["DeploymentConfiguration"]
     assert (config["MaximumPercent"], config["MinimumHealthyPercent"]) == (100, 0)   # still one scheduler
+
+
+# --- the deploy guard handler as CloudFormation invokes it -------------------------------------------------
+@pytest.fixture
+def response_url():
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    received = []
+
+    class Responses(BaseHTTPRequestHandler):
+        def do_PUT(self):  # noqa: N802 - http.server's naming
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Responses)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/response", received
+    server.shutdown()
+    server.server_close()
+
+
+def test_deploy_guard_handler_answers_cloudformation(local_aws, response_url, monkeypatch):
+    """The sample event (events/deploy_guard.json) and a refused VersionGuard, through the real handler:
+    counts as Data, a refusal as FAILED with the values to set, Delete a no-op."""
+    from tootstack.local.aws import LambdaContext
+    from tootstack.local.template import LocalFunction
+
+    url, received = response_url
+    monkeypatch.setenv("STACK_NAME", "s")
+    handler = LocalFunction("DeployGuardFunction", ROOT / "functions/deploy_guard", "app.handler", {}).entrypoint
+    event = json.loads((ROOT / "events/deploy_guard.json").read_text())
+    event["ResponseURL"] = url
+    handler(event, LambdaContext("deploy-guard"))
+    assert received[-1]["Status"] == "SUCCESS"
+    assert received[-1]["Data"] == {"Core": "0", "Web": "0", "SidekiqDefault": "0", "SidekiqPull": "0"}
+
+    boto3.client("ssm", region_name="us-east-1").put_parameter(Name="/s/mastodon/version", Value="v4.5.3", Type="String")
+    guard = dict(event, ResourceType="Custom::VersionGuard", LogicalResourceId="VersionGuard", StackId="", ResourceProperties={
+        "ClusterName": "none", "Services": ["core"], "VersionParameter": "/s/mastodon/version",
+        "Images": {"MastodonImage": "ghcr.io/mastodon/mastodon:v4.5.2", "StreamingImage": "ghcr.io/mastodon/mastodon-streaming:v4.5.2"}})
+    handler(guard, LambdaContext("deploy-guard"))
+    assert received[-1]["Status"] == "FAILED"
+    assert "VersionWouldGoDown" in received[-1]["Reason"] and "MastodonImage=ghcr.io/mastodon/mastodon:v4.5.3" in received[-1]["Reason"]
+    handler(dict(guard, RequestType="Delete", PhysicalResourceId="s-VersionGuard"), LambdaContext("deploy-guard"))
+    assert received[-1]["Status"] == "SUCCESS"
