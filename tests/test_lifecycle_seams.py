@@ -217,7 +217,6 @@ def test_every_service_count_is_what_it_runs_now_and_servicecounts_reruns_with_a
     (https://github.com/aws/aws-cdk/pull/13130: "when creating a service ... desired count of 1").
     So each service takes ServiceCounts' answer, and ServiceCounts' properties change whenever a
     service's properties change (every value they take from elsewhere, and a digest of the literals)."""
-    from tootstack.cost.template_eval import ResourceRef  # noqa: F401 - the evaluator's reference type
     from tootstack.deploy_guard import services_spec_digest
     from tootstack.local.cfn_update import references
 

@@ -27,7 +27,7 @@ import time
 import uuid
 from typing import Any, Callable
 
-from tootstack.errors import DependencyUnavailable, TootstackError
+from tootstack.errors import DependencyUnavailable, InvalidInput, TootstackError
 from tootstack.upgrade.version import parse_version, version_of_image
 
 VERSION_TAG = "tootstack:mastodon-version"
@@ -65,10 +65,8 @@ def running_version(ecs: Any, ssm: Any, cluster: str, services: list[str], versi
         known.append((parse_version(value), value, f"recorded by the upgrade in {version_parameter}"))
     except ssm.exceptions.ParameterNotFound:
         pass
-    except Exception as exc:  # noqa: BLE001 - an unparseable record is reported, never ignored
-        if type(exc).__name__ == "InvalidInput":
-            raise DependencyUnavailable(f"{version_parameter} does not hold a version: {exc}") from None
-        raise
+    except InvalidInput as exc:   # an unparseable record is reported, never ignored
+        raise DependencyUnavailable(f"{version_parameter} does not hold a version: {exc}") from None
     if cluster and services:
         try:
             found = ecs.describe_services(cluster=cluster, services=services).get("services", [])

@@ -10,7 +10,6 @@ the rehearsal run a custom resource's code at its place in that order (`hooks`).
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any, Callable
 
@@ -138,7 +137,3 @@ class UpdateFidelity:
         patch(parsing.ResourceMap, "build_resource_diff", build_resource_diff)
         patch(parsing, "parse_and_update_resource", parse_and_update_resource)
         patch(TaskDefinition, "update_from_cloudformation_json", classmethod(update_task_definition))
-
-
-def dumps(template: dict[str, Any]) -> str:
-    return json.dumps(template)
