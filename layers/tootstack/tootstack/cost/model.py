@@ -549,6 +549,10 @@ class CostModel:
             if spec and not str(spec.get("Namespace", "")).startswith("AWS/"):
                 dims = tuple(sorted((d.get("Name"), str(d.get("Value"))) for d in spec.get("Dimensions") or []))
                 custom.add((spec.get("Namespace"), spec.get("MetricName"), dims))
+        for alarm in self._of_type("AWS::CloudWatch::Alarm").values():   # an alarm on a metric the stack publishes
+            if alarm.get("Namespace") and not str(alarm["Namespace"]).startswith("AWS/") and alarm.get("MetricName"):
+                dims = tuple(sorted((d.get("Name"), str(d.get("Value"))) for d in alarm.get("Dimensions") or []))
+                custom.add((alarm["Namespace"], alarm["MetricName"], dims))
         if custom:
             self._add("monitoring", "CloudWatch custom metrics", [], len(custom), "metric",
                       self.p["cloudwatch_custom_metric_month"], "month", ["cloudwatch_custom_metric_month"],
