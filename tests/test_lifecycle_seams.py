@@ -422,3 +422,24 @@ def test_deploy_guard_handler_answers_cloudformation(local_aws, response_url, mo
     assert "VersionWouldGoDown" in received[-1]["Reason"] and "MastodonImage=ghcr.io/mastodon/mastodon:v4.5.3" in received[-1]["Reason"]
     handler(dict(guard, RequestType="Delete", PhysicalResourceId="s-VersionGuard"), LambdaContext("deploy-guard"))
     assert received[-1]["Status"] == "SUCCESS"
+
+
+# --- the rehearsal's stack update follows CloudFormation --------------------------------------------------
+def test_update_plan_follows_replacements_in_dependency_order():
+    """A task definition is replaced on update (a new revision: what refers to it is updated too); a service
+    is updated in place (its Ref/GetAtt values stay: what refers to it is not); dependencies order the
+    updates, including those through stood-in resources (`extra_edges`)."""
+    from tootstack.local.cfn_update import plan
+
+    def resources(image):
+        return {
+            "Td": {"Type": "AWS::ECS::TaskDefinition", "Properties": {"ContainerDefinitions": [{"Image": image}]}},
+            "Web": {"Type": "AWS::ECS::Service", "Properties": {"TaskDefinition": {"Ref": "Td"}}},
+            "Core": {"Type": "AWS::ECS::Service", "Properties": {"TaskDefinition": {"Ref": "Td"}}},
+            "Fn": {"Type": "AWS::Lambda::Function", "Properties": {"Environment": {"Variables": {"S": {"Fn::GetAtt": ["Core", "Name"]}}}}},
+        }
+
+    old, new = resources("a"), resources("b")
+    order = plan(old, new, ["Td"], [], extra_edges={"Core": {"Web"}})
+    assert order == ["Td", "Web", "Core"]                       # Fn refers to Core's name, which does not change
+    assert plan(old, resources("a"), [], []) == []
