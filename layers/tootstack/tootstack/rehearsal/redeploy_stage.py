@@ -306,23 +306,27 @@ def run(ctx: Any) -> str:
         RotationRules={"AutomaticallyAfterDays": 30}, RotateImmediately=True)
     year.check("Redis rotation", start, "running services redeployed on their own revisions")
 
-    start = len(ecs_updates)
-    before = {s["serviceName"]: s["taskDefinition"] for s in year.services()}
-    try:
-        sam_deploy(ctx, edit=_next_release)
-        raise TootstackError("a deploy of v4.5.2 images over the upgraded v4.5.3 was not refused")
-    except DeployRefused as refused:
-        reason = str(refused)
-    hint = year.upgrade.get("samconfig", "")
-    if not hint or hint not in reason:
-        raise TootstackError(f"the refusal does not name what to set ({hint!r}): {reason}")
-    if {s["serviceName"]: s["taskDefinition"] for s in year.services()} != before:
-        raise TootstackError("a refused deploy changed a service")
-    year.check("sam deploy of the next release (same parameters)", start,
-               f"refused by VersionGuard, nothing changed; it names: {hint}")
+    from tootstack.upgrade.version import parse_version, version_of_image
 
     start = len(ecs_updates)
-    overrides = dict(item.split("=", 1) for item in shlex.split(hint))
+    hint, overrides = year.upgrade.get("samconfig", ""), {}
+    deployed = ctx.parameters.get("MastodonImage") or str(ctx.cfn_template["Parameters"]["MastodonImage"].get("Default", ""))
+    template_version = version_of_image(deployed)
+    if template_version and parse_version(template_version) < parse_version(year.version):
+        before = {s["serviceName"]: s["taskDefinition"] for s in year.services()}
+        try:
+            sam_deploy(ctx, edit=_next_release)
+            raise TootstackError(f"a deploy of {template_version} images over the upgraded {year.version} was not refused")
+        except DeployRefused as refused:
+            reason = str(refused)
+        if not hint or hint not in reason:
+            raise TootstackError(f"the refusal does not name what to set ({hint!r}): {reason}")
+        if {s["serviceName"]: s["taskDefinition"] for s in year.services()} != before:
+            raise TootstackError("a refused deploy changed a service")
+        year.check("sam deploy of the next release (same parameters)", start,
+                   f"refused by VersionGuard, nothing changed; it names: {hint}")
+        start = len(ecs_updates)
+        overrides = dict(item.split("=", 1) for item in shlex.split(hint))
     counts = {s["serviceName"]: s["desiredCount"] for s in year.services()}
     applied = sam_deploy(ctx, edit=_next_release, overrides=overrides)
     after = {s["serviceName"]: s["desiredCount"] for s in year.services()}
@@ -330,7 +334,7 @@ def run(ctx: Any) -> str:
         raise TootstackError(f"deploy with the upgrade's values: {applied['status']}, counts {counts} -> {after}")
     if year.core_restarts(start) != 1 or applied["bridge"].get("Released") != WEB:
         raise TootstackError(f"the core restart was not bridged by a web task: {applied['bridge']}")
-    year.check("sam deploy with the values the upgrade named", start,
+    year.check("sam deploy with the values the upgrade named" if overrides else "sam deploy of the next release", start,
                f"updated {len(applied['updated'])} resources; counts kept {after}; core restart bridged by a web task, "
                "web minimum given back")
 
