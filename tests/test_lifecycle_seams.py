@@ -443,3 +443,13 @@ def test_update_plan_follows_replacements_in_dependency_order():
     order = plan(old, new, ["Td"], [], extra_edges={"Core": {"Web"}})
     assert order == ["Td", "Web", "Core"]                       # Fn refers to Core's name, which does not change
     assert plan(old, resources("a"), [], []) == []
+
+
+def test_the_redeploy_check_sees_an_unbridged_core_restart():
+    from tootstack.rehearsal.redeploy_stage import serving_gaps
+
+    restart = {"service": "core", "desired": 1, "previous": "core:1", "task_definition": "core:2"}
+    assert serving_gaps([dict(restart, running={"core": 1, "web": 1})]) == []
+    assert serving_gaps([dict(restart, running={"core": 1, "web": 0})]) == ["the core restarted (stop-first) with no web task serving"]
+    assert serving_gaps([dict(restart, desired=0, task_definition="core:1", running={"web": 1})]) == ["the core was set to 0 tasks"]
+    assert serving_gaps([dict(restart, service="web", desired=0, running={})]) == []

@@ -197,6 +197,21 @@ def sam_deploy(ctx: Any, edit: Callable[[dict[str, Any]], None] | None = None, o
     return {"status": "updated", "updated": updated, "bridge": bridged}
 
 
+def serving_gaps(updates: list[dict[str, Any]]) -> list[str]:
+    """What in these ECS service updates (LocalAws.ecs_updates) left the site without a task: the core set
+    to 0, or the core restarted (stop-first: its old task stops before the new one serves) while no web
+    task ran."""
+    gaps = []
+    for update in updates:
+        if update["service"] != CORE:
+            continue
+        if update["desired"] < 1:
+            gaps.append(f"the core was set to {update['desired']} tasks")
+        if update["task_definition"] != update["previous"] and update["running"].get(WEB, 0) < 1:
+            gaps.append("the core restarted (stop-first) with no web task serving")
+    return gaps
+
+
 # --- the checks after each step ---------------------------------------------------------------------------
 class Year:
     def __init__(self, ctx: Any) -> None:
@@ -234,14 +249,9 @@ class Year:
         core = self.service(CORE)
         if core["desiredCount"] < 1 or core["runningCount"] < 1:
             raise TootstackError(f"after {step}: the core runs no task (desired {core['desiredCount']}, running {core['runningCount']})")
-        for update in self.ctx.aws.ecs_updates[updates_from:]:
-            if update["service"] != CORE:
-                continue
-            if update["desired"] < 1:
-                raise TootstackError(f"during {step}: the core was set to {update['desired']} tasks")
-            # stop-first: the old core task stops before the new one serves; a web task must be there
-            if update["task_definition"] != update["previous"] and update["running"].get(WEB, 0) < 1:
-                raise TootstackError(f"during {step}: the core restarted (stop-first) with no web task serving")
+        problems = serving_gaps(self.ctx.aws.ecs_updates[updates_from:])
+        if problems:
+            raise TootstackError(f"during {step}: {'; '.join(problems)}")
         stale = {}
         for service in self.services():
             off = [i for i in self.images(service["taskDefinition"]) if i not in self.upgraded]
