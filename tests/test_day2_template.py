@@ -16,30 +16,41 @@ def resources(**params):
     return TemplateEvaluator(TEMPLATE, {k: str(v) for k, v in params.items()}).resources()
 
 
+def steady_count(found, service_props):
+    """A service's task count after first boot: ServiceCounts keeps what runs, which is what the first-boot
+    state machine started (its <Key>DesiredCount substitution; 0 for a service first boot leaves alone)."""
+    ref = service_props["DesiredCount"]
+    assert ref.logical_id == "ServiceCounts"
+    subs = found["FirstBootStateMachine"]["Properties"]["DefinitionSubstitutions"]
+    return int(str(subs.get(f"{ref.attribute}DesiredCount", 0)))
+
+
 def test_scheduler_service_is_never_scaled():
     for profile in ("micro", "standard"):
-        found = resources(Profile=profile, ServicesLaunched="true")
+        found = resources(Profile=profile)
         targets = [r["Properties"]["ResourceId"] for r in found.values() if r["Type"] == "AWS::ApplicationAutoScaling::ScalableTarget"]
         assert targets, profile
         assert "CoreService" in found
         assert not any("CoreService" in json.dumps(t, default=str) for t in targets)
 
 
-def test_scaling_waits_for_first_boot_and_micro_scales_only_web():
-    assert not [k for k, r in resources(ServicesLaunched="false").items() if r["Type"].startswith("AWS::ApplicationAutoScaling")]
-    micro = resources(Profile="micro", ServicesLaunched="true")
+def test_scaling_is_there_from_the_first_deploy_and_micro_scales_only_web():
+    # No flag decides: the scalable targets exist from the first deploy (min 0; no load, no alarm, no task
+    # before first boot) and a samconfig.toml that still passes ServicesLaunched changes nothing.
+    assert set(resources(ServicesLaunched="false")) == set(resources(ServicesLaunched="true")) == set(resources())
+    micro = resources(Profile="micro")
     assert "WebScalableTarget" in micro and "SidekiqDefaultScalableTarget" not in micro and "QueueLatencyFunction" not in micro
-    standard = resources(Profile="standard", ServicesLaunched="true")
+    standard = resources(Profile="standard")
     assert {"SidekiqDefaultLatencyScaling", "SidekiqPullLatencyScaling", "SpotFallbackFunction", "SidekiqPullOnDemandService"} <= set(standard)
     spec = standard["SidekiqPullLatencyScaling"]["Properties"]["TargetTrackingScalingPolicyConfiguration"]["CustomizedMetricSpecification"]
     assert spec["MetricName"] == "SidekiqQueueLatency" and {"Name": "Service", "Value": "pull"} in spec["Dimensions"]
-    assert standard["SidekiqPullOnDemandService"]["Properties"]["DesiredCount"] == 0
+    count = standard["SidekiqPullOnDemandService"]["Properties"]["DesiredCount"]   # what it runs now (0 until a fallback)
+    assert (count.logical_id, count.attribute) == ("ServiceCounts", "SidekiqPullOnDemand")
 
 
-def test_maintenance_schedule_targets_the_state_machine_only_after_launch():
-    before = resources(ServicesLaunched="false")["MaintenanceSchedule"]["Properties"]
-    after = resources(ServicesLaunched="true")["MaintenanceSchedule"]["Properties"]
-    assert before["State"] == "DISABLED" and after["State"] == "ENABLED"
+def test_maintenance_schedule_targets_the_state_machine():
+    after = resources()["MaintenanceSchedule"]["Properties"]
+    assert after["State"] == "ENABLED"   # from the first deploy: no flag to flip
     assert after["Target"]["Arn"].logical_id == "MaintenanceStateMachine"
     params = TEMPLATE["Parameters"]
     assert params["MaintenancePreviewCardsDays"]["MinValue"] == 14 and params["MaintenanceMediaDays"]["MinValue"] >= 1
@@ -84,7 +95,7 @@ def test_cost_model_prices_every_resource_type_of_the_template(profile):
 
 
 def test_upgrade_covers_every_mastodon_service_including_the_fallback_twin():
-    env = resources(Profile="standard", ServicesLaunched="true")["UpgradeFunction"]["Properties"]["Environment"]["Variables"]
+    env = resources(Profile="standard")["UpgradeFunction"]["Properties"]["Environment"]["Variables"]
     names = json.dumps(env["SERVICE_NAMES"], default=str)
     for service in ("CoreService", "WebService", "SidekiqDefaultService", "SidekiqPullService", "SidekiqPullOnDemandService"):
         assert service in names
@@ -95,10 +106,10 @@ def test_upgrade_covers_every_mastodon_service_including_the_fallback_twin():
 
 @pytest.mark.parametrize("profile", ["micro", "standard"])
 def test_exactly_one_running_process_takes_the_scheduler_queue(profile):
-    found = resources(Profile=profile, ServicesLaunched="true")
+    found = resources(Profile=profile)
     takers = []
     for lid, res in found.items():
-        if res["Type"] != "AWS::ECS::Service" or int(str(res["Properties"].get("DesiredCount", 1))) == 0:
+        if res["Type"] != "AWS::ECS::Service" or steady_count(found, res["Properties"]) == 0:
             continue
         td = found[res["Properties"]["TaskDefinition"].logical_id]["Properties"]
         command = [str(c) for container in td["ContainerDefinitions"] for c in container.get("Command") or []]
@@ -113,7 +124,7 @@ def test_exactly_one_running_process_takes_the_scheduler_queue(profile):
 
 @pytest.mark.parametrize("profile", ["micro", "standard"])
 def test_core_task_packs_web_streaming_and_the_scheduler_and_is_all_that_runs_at_no_load(profile):
-    found = resources(Profile=profile, ServicesLaunched="true")
+    found = resources(Profile=profile)
     containers = {c["Name"]: c for c in found["CoreTaskDefinition"]["Properties"]["ContainerDefinitions"]}
     assert set(containers) == {"web", "streaming", "sidekiq"}
     assert [p["ContainerPort"] for p in containers["web"]["PortMappings"]] == [3000]
@@ -124,18 +135,18 @@ def test_core_task_packs_web_streaming_and_the_scheduler_and_is_all_that_runs_at
     core = found["CoreService"]["Properties"]
     assert {(lb["ContainerName"], lb["TargetGroupArn"].logical_id) for lb in core["LoadBalancers"]} == {
         ("web", "WebTargetGroup"), ("streaming", "StreamingTargetGroup")}
-    assert core["DesiredCount"] == 1
+    assert steady_count(found, core) == 1
     assert core["DeploymentConfiguration"]["MaximumPercent"] == 100 and core["DeploymentConfiguration"]["MinimumHealthyPercent"] == 0
     # the burst services wait at 0 tasks; the burst worker never takes the scheduler queue
     for burst in ("WebService", "SidekiqDefaultService", "SidekiqPullService"):
-        assert str(found[burst]["Properties"]["DesiredCount"]) == "0", burst
+        assert steady_count(found, found[burst]["Properties"]) == 0, burst
     assert "scheduler" not in [str(c) for c in found["SidekiqTaskDefinition"]["Properties"]["ContainerDefinitions"][0]["Command"]]
     fargate = [i.name for i in estimate(TEMPLATE, profile).items if i.name.startswith("Fargate")]
     assert fargate == ["Fargate CoreService (ARM64 on-demand)"]
 
 
 def test_burst_services_scale_out_from_zero_on_the_core_tasks_load():
-    standard = resources(Profile="standard", ServicesLaunched="true")
+    standard = resources(Profile="standard")
     for target, policy, alarms in (("WebScalableTarget", "WebScaleOut", ("WebRequestsHighAlarm", "CoreCpuHighAlarm")),
                                    ("SidekiqDefaultScalableTarget", "SidekiqDefaultScaleFromZero", ("SidekiqDefaultBacklogAlarm",))):
         assert str(standard[target]["Properties"]["MinCapacity"]) == "0", target
@@ -155,17 +166,17 @@ def test_burst_services_scale_out_from_zero_on_the_core_tasks_load():
     assert low["AlarmActions"][0].logical_id == "WebScaleIn" and low["ComparisonOperator"] == "LessThanThreshold"
     assert low["Threshold"] < standard["WebRequestsHighAlarm"]["Properties"]["Threshold"]   # hysteresis
     assert low["TreatMissingData"] == "breaching"       # no requests at all publishes no datapoint
-    micro = resources(Profile="micro", ServicesLaunched="true")
+    micro = resources(Profile="micro")
     assert {"WebScaleOut", "WebScaleIn"} <= set(micro) and "SidekiqDefaultScaleFromZero" not in micro
 
 
 def test_pull_queue_never_waits_for_the_pull_service_and_it_scales_out_from_zero():
-    standard = resources(Profile="standard", ServicesLaunched="true")
+    standard = resources(Profile="standard")
     command = [str(c) for c in standard["SidekiqTaskDefinition"]["Properties"]["ContainerDefinitions"][0]["Command"]]
     assert command[command.index("pull") - 1] == "-q"       # burst default workers drain pull (lowest weight)
     core = [str(c) for c in standard["CoreTaskDefinition"]["Properties"]["ContainerDefinitions"][2]["Command"]]
     assert core[core.index("pull") - 1] == "-q"             # and so does the core task at no load
-    assert str(standard["SidekiqPullService"]["Properties"]["DesiredCount"]) == "0"
+    assert steady_count(standard, standard["SidekiqPullService"]["Properties"]) == 0
     assert str(standard["SidekiqPullScalableTarget"]["Properties"]["MinCapacity"]) == "0"
     step = standard["SidekiqPullScaleFromZero"]["Properties"]
     assert step["ScalingTargetId"].logical_id == "SidekiqPullScalableTarget"
@@ -174,7 +185,7 @@ def test_pull_queue_never_waits_for_the_pull_service_and_it_scales_out_from_zero
     alarm = standard["SidekiqPullBacklogAlarm"]["Properties"]
     assert alarm["AlarmActions"][0].logical_id == "SidekiqPullScaleFromZero"
     assert {"Name": "Service", "Value": "pull"} in alarm["Dimensions"] and alarm["MetricName"] == "SidekiqQueueLatency"
-    assert "SidekiqPullScaleFromZero" not in resources(Profile="micro", ServicesLaunched="true")
+    assert "SidekiqPullScaleFromZero" not in resources(Profile="micro")
 
 
 @pytest.mark.parametrize(("params", "nodes"), [({"Profile": "micro"}, 1), ({"Profile": "standard"}, 1),
@@ -190,7 +201,7 @@ def test_valkey_replica_only_on_request_and_never_at_the_cost_of_tls(params, nod
 
 def test_profile_sizing_is_what_the_cost_model_prices():
     for profile in ("micro", "standard"):
-        found = resources(Profile=profile, ServicesLaunched="true")
+        found = resources(Profile=profile)
         web = found["WebTaskDefinition"]["Properties"]
         assert (str(web["Cpu"]), str(web["Memory"])) == ("512", "1024"), profile
         core = found["CoreTaskDefinition"]["Properties"]

@@ -65,7 +65,8 @@ class Stack:
 
         bootstrap_env = {"APP_SECRET_ARN": self.secrets["app"], "DATABASE_SECRET_ARN": self.secrets["database"],
                          "REDIS_SECRET_ARN": self.secrets["redis"], "SMTP_SECRET_ARN": self.secrets["smtp"],
-                         "SMTP_USER_NAME": "tootstack-smtp", "SES_REGION": REGION, "STACK_NAME": "tootstack"}
+                         "SMTP_USER_NAME": "tootstack-smtp", "SES_REGION": REGION, "STACK_NAME": "tootstack",
+                         "FIRST_BOOT_LOCK_PARAMETER": "/tootstack/first-boot/lock"}
         self.bootstrap_fn = aws.create_function(
             "tootstack-SecretsBootstrap", LocalFunction("SecretsBootstrapFunction", ROOT / "functions/secrets_bootstrap", "app.handler", {}), bootstrap_env)
         rotation_env = {"REDIS_SECRET_ARN": self.secrets["redis"], "REDIS_BACKEND": "acl", "REDIS_HOST": redis_server.host,
@@ -79,7 +80,7 @@ class Stack:
             mirror_arn = aws.create_function("tootstack-Mirror", lambda event, ctx: self.mirror_calls.append(event) or {"images": []})
         subs = {
             "MirrorFunctionArn": mirror_arn, "SecretsBootstrapFunctionArn": self.bootstrap_fn,
-            "RedisRotationFunctionArn": self.rotation_fn, "ClusterArn": self.cluster, "ToolboxTaskDefinitionArn": self.toolbox,
+            "RedisRotationFunctionArn": self.rotation_fn, "ClusterArn": self.cluster, "ToolboxTaskFamily": "tootstack-toolbox",
             "TaskSubnetA": self.subnets[0], "TaskSubnetB": self.subnets[1], "WorkerSecurityGroupId": self.sg,
             "MastodonImage": "ghcr.io/mastodon/mastodon:v4.5.2", "StreamingImage": "ghcr.io/mastodon/mastodon-streaming:v4.5.2",
         }
@@ -183,3 +184,44 @@ def test_mirror_step_skipped_when_not_configured(stack):
     execution = stack.aws.run_state_machine(stack.state_machine, {})
     entered = [e["stateEnteredEventDetails"]["name"] for e in execution.history if "stateEnteredEventDetails" in e]
     assert "Mirror images" not in entered and "Set up Redis auth" in entered
+
+
+def test_two_first_boots_at_once_run_db_prepare_once(stack):
+    """A second execution started while the first runs `rails db:prepare` fails FirstBoot.AlreadyRunning
+    before doing anything (no second db:prepare on the fresh database); the lock is released at the end,
+    so a later re-run from the console works."""
+    import threading
+    import time
+
+    sfn = stack.aws.client("stepfunctions")
+    inside, proceed = threading.Event(), threading.Event()
+    plain = stack.toolbox_task
+
+    def slow_prepare(run):
+        inside.set()
+        proceed.wait(20)
+        return plain(run)
+
+    stack.aws.tasks.on("tootstack-toolbox", slow_prepare)
+    first = sfn.start_execution(stateMachineArn=stack.state_machine, name="first", input="{}")["executionArn"]
+    assert inside.wait(20)
+    second = stack.aws.run_state_machine(stack.state_machine, {}, name="second")
+    proceed.set()
+    assert second.status == "FAILED" and second.error == "FirstBoot.AlreadyRunning", (second.error, second.cause)
+    assert "first is running" in second.cause
+    deadline = time.monotonic() + 30
+    while sfn.describe_execution(executionArn=first)["status"] == "RUNNING" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sfn.describe_execution(executionArn=first)["status"] == "SUCCEEDED"
+    assert [r.command for r in stack.aws.tasks.runs] == [["bundle", "exec", "rails", "db:prepare"]]
+    stack.aws.tasks.on("tootstack-toolbox", plain)
+    assert stack.aws.run_state_machine(stack.state_machine, {}).status == "SUCCEEDED"   # lock released
+
+
+def test_a_stopped_first_boot_does_not_block_the_next(stack):
+    import json as _json
+
+    stack.aws.client("ssm").put_parameter(Name="/tootstack/first-boot/lock", Type="String", Value=_json.dumps({
+        "execution": "gone", "execution_arn": stack.state_machine.replace(":stateMachine:", ":execution:") + ":gone"}))
+    execution = stack.aws.run_state_machine(stack.state_machine, {})
+    assert execution.status == "SUCCEEDED", (execution.error, execution.cause)

@@ -35,6 +35,12 @@ def test_rehearsal_passes_and_reports_every_stage(full_rehearsal):
     assert all(set(s) >= {"name", "status", "seconds", "detail"} for s in report["stages"])
     assert all(s["status"] == "ok" for s in report["stages"])
     assert "Rehearsal OK" in proc.stdout
+    # the operator's year after the upgrade: every seam between the workflows held
+    redeploy = next(s for s in report["stages"] if s["name"] == "redeploy")["detail"]
+    for needle in ("sam deploy (same template and parameters): no changes", "one-off rails db:migrate:status: ran the upgraded toolbox",
+                   "refused by VersionGuard, nothing changed; it names: MastodonImage=", "core restart bridged by a web task",
+                   "maintenance: ran (not skipped)", "recorded version stayed v4.5.3"):
+        assert needle in redeploy, (needle, redeploy)
 
 
 @pytest.mark.xdist_group("rehearsal")
@@ -103,17 +109,19 @@ def test_micro_profile_without_cloudfront_rehearses_cleanly():
 
 
 @pytest.mark.xdist_group("rehearsal-launched")
-def test_launched_stack_rehearses_rotation_and_a_bridged_upgrade():
-    """ServicesLaunched=true (after first boot): the Redis rotation redeploys the running services before
-    it retires the old password, and the upgrade bridges the core's stop-first restart with a web task."""
+def test_micro_with_a_samconfig_from_before_rehearses_the_year():
+    """Profile=micro (CloudFront on), and a samconfig.toml that still passes the former launch flag: it is
+    ignored, first boot starts the core, the Redis rotation redeploys the running services, the upgrade
+    and the later sam deploy bridge the core's stop-first restart, and the redeploy year is ok."""
     proc = subprocess.run(
-        [sys.executable, "-m", "tootstack.cli", "rehearse", "--quiet", "-p", "ServicesLaunched=true"],
+        [sys.executable, "-m", "tootstack.cli", "rehearse", "--quiet", "-p", "Profile=micro", "-p", "ServicesLaunched=true"],
         cwd=ROOT, capture_output=True, text=True, timeout=240,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "old one refused" in proc.stdout
-    assert "3 ECS scalable targets registered" in proc.stdout    # moto's CloudFormation skips them
+    assert "1 ECS scalable targets registered" in proc.stdout    # micro scales only web; moto's CloudFormation skips it
     assert "core restart bridged by a web task on the new version, web minimum back to 0" in proc.stdout
+    assert "refused by VersionGuard, nothing changed" in proc.stdout and "core restart bridged by a web task, web minimum given back" in proc.stdout
 
 
 @pytest.mark.xdist_group("rehearsal")

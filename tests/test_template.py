@@ -95,7 +95,10 @@ def test_exactly_one_service_processes_the_scheduler_queue_and_it_cannot_scale_o
     # The core task (web + streaming + Sidekiq on every queue) is the only scheduler taker, in every profile.
     assert scheduler_services(TEMPLATE) == ["CoreService"]
     props = RESOURCES["CoreService"]["Properties"]
-    assert max(branches(props["DesiredCount"])) <= 1
+    # its count is what it runs (ServiceCounts), which first boot sets to 1 and nothing scales
+    assert props["DesiredCount"] == {"Fn::GetAtt": ["ServiceCounts", "Core"]}
+    first_boot = RESOURCES["FirstBootStateMachine"]["Properties"]["DefinitionSubstitutions"]
+    assert first_boot["CoreDesiredCount"] == "1"
     assert props["DeploymentConfiguration"]["MaximumPercent"] == 100
     assert props["DeploymentConfiguration"]["MinimumHealthyPercent"] == 0
     assert {"scheduler", "default", "pull"} <= queues_of("CoreService")
@@ -237,7 +240,9 @@ def test_every_service_rolls_back_and_gets_a_public_ip():
         props = service["Properties"]
         assert props["DeploymentConfiguration"]["DeploymentCircuitBreaker"] == {"Enable": True, "Rollback": True}, lid
         assert props["NetworkConfiguration"]["AwsvpcConfiguration"]["AssignPublicIp"] == "ENABLED", lid
-        assert 0 in branches(props["DesiredCount"]), f"{lid} must start at 0 before first boot"
+        # What it runs now (0 when created, before first boot): never a literal a deploy would reset it to.
+        assert props["DesiredCount"] == {"Fn::GetAtt": ["ServiceCounts", props["ServiceName"].title().replace("-", "")
+                                                        .replace("Ondemand", "OnDemand")]}, lid
 
 
 def ingress_sources(template, group):

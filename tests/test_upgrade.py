@@ -149,12 +149,19 @@ def test_unknown_version_is_refused_after_asking_upstream(upgrade):
 
 
 def test_concurrent_upgrade_is_refused(upgrade):
+    """The lock's holder is still RUNNING (a waiting execution stands in for it): refused, lock kept."""
     aws, arn, _, _, _ = upgrade
-    boto3.client("ssm", region_name="us-east-1").put_parameter(
-        Name=LOCK, Type="String", Value=json.dumps({"execution": "other", "version": "v4.5.3"}))
-    execution = aws.run_state_machine(arn, {"version": "v4.5.3"})
-    assert execution.status == "FAILED" and execution.error == "UpgradeInProgress"
-    assert _lock_held()   # the other execution's lock is left alone
+    sfn = boto3.client("stepfunctions", region_name="us-east-1")
+    waiting = aws.create_state_machine("holder", {"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 60, "End": True}}})
+    holder = sfn.start_execution(stateMachineArn=waiting, name="other")["executionArn"]
+    try:
+        boto3.client("ssm", region_name="us-east-1").put_parameter(
+            Name=LOCK, Type="String", Value=json.dumps({"execution": "other", "execution_arn": holder, "version": "v4.5.3"}))
+        execution = aws.run_state_machine(arn, {"version": "v4.5.3"})
+        assert execution.status == "FAILED" and execution.error == "UpgradeInProgress"
+        assert _lock_held()   # the other execution's lock is left alone
+    finally:
+        sfn.stop_execution(executionArn=holder)
 
 
 def test_failed_pre_migration_deploys_nothing(upgrade):

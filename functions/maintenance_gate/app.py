@@ -13,9 +13,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tootstack.crashloop import is_halted
 from tootstack.errors import InvalidInput
-from tootstack.maintenance import Settings, gate
+from tootstack.maintenance import Settings, gate, skips
 from tootstack.clients import ClientCache
-from tootstack.upgrade.steps import read_lock
+from tootstack.upgrade.steps import holder_state, read_lock
 
 logger = Logger()
 tracer = Tracer()
@@ -37,7 +37,12 @@ def handler(event: dict, context: LambdaContext) -> dict:
         services=services,
         is_halted=lambda name: is_halted(name, cluster=cluster, ecs=ecs),
         lock=lambda: read_lock(ssm, os.environ["UPGRADE_LOCK_PARAMETER"]),
+        holder_state=lambda held: holder_state(_client("stepfunctions"), held),
     )
+    if os.environ.get("MAINTENANCE_STATE_PARAMETER"):
+        skipped = skips.record(ssm, os.environ["MAINTENANCE_STATE_PARAMETER"], result["proceed"])
+        skips.publish(_client("cloudwatch"), os.environ["STACK_NAME"], skipped)
+        result["skipped_seconds"] = skipped
     logger.info("maintenance gate", extra={"proceed": result["proceed"], "reason": result["reason"],
                                            "steps": [s["name"] for s in result["steps"]]})
     return result

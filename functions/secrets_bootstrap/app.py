@@ -5,7 +5,9 @@ Create/Update: fill every missing key of AppSecrets, DatabaseSecret, RedisSecret
 (tootstack.secrets.bootstrap); existing values are kept. Delete: nothing (the secrets are retained by
 DeletionPolicy Retain). Invoked directly with {"Action": "bootstrap"} (first-boot state machine,
 console) it does the same from its environment (APP_SECRET_ARN, DATABASE_SECRET_ARN, REDIS_SECRET_ARN,
-SMTP_SECRET_ARN, SMTP_USER_NAME, SES_REGION) and returns the summary. As Custom::FirstBootStart
+SMTP_SECRET_ARN, SMTP_USER_NAME, SES_REGION) and returns the summary. {"Action": "lock"|"unlock",
+"Execution": <execution ARN>} takes/drops the first-boot lock ($FIRST_BOOT_LOCK_PARAMETER): two first
+boots never run `rails db:prepare` at once. As Custom::FirstBootStart
 (property StartStateMachineArn) it starts the first-boot state machine once, on stack creation. The response's Data, the return
 value and the logs carry key names only, never values.
 """
@@ -35,6 +37,18 @@ def _bootstrap(props: dict):
 def handler(event: dict, context: LambdaContext) -> dict:
     if not isinstance(event, dict):
         raise InvalidInput('event must be a JSON object: {"Action": "bootstrap"} or a CloudFormation custom resource request')
+    if event.get("Action") in ("lock", "unlock"):
+        from tootstack import locks
+
+        parameter, execution = os.environ["FIRST_BOOT_LOCK_PARAMETER"], str(event.get("Execution", ""))
+        if not execution.startswith("arn:"):
+            raise InvalidInput("Execution must be the execution ARN ($$.Execution.Id)")
+        if event["Action"] == "lock":
+            result = locks.acquire(_client("ssm"), _client("stepfunctions"), parameter, execution, locks.FirstBootInProgress)
+        else:
+            result = {"released": locks.release(_client("ssm"), parameter, execution)}
+        logger.info("first boot lock", extra={"action": event["Action"], **result})
+        return result
     if event.get("Action") == "bootstrap":
         props = {
             "AppSecretArn": os.environ.get("APP_SECRET_ARN"),

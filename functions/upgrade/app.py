@@ -39,7 +39,9 @@ def _config() -> steps.UpgradeConfig:
         images={role: {"source": sources[role], "dest": dests[role]} for role in sources if role in dests},
         max_checks=int(os.environ.get("GUARD_MAX_CHECKS", "60")),
         deployed_image=os.environ.get("DEPLOYED_IMAGE", ""),
+        deployed_streaming_image=os.environ.get("DEPLOYED_STREAMING_IMAGE", ""),
         bridge_service=os.environ.get("BRIDGE_SERVICE", ""),
+        task_families=[f for f in os.environ.get("TASK_FAMILIES", "").split(",") if f],
     )
 
 
@@ -85,7 +87,9 @@ def handler(event: dict, context: LambdaContext) -> dict:
         execution = event.get("execution")
         if not isinstance(execution, str) or not execution:
             raise InvalidInput("prepare needs the execution name as 'execution'")
-        result = steps.prepare(event.get("input"), execution, ecs=ecs, ssm=ssm, cfg=cfg, is_halted=halted)
+        result = steps.prepare(event.get("input"), execution, ecs=ecs, ssm=ssm, cfg=cfg, is_halted=halted,
+                               sfn=_client("stepfunctions"), execution_arn=event.get("execution_arn", ""),
+                               autoscaling=_client("application-autoscaling"))
         result["poll_seconds"] = int(os.environ.get("GUARD_POLL_SECONDS", "30"))
     elif action == "mirror":
         result = steps.mirror(event["version"], cfg, _mirror_image, **_mirror_credentials())

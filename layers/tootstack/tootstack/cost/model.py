@@ -19,9 +19,8 @@ from tootstack.errors import InvalidInput
 
 PRICES_FILE = Path(__file__).with_name("prices.json")
 # Parameters whose default describes the first deploy, not the running stack the cost is for.
-STEADY_STATE_PARAMETERS = {
-    "ServicesLaunched": ("true", "services at their profile counts (ServicesLaunched=true, as after first boot)"),
-}
+# (None since a service's DesiredCount is what it runs now: see _service_count.)
+STEADY_STATE_PARAMETERS: dict[str, tuple[str, str]] = {}
 TARGETS_USD_PER_DAY = {"standard": ("below", 2.37), "micro": ("at or below", 1.50)}
 # Fargate capacity -> its (vCPU-hour, GB-hour) price ids. Spot runs X86_64 only.
 FARGATE_PRICES = {
@@ -281,12 +280,24 @@ class CostModel:
 
     # Fargate services --------------------------------------------------------------------------
     def _service_count(self, logical_id: str, props: dict[str, Any]) -> tuple[int, str]:
-        desired = _int(props.get("DesiredCount"), 1)
+        raw = props.get("DesiredCount")
+        if isinstance(raw, ResourceRef) and self.resources.get(raw.logical_id, {}).get("Type") == "Custom::ServiceCounts":
+            # "What it runs now" (0 at creation): at steady state, the count first boot starts it with.
+            desired, why = self._first_boot_count(raw.attribute), "the count first boot starts (ServiceCounts keeps it)"
+        else:
+            desired, why = _int(raw, 1), "DesiredCount"
         for target_id, target in self._of_type("AWS::ApplicationAutoScaling::ScalableTarget").items():
             if _mentions(target.get("ResourceId"), logical_id):
                 low = _int(target.get("MinCapacity"), desired)
                 return low, f"autoscaled {low}-{_int(target.get('MaxCapacity'), low)}, at no load its minimum ({target_id})"
-        return desired, "DesiredCount"
+        return desired, why
+
+    def _first_boot_count(self, key: str) -> int:
+        for machine in self._of_type("AWS::Serverless::StateMachine", "AWS::StepFunctions::StateMachine").values():
+            value = (machine.get("DefinitionSubstitutions") or {}).get(f"{key}DesiredCount")
+            if value is not None:
+                return _int(value, 0)
+        return 0
 
     def _default_strategy(self) -> list[dict[str, Any]]:
         for assoc in self._of_type("AWS::ECS::ClusterCapacityProviderAssociations").values():
@@ -538,6 +549,10 @@ class CostModel:
             if spec and not str(spec.get("Namespace", "")).startswith("AWS/"):
                 dims = tuple(sorted((d.get("Name"), str(d.get("Value"))) for d in spec.get("Dimensions") or []))
                 custom.add((spec.get("Namespace"), spec.get("MetricName"), dims))
+        for alarm in self._of_type("AWS::CloudWatch::Alarm").values():   # an alarm on a metric the stack publishes
+            if alarm.get("Namespace") and not str(alarm["Namespace"]).startswith("AWS/") and alarm.get("MetricName"):
+                dims = tuple(sorted((d.get("Name"), str(d.get("Value"))) for d in alarm.get("Dimensions") or []))
+                custom.add((alarm["Namespace"], alarm["MetricName"], dims))
         if custom:
             self._add("monitoring", "CloudWatch custom metrics", [], len(custom), "metric",
                       self.p["cloudwatch_custom_metric_month"], "month", ["cloudwatch_custom_metric_month"],

@@ -349,6 +349,13 @@ class LocalAws:
         self.tasks.recorder = self.iam_calls
         # How an ECS service deployment ends (tootstack.local.ecs_deployments): "COMPLETED" or "FAILED".
         self.ecs_outcome: Callable[[str, str], str] = lambda service, task_definition: "COMPLETED"
+        # Every UpdateService as ECS applied it: {"service", "desired", "task_definition", "previous" (task
+        # definition before it), "running": {name: n}}
+        # (the cluster's running counts right after it): what "never 0 running tasks" is checked against.
+        self.ecs_updates: list[dict[str, Any]] = []
+        from tootstack.local.cfn_update import UpdateFidelity
+
+        self.cfn_update = UpdateFidelity()   # CloudFormation's update order and propagation on moto's update_stack
         self._routes: dict[str, _Route] = {}
         self._mock: Any = None
         self._patches: list[tuple[Any, str, Any]] = []
@@ -442,9 +449,24 @@ class LocalAws:
             except TypeError:
                 return {"CPU": 0, "MEMORY": 0, "PORTS": [], "PORTS_UDP": []}
 
+        original_describe_td = EC2ContainerServiceBackend.describe_task_definition
+
+        def describe_task_definition(backend: Any, task_definition_str: str) -> Any:
+            # AWS: a family without ":revision" names its latest ACTIVE revision (RunTask and
+            # DescribeTaskDefinition); moto 5.2 takes the highest revision even when it was deregistered.
+            name = task_definition_str.split("/")[-1]
+            if ":" not in name and name in backend.task_definitions:
+                active = [rev for rev, td in backend.task_definitions[name].items() if td.status == "ACTIVE"]
+                if active:
+                    return backend.task_definitions[name][max(active)]
+            return original_describe_td(backend, task_definition_str)
+
+        self._patch(EC2ContainerServiceBackend, "describe_task_definition", describe_task_definition)
         self._patch(EC2ContainerServiceBackend, "_calculate_task_resource_requirements", task_resources)
         self._patch(EC2ContainerServiceBackend, "update_service",
-                    deploying_update_service(EC2ContainerServiceBackend.update_service, lambda: harness.ecs_outcome))
+                    deploying_update_service(EC2ContainerServiceBackend.update_service, lambda: harness.ecs_outcome,
+                                             observe=harness.ecs_updates.append))
+        self.cfn_update.install(self._patch)
         self._patch_cloudformation_backends()
         self._patch_execution_copy()
         self._patch_json_path()

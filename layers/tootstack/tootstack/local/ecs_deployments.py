@@ -20,8 +20,10 @@ from moto.moto_api._internal import mock_random
 Outcome = Callable[[str, str], str]
 
 
-def deploying_update_service(original: Callable[..., Any], outcome: Callable[[], Outcome]) -> Callable[..., Any]:
-    """A replacement for EC2ContainerServiceBackend.update_service; `outcome()` gives the current decider."""
+def deploying_update_service(original: Callable[..., Any], outcome: Callable[[], Outcome],
+                             observe: Callable[[dict[str, Any]], None] | None = None) -> Callable[..., Any]:
+    """A replacement for EC2ContainerServiceBackend.update_service; `outcome()` gives the current decider;
+    `observe` gets each applied update with the cluster's running counts right after it."""
 
     def update_service(backend: EC2ContainerServiceBackend, service_properties: dict) -> object:
         props = dict(service_properties)
@@ -47,6 +49,11 @@ def deploying_update_service(original: Callable[..., Any], outcome: Callable[[],
             else:                                    # a completed rollout runs its desired count
                 service.running_count, service.pending_count = service.desired_count, 0
             service.deployments = [deployment]
+        if observe is not None:
+            cluster = service.cluster_name
+            observe({"service": service.name, "desired": service.desired_count, "task_definition": service.task_definition,
+                     "previous": previous,
+                     "running": {s.name: s.running_count for s in backend.services.values() if s.cluster_name == cluster}})
         return service
 
     return update_service

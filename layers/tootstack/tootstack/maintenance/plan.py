@@ -9,7 +9,11 @@ right now). A bad value is refused with InvalidInput and nothing runs.
 
 The run is skipped (a successful execution whose output says why) when:
 - a service of the stack is halted by the crashloop detector (tootstack.crashloop.is_halted), or
-- an upgrade holds the upgrade lock (SSM parameter $UPGRADE_LOCK_PARAMETER exists and is not "none").
+- an upgrade holds the upgrade lock (SSM parameter $UPGRADE_LOCK_PARAMETER exists and is not "none")
+  and its holder execution is still RUNNING (a lock left by a stopped or failed upgrade is ignored:
+  the next upgrade recovers it).
+Every skip is counted (tootstack.maintenance.skips): MaintenanceSkippedAlarm tells the operator when
+maintenance has been skipped for a day or more.
 """
 
 from __future__ import annotations
@@ -103,15 +107,21 @@ def gate(
     services: list[str],
     is_halted: Callable[[str], bool],
     lock: Callable[[], dict[str, Any] | None],
+    holder_state: Callable[[dict[str, Any]], str | None] = lambda held: None,
 ) -> dict[str, Any]:
-    """Validate the input (InvalidInput before anything else), then decide: run the plan, or skip and say why."""
+    """Validate the input (InvalidInput before anything else), then decide: run the plan, or skip and say why.
+    `holder_state(held)`: the status of the lock holder's execution (None: cannot tell, the lock counts)."""
     steps = build_plan(event_input, defaults)
     held = lock()
+    stale = ""
     if held is not None:
-        return {"proceed": False, "reason": f"an upgrade is running (upgrade lock held: {json.dumps(held, sort_keys=True)[:300]})",
-                "steps": []}
+        state = holder_state(held)
+        if state in (None, "RUNNING"):
+            return {"proceed": False, "reason": f"an upgrade is running (upgrade lock held: {json.dumps(held, sort_keys=True)[:300]})",
+                    "steps": []}
+        stale = f"; ignored a stale upgrade lock (holder {held.get('execution')} is {state})"
     halted = [name for name in services if is_halted(name)]
     if halted:
         return {"proceed": False, "reason": f"service(s) halted by the crashloop detector: {', '.join(halted)}",
                 "steps": []}
-    return {"proceed": True, "reason": "no upgrade running and no service halted", "steps": steps}
+    return {"proceed": True, "reason": "no upgrade running and no service halted" + stale, "steps": steps}

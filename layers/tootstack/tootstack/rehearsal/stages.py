@@ -21,5 +21,6 @@ STAGE_MODULES = [
     "tootstack.rehearsal.maintenance_stage",
     "tootstack.rehearsal.upgrade_stage",
     "tootstack.rehearsal.oneoff_stage",
+    "tootstack.rehearsal.redeploy_stage",
     "tootstack.rehearsal.iam_stage",  # last: evaluates the AWS calls every stage made
 ]

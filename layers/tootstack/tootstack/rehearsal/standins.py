@@ -67,7 +67,41 @@ def default_stand_ins(redis: Any, region: str | None = None, stack_name: str | N
         "AWS::SecretsManager::Secret": secret,
         "AWS::CertificateManager::Certificate": certificate,
         "Custom::ImageMirror": _mirror_stand_in,
+        "Custom::ServiceCounts": lambda logical_id, resource: _service_counts_stand_in(logical_id, resource, region),
+        "Custom::VersionGuard": _deploy_guard_stand_in,
+        "Custom::CoreBridge": _deploy_guard_stand_in,
+        "Custom::CoreBridgeRelease": _deploy_guard_stand_in,
     }
+
+
+def _service_counts_stand_in(logical_id: str, resource: dict[str, Any], region: str) -> StandIn:
+    """Custom::ServiceCounts answered by its real code (tootstack.deploy_guard.service_counts) against moto's
+    ECS, as CloudFormation would invoke it before the services: 0 for services not created yet (the first
+    deploy), the running count on a redeploy (tootstack.rehearsal.redeploy)."""
+    import boto3
+
+    from tootstack.deploy_guard import service_counts
+
+    services = dict((resource.get("Properties") or {}).get("Services") or {})
+    ecs = boto3.client("ecs", region_name=region)
+    counts = {key: "0" for key in services}
+    for cluster in ecs.list_clusters().get("clusterArns", []):
+        found = service_counts(ecs, cluster, services)
+        if any(v != "0" for v in found.values()) or ecs.list_services(cluster=cluster).get("serviceArns"):
+            counts = found
+            break
+    return StandIn("its handler's answer (tootstack.deploy_guard.service_counts) against moto's ECS: "
+                   + ", ".join(f"{k}={v}" for k, v in counts.items()),
+                   ref=f"rehearsal-standin-{logical_id}", attributes={k: int(v) for k, v in counts.items()})
+
+
+def _deploy_guard_stand_in(logical_id: str, resource: dict[str, Any]) -> StandIn:
+    """VersionGuard, CoreBridge, CoreBridgeRelease: nothing to guard or bridge on creation (no service runs
+    yet); on a redeploy the rehearsal runs their handlers' code where CloudFormation would
+    (tootstack.rehearsal.redeploy)."""
+    return StandIn("not invoked on creation (nothing runs yet); the redeploy stage runs its handler's code in "
+                   "CloudFormation's order", ref=f"rehearsal-standin-{logical_id}",
+                   attributes={"Bridged": "no", "Version": "unchecked"})
 
 
 def _mirror_stand_in(logical_id: str, resource: dict[str, Any]) -> StandIn:
@@ -148,8 +182,11 @@ def moto_models(resource_type: str) -> bool:
     return resource_type not in NULL_MODELS and resource_type in get_model_map()
 
 
-def substitute(template: dict[str, Any], factories: dict[str, Factory]) -> tuple[dict[str, Any], list[dict[str, str]]]:
-    """Remove resources moto skips; point every reference at their stand-ins. Returns (template, skipped)."""
+def substitute(template: dict[str, Any], factories: dict[str, Factory],
+               record: dict[str, StandIn] | None = None) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """Remove resources moto skips; point every reference at their stand-ins. Returns (template, skipped).
+    `record`: filled with each stand-in by logical id (a redeploy reuses them, as CloudFormation keeps a
+    resource it does not update)."""
     resources = template.get("Resources", {})
     stand_ins: dict[str, StandIn] = {}
     skipped: list[dict[str, str]] = []
@@ -160,6 +197,8 @@ def substitute(template: dict[str, Any], factories: dict[str, Factory]) -> tuple
         factory = factories.get(rtype)
         stand_in = factory(logical_id, resource) if factory else _placeholder(logical_id, explain(rtype))
         stand_ins[logical_id] = stand_in
+        if record is not None:
+            record[logical_id] = stand_in
         skipped.append({"logical_id": logical_id, "type": rtype, "stand_in": stand_in.description, "ref": stand_in.ref})
         del resources[logical_id]
 

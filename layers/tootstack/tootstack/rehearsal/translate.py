@@ -105,3 +105,7 @@ def sam_transform(packaged: dict[str, Any], region: str, account_id: str) -> dic
     except InvalidDocumentException as exc:
         reasons = "; ".join(str(cause) for cause in exc.causes)
         raise InvalidInput(f"SAM transform failed: {reasons}") from exc
+    finally:
+        # The translator records timing metrics into a dummy publisher; left unpublished, it warns on stderr
+        # when it is collected (a second translation in the same process, e.g. the redeploy stage).
+        translator.metrics.publish()

@@ -6,7 +6,7 @@ pointed at the stand-in registries (plain HTTP, their credentials in a rehearsal
 waiting. ECS deployments complete as ECS reports them (tootstack.local.ecs_deployments). Checked: every
 service on a task definition pinned to the mirrored digest, pre- then post-deployment migrations, the
 scheduler replaced stop-first, the version recorded, the lock released; then a downgrade is refused.
-With ServicesLaunched=true (web autoscaled), also: the core's stop-first restart is bridged by a web
+Where web is autoscaled (every stack since the scalable targets exist from the first deploy), also: the core's stop-first restart is bridged by a web
 task on the new version, and web's autoscaling minimum is given back.
 """
 
@@ -73,6 +73,7 @@ def run(ctx) -> str:
             raise TootstackError(f"upgrade {source} -> {target}: {done.status} {done.error}: {done.cause}")
         if (done.output or {}).get("previous") != source:
             raise TootstackError(f"the upgrade started from {(done.output or {}).get('previous')}, not the deployed {source}")
+        ctx.extras["upgrade_output"] = done.output or {}
         if migrations != ["pre", "post"]:
             raise TootstackError(f"migrations ran as {migrations}, expected pre then post")
         pinned = {}
@@ -98,7 +99,7 @@ def run(ctx) -> str:
 
 
 def _web_scalable_target(ctx, ecs) -> str | None:
-    """web's scalable target when the stack has one (ServicesLaunched=true; the deploy stage registers it)."""
+    """web's scalable target when the stack has one (the deploy stage registers it in moto)."""
     cluster = ctx.physical("Cluster").split("/")[-1]
     web = ecs.describe_services(cluster=cluster, services=[ctx.physical("WebService")])["services"][0]["serviceName"]
     resource_id = f"service/{cluster}/{web}"

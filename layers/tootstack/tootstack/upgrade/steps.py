@@ -40,7 +40,11 @@ class UpgradeConfig:
     images: dict[str, dict[str, str]] = field(default_factory=dict)   # role -> {"source", "dest"}
     max_checks: int = 60
     deployed_image: str = ""                  # the MastodonImage stack parameter (a version fallback)
+    deployed_streaming_image: str = ""        # the StreamingImage stack parameter (the samconfig.toml hint)
     bridge_service: str = ""                  # burst web service that serves while the stop-first core restarts
+    # Task-definition families no service runs but workflows do (the admin task): re-pinned with the
+    # toolbox, so every one-off, admin and first-boot task (RunTask by family) runs the upgraded image.
+    task_families: list[str] = field(default_factory=list)
 
 
 def image_role(image: str, images: dict[str, dict[str, str]]) -> str | None:
@@ -87,7 +91,8 @@ def current_version(ecs: Any, ssm: Any, cfg: UpgradeConfig) -> str | None:
 
 
 def prepare(event_input: Any, execution: str, *, ecs: Any, ssm: Any, cfg: UpgradeConfig,
-            is_halted: Callable[[str], bool], now: float | None = None) -> dict[str, Any]:
+            is_halted: Callable[[str], bool], now: float | None = None, sfn: Any = None, execution_arn: str = "",
+            autoscaling: Any = None) -> dict[str, Any]:
     if not isinstance(event_input, dict) or set(event_input) - {"version"}:
         raise InvalidInput('upgrade input must be {"version": "v4.5.3"}')
     version = event_input.get("version")
@@ -98,14 +103,58 @@ def prepare(event_input: Any, execution: str, *, ecs: Any, ssm: Any, cfg: Upgrad
     if halted:
         raise UpgradeBlocked(f"service(s) halted by the crashloop detector: {', '.join(halted)}; resume them first")
     lock = {"version": version, "execution": execution, "since": int(time.time() if now is None else now)}
+    if execution_arn:
+        lock["execution_arn"] = execution_arn
+    recovered = None
     try:
         ssm.put_parameter(Name=cfg.lock_parameter, Value=json.dumps(lock), Type="String", Overwrite=False)
     except ssm.exceptions.ParameterAlreadyExists:
         held = read_lock(ssm, cfg.lock_parameter)
         if held is not None and held.get("execution") != execution:
-            raise UpgradeInProgress(f"upgrade lock held by {held.get('execution')} ({held.get('version')})") from None
+            state = holder_state(sfn, held, execution_arn)
+            if state == "RUNNING" or state is None:
+                raise UpgradeInProgress(f"upgrade lock held by {held.get('execution')} ({held.get('version')})") from None
+            # The holder was stopped from the console, timed out or failed before its release step: its
+            # lock would refuse every later upgrade and pause maintenance forever. Undo what it held (the
+            # bridge minimum) and take the lock.
+            _give_back_bridge(autoscaling, cfg, held)
+            recovered = {"execution": held.get("execution"), "status": state, "version": held.get("version")}
         ssm.put_parameter(Name=cfg.lock_parameter, Value=json.dumps(lock), Type="String", Overwrite=True)
-    return {"version": version, "current": current, "kind": kind, "execution": execution}
+    result = {"version": version, "current": current, "kind": kind, "execution": execution}
+    if recovered:
+        result["recovered_stale_lock"] = recovered
+    return result
+
+
+def holder_arn(held: dict[str, Any], any_execution_arn: str = "") -> str | None:
+    """The execution ARN of the lock's holder: recorded in the lock, or (a lock written before the ARN was
+    recorded) built from its name and the ARN of another execution of the same state machine."""
+    if held.get("execution_arn"):
+        return str(held["execution_arn"])
+    name = held.get("execution")
+    if name and ":execution:" in any_execution_arn:
+        return any_execution_arn.rsplit(":", 1)[0] + f":{name}"
+    return None
+
+
+def holder_state(sfn: Any, held: dict[str, Any], any_execution_arn: str = "") -> str | None:
+    """The holder execution's status (RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED; "GONE" when Step
+    Functions no longer knows it), or None when it cannot be told (no Step Functions client, or a lock
+    that names no execution we can find): then the lock counts as held. An unreadable status is an error,
+    never "not running"."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    arn = holder_arn(held, any_execution_arn)
+    if sfn is None or arn is None:
+        return None
+    try:
+        return str(sfn.describe_execution(executionArn=arn)["status"])
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ExecutionDoesNotExist":
+            return "GONE"
+        raise DependencyUnavailable(f"cannot tell whether the upgrade lock's holder runs: {type(exc).__name__}") from None
+    except BotoCoreError as exc:
+        raise DependencyUnavailable(f"cannot tell whether the upgrade lock's holder runs: {type(exc).__name__}") from None
 
 
 def read_lock(ssm: Any, name: str) -> dict[str, Any] | None:
@@ -134,13 +183,17 @@ def release(ssm: Any, cfg: UpgradeConfig, execution: str, autoscaling: Any = Non
     held = read_lock(ssm, cfg.lock_parameter)
     if held is None or held.get("execution") != execution:
         return False
+    _give_back_bridge(autoscaling, cfg, held)
+    ssm.delete_parameter(Name=cfg.lock_parameter)
+    return True
+
+
+def _give_back_bridge(autoscaling: Any, cfg: UpgradeConfig, held: dict[str, Any]) -> None:
     bridge = held.get("bridge")
     if bridge and autoscaling is not None:
         target = _scalable_target(autoscaling, cfg, bridge["service"])
         if target is not None and target["MinCapacity"] != bridge["min"]:
             _set_min_capacity(autoscaling, cfg, target, bridge["min"])
-    ssm.delete_parameter(Name=cfg.lock_parameter)
-    return True
 
 
 # --- mirror --------------------------------------------------------------------------------------
@@ -212,11 +265,16 @@ def register(version: str, pinned: dict[str, str], *, ecs: Any, cfg: UpgradeConf
     for service, arn in current.items():
         _check_recognised(service, described[arn]["taskDefinition"], cfg)
     new_by_old = {arn: _pinned_revision(ecs, d, pinned, version, cfg) for arn, d in described.items()}
-    toolbox = ecs.describe_task_definition(taskDefinition=cfg.toolbox_family, include=["TAGS"])
+    families: dict[str, dict[str, str]] = {}
+    for family in dict.fromkeys([cfg.toolbox_family, *cfg.task_families]):
+        latest = ecs.describe_task_definition(taskDefinition=family, include=["TAGS"])
+        families[family] = {"previous": latest["taskDefinition"]["taskDefinitionArn"],
+                            "target": _pinned_revision(ecs, latest, pinned, version, cfg)}
     return {
         "previous": current,
         "target": {service: new_by_old[arn] for service, arn in current.items()},
-        "toolbox": _pinned_revision(ecs, toolbox, pinned, version, cfg),
+        "toolbox": families[cfg.toolbox_family]["target"],
+        "families": families,
     }
 
 
@@ -333,10 +391,28 @@ def check(plan: dict[str, Any], checks: int, *, ecs: Any, cfg: UpgradeConfig, is
 
 
 def rollback(plan: dict[str, Any], *, ecs: Any, cfg: UpgradeConfig) -> dict[str, Any]:
-    return {"rolled_back": _move_services(ecs, cfg, plan["previous"])}
+    """Services back on their previous revisions; the families' new revisions are deregistered, so the
+    one-off, admin and first-boot tasks (RunTask by family: the latest ACTIVE revision) run the version
+    the services run again."""
+    retired = []
+    for family, revisions in (plan.get("families") or {}).items():
+        if revisions["target"] != revisions["previous"]:
+            ecs.deregister_task_definition(taskDefinition=revisions["target"])
+            retired.append(family)
+    return {"rolled_back": _move_services(ecs, cfg, plan["previous"]), "retired_revisions": retired}
+
+
+def samconfig_values(version: str, cfg: UpgradeConfig) -> str:
+    """What the operator puts in samconfig.toml so the next `sam deploy` runs `version`: the deployed
+    images' repositories (else the upgrade's sources) with the new tag."""
+    from tootstack.deploy_guard import samconfig_hint
+
+    mastodon = cfg.deployed_image or cfg.images.get("mastodon", {}).get("source", "ghcr.io/mastodon/mastodon")
+    streaming = cfg.deployed_streaming_image or cfg.images.get("streaming", {}).get("source", "ghcr.io/mastodon/mastodon-streaming")
+    return samconfig_hint({"MastodonImage": mastodon, "StreamingImage": streaming}, version)
 
 
 def finish(version: str, execution: str, *, ssm: Any, cfg: UpgradeConfig, autoscaling: Any = None) -> dict[str, Any]:
     ssm.put_parameter(Name=cfg.version_parameter, Value=version, Type="String", Overwrite=True)
     release(ssm, cfg, execution, autoscaling)
-    return {"version": version, "status": "upgraded"}
+    return {"version": version, "status": "upgraded", "samconfig": samconfig_values(version, cfg)}

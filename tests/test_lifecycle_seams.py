@@ -1,0 +1,455 @@
+"""Lifecycle seams: the workflows an operator runs one after another (deploy, first boot, create admin,
+upgrade, sam deploy, one-off, rotation, maintenance) keep the site serving and the version moving forward.
+Each test here failed on the code before the seam was closed."""
+
+import json
+
+import boto3
+import pytest
+
+from tootstack.local.aws import TaskResult
+from tootstack.local.template import load_template, project_root
+
+from tests.test_upgrade import OUTCOMES, STACK, _setup, registries  # noqa: F401 - registries is a fixture
+
+ROOT = project_root()
+TASK_DEFINITION_TYPES = ("AWS::ECS::TaskDefinition",)
+
+
+# --- one-off, admin and first-boot tasks run the version the services run ---------------------------
+def test_no_state_machine_pins_a_task_definition_revision():
+    """RunTask with a family name starts that family's latest ACTIVE revision
+    (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_RunTask.html, taskDefinition: "The family
+    and revision (family:revision) or full ARN of the task definition to run. If a revision isn't specified,
+    the latest ACTIVE revision is used."). A `!Ref <TaskDefinition>` substitution pins the revision
+    CloudFormation created, which an upgrade leaves behind."""
+    template = load_template(ROOT / "template.yaml")
+    resources = template["Resources"]
+    pinned = []
+    for logical_id, resource in resources.items():
+        if resource["Type"] != "AWS::Serverless::StateMachine":
+            continue
+        for name, value in (resource["Properties"].get("DefinitionSubstitutions") or {}).items():
+            ref = value.get("Ref") if isinstance(value, dict) else None
+            if ref in resources and resources[ref]["Type"] in TASK_DEFINITION_TYPES:
+                pinned.append(f"{logical_id}.{name} = !Ref {ref}")
+    assert pinned == []
+
+
+def test_oneoff_runs_the_latest_revision_of_the_toolbox_family(oneoff_stack):
+    """After an upgrade registered a new toolbox revision, a one-off task runs it, not the revision the
+    stack created."""
+    ecs = boto3.client("ecs", region_name="us-east-1")
+    latest = ecs.describe_task_definition(taskDefinition=oneoff_stack.toolbox_family)["taskDefinition"]
+    keys = ("family", "networkMode", "requiresCompatibilities", "cpu", "memory", "containerDefinitions", "executionRoleArn")
+    upgraded = ecs.register_task_definition(**{k: latest[k] for k in keys if k in latest})["taskDefinition"]["taskDefinitionArn"]
+    oneoff_stack.aws.tasks.on(oneoff_stack.toolbox_family, TaskResult(0, ["20240101000000 up"]))
+    execution = oneoff_stack.aws.run_state_machine(oneoff_stack.oneoff_sm, {"command": ["rails", "db:migrate:status"]})
+    assert execution.status == "SUCCEEDED", (execution.error, execution.cause)
+    assert [r.task_definition_arn for r in oneoff_stack.aws.tasks.runs] == [upgraded]
+
+
+@pytest.fixture
+def upgrade_with_admin(local_aws, registries):
+    OUTCOMES.clear()
+    local_aws.ecs_outcome = lambda service, td: OUTCOMES.get(service, "COMPLETED")
+    aws, arn, ecs, toolbox, ecr = _setup(local_aws, *registries, env_overrides={"TASK_FAMILIES": f"{STACK}-admin"})
+    admin = ecs.register_task_definition(
+        family=f"{STACK}-admin", networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="512", memory="1024",
+        containerDefinitions=[{"name": "admin", "image": "ghcr.io/mastodon/mastodon:v4.5.2", "essential": True}],
+    )["taskDefinition"]["taskDefinitionArn"]
+    return aws, arn, ecs, {"toolbox": toolbox, "admin": admin}, ecr
+
+
+def _latest(ecs, family):
+    td = ecs.describe_task_definition(taskDefinition=family)["taskDefinition"]
+    return td["taskDefinitionArn"], [c["image"] for c in td["containerDefinitions"]]
+
+
+def test_upgrade_repins_the_toolbox_and_admin_families(upgrade_with_admin):
+    aws, arn, ecs, created, ecr = upgrade_with_admin
+    execution = aws.run_state_machine(arn, {"version": "v4.5.3"})
+    assert execution.status == "SUCCEEDED", (execution.error, execution.cause)
+    for role in ("toolbox", "admin"):
+        latest, images = _latest(ecs, f"{STACK}-{role}")
+        assert latest != created[role]
+        assert images[0].startswith(f"{ecr.host_port}/mastodon@sha256:"), role
+
+
+def test_a_rolled_back_upgrade_leaves_the_families_on_the_running_version(upgrade_with_admin):
+    aws, arn, ecs, created, _ = upgrade_with_admin
+    OUTCOMES["streaming"] = "FAILED"
+    execution = aws.run_state_machine(arn, {"version": "v4.5.3"})
+    assert execution.status == "FAILED" and execution.error == "UpgradeRolledBack"
+    for role in ("toolbox", "admin"):
+        assert _latest(ecs, f"{STACK}-{role}") == (created[role], ["ghcr.io/mastodon/mastodon:v4.5.2"])
+
+
+# --- a stale upgrade lock never silences maintenance or blocks the next upgrade ----------------------
+def _maintenance(local_aws, lock_parameter):
+    from tootstack.local.template import LocalFunction
+
+    ecs = boto3.client("ecs", region_name="us-east-1")
+    network = {k: v for k, v in _network().items()}
+    env = {"CLUSTER_NAME": STACK, "SERVICE_NAMES": "web", "UPGRADE_LOCK_PARAMETER": lock_parameter,
+           "MAINTENANCE_STATE_PARAMETER": f"/{STACK}/maintenance/state", "MAINTENANCE_MEDIA_DAYS": "7",
+           "MAINTENANCE_PREVIEW_CARDS_DAYS": "180", "MAINTENANCE_PRUNE_ACCOUNTS": "false", "STACK_NAME": STACK}
+    fn = LocalFunction("MaintenanceGateFunction", ROOT / "functions/maintenance_gate", "app.handler", {})
+    gate = local_aws.create_function("maintenance-gate", fn, env)
+    assert ecs.describe_clusters(clusters=[STACK])["clusters"]
+    return local_aws.create_state_machine_from_file(
+        ROOT / "statemachines/maintenance.asl.json", "maintenance",
+        {"MaintenanceGateFunctionArn": gate, "ToolboxTaskFamily": f"{STACK}-toolbox", **network})
+
+
+def _network():
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    subnets = [s["SubnetId"] for s in ec2.describe_subnets()["Subnets"]][:2]
+    group = ec2.describe_security_groups()["SecurityGroups"][0]["GroupId"]
+    cluster = boto3.client("ecs", region_name="us-east-1").describe_clusters(clusters=[STACK])["clusters"][0]["clusterArn"]
+    return {"ClusterArn": cluster, "SubnetA": subnets[0], "SubnetB": subnets[1], "SecurityGroup": group}
+
+
+def _skipped_seconds_metric():
+    cloudwatch = boto3.client("cloudwatch", region_name="us-east-1")
+    found = cloudwatch.list_metrics(Namespace="tootstack", MetricName="MaintenanceSkippedSeconds")["Metrics"]
+    return found
+
+
+# moto 5.2's runTask.sync waiter thread of the stopped execution raises after StopExecution (it compares its
+# timeout setting, a dict, to an int); the execution itself is ABORTED as in AWS, which the test asserts.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_an_upgrade_stopped_in_the_middle_does_not_block_the_next_upgrade_or_maintenance(upgrade_with_admin):
+    """Stopped from the console during its pre-deployment migration (StopExecution: no Catch, no release
+    step runs), the upgrade leaves its lock behind. The next maintenance run goes ahead (the holder is
+    ABORTED), and the next upgrade recovers the lock and completes."""
+    import threading
+    import time
+
+    aws, arn, ecs, _, _ = upgrade_with_admin
+    lock = f"/{STACK}/upgrade/lock"
+    started, proceed = threading.Event(), threading.Event()
+
+    def slow_migration(run):
+        if not started.is_set():
+            started.set()
+            proceed.wait(20)
+        return TaskResult(0, ["== migrated =="])
+
+    aws.tasks.on(f"{STACK}-toolbox", slow_migration)
+    sfn = boto3.client("stepfunctions", region_name="us-east-1")
+    stopped = sfn.start_execution(stateMachineArn=arn, name="stopped-midway", input=json.dumps({"version": "v4.5.3"}))["executionArn"]
+    assert started.wait(20), "the pre-deployment migration never started"
+    sfn.stop_execution(executionArn=stopped, error="Operator", cause="stopped from the console")
+    proceed.set()
+    deadline = time.monotonic() + 20
+    while sfn.describe_execution(executionArn=stopped)["status"] == "RUNNING" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sfn.describe_execution(executionArn=stopped)["status"] == "ABORTED"
+    ssm = boto3.client("ssm", region_name="us-east-1")
+    held = json.loads(ssm.get_parameter(Name=lock)["Parameter"]["Value"])
+    assert held["execution"] == "stopped-midway"          # the stop left the lock behind
+
+    maintenance = _maintenance(aws, lock)
+    aws.tasks.on(f"{STACK}-toolbox", TaskResult(0, ["Removed 0 media attachments"]))
+    ran = aws.run_state_machine(maintenance, {})
+    assert ran.status == "SUCCEEDED" and ran.output["status"] == "done", ran.output
+    assert any(" is ABORTED" in e.get("stateExitedEventDetails", {}).get("output", "") for e in ran.history)
+    assert _skipped_seconds_metric(), "the gate publishes MaintenanceSkippedSeconds on every run"
+
+    aws.tasks.on(f"{STACK}-toolbox", TaskResult(0, ["== migrated =="]))
+    upgraded = aws.run_state_machine(arn, {"version": "v4.5.3"})
+    assert upgraded.status == "SUCCEEDED", (upgraded.error, upgraded.cause)
+    prepared = [json.loads(e["stateExitedEventDetails"]["output"])["prepared"]["value"] for e in upgraded.history
+                if e.get("stateExitedEventDetails", {}).get("name") == "Prepare"]
+    assert prepared[0]["recovered_stale_lock"] == {"execution": "stopped-midway", "status": "ABORTED", "version": "v4.5.3"}
+    assert ssm.get_parameter(Name=f"/{STACK}/mastodon/version")["Parameter"]["Value"] == "v4.5.3"
+    with pytest.raises(ssm.exceptions.ParameterNotFound):
+        ssm.get_parameter(Name=lock)
+
+
+def test_a_running_upgrade_still_holds_its_lock():
+    """The holder's status decides: RUNNING (or a holder that cannot be found out) keeps the lock."""
+    from tootstack.maintenance import Settings, gate
+
+    defaults = Settings(media_days=7, preview_cards_days=180, prune_accounts=False)
+    held = {"execution": "u-1", "version": "v4.5.3"}
+    for state in ("RUNNING", None):
+        decision = gate({}, defaults=defaults, services=[], is_halted=lambda s: False, lock=lambda: held,
+                        holder_state=lambda h, state=state: state)
+        assert decision["proceed"] is False
+    for state in ("ABORTED", "FAILED", "TIMED_OUT", "SUCCEEDED", "GONE"):
+        decision = gate({}, defaults=defaults, services=[], is_halted=lambda s: False, lock=lambda: held,
+                        holder_state=lambda h, state=state: state)
+        assert decision["proceed"] is True and state in decision["reason"]
+
+
+def test_skipped_maintenance_is_counted_until_it_runs_again(local_aws):
+    from tootstack.maintenance import skips
+
+    ssm, parameter = boto3.client("ssm", region_name="us-east-1"), f"/{STACK}/maintenance/state"
+    assert skips.record(ssm, parameter, proceed=True, now=1000) == 0
+    assert skips.record(ssm, parameter, proceed=False, now=2000) == 0
+    assert skips.record(ssm, parameter, proceed=False, now=2000 + 86400) == 86400
+    assert skips.record(ssm, parameter, proceed=True, now=2000 + 2 * 86400) == 0
+    assert skips.record(ssm, parameter, proceed=False, now=3000 + 2 * 86400) == 0
+
+
+def test_the_skip_alarm_alerts_the_operator_after_a_day():
+    template = load_template(ROOT / "template.yaml")
+    alarm = template["Resources"]["MaintenanceSkippedAlarm"]["Properties"]
+    assert (alarm["Namespace"], alarm["MetricName"]) == ("tootstack", "MaintenanceSkippedSeconds")
+    assert alarm["Threshold"] <= 86400 and alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert alarm["AlarmActions"] == [{"Ref": "OperatorTopic"}]
+    gate_env = template["Resources"]["MaintenanceGateFunction"]["Properties"]["Environment"]["Variables"]
+    assert "MAINTENANCE_STATE_PARAMETER" in gate_env
+
+
+# --- no deploy changes a running service's task count; nobody flips a flag -----------------------------
+def _template():
+    return load_template(ROOT / "template.yaml")
+
+
+def test_every_service_count_is_what_it_runs_now_and_servicecounts_reruns_with_any_service_change():
+    """CloudFormation sends a present DesiredCount on every update of a service ("As soon as anything
+    changes in the ECS Service Resource, CloudFormation overwrites the DesiredCount",
+    https://github.com/aws/containers-roadmap/issues/493) and an absent one defaults to 1 on create
+    (https://github.com/aws/aws-cdk/pull/13130: "when creating a service ... desired count of 1").
+    So each service takes ServiceCounts' answer, and ServiceCounts' properties change whenever a
+    service's properties change (every value they take from elsewhere, and a digest of the literals)."""
+    from tootstack.deploy_guard import services_spec_digest
+    from tootstack.local.cfn_update import references
+
+    template = _template()
+    resources = template["Resources"]
+    counts = resources["ServiceCounts"]["Properties"]
+    services = {lid: r for lid, r in resources.items() if r["Type"] == "AWS::ECS::Service"}
+    assert services
+    for lid, service in services.items():
+        props = service["Properties"]
+        assert props["DesiredCount"]["Fn::GetAtt"][0] == "ServiceCounts", lid
+        assert counts["Services"][props["DesiredCount"]["Fn::GetAtt"][1]] == props["ServiceName"], lid
+        taken = references({k: v for k, v in props.items() if k != "DesiredCount"}) - {"Cluster"}
+        assert taken <= references(counts["Inputs"]), (lid, taken - references(counts["Inputs"]))
+    assert counts["ServicesSpec"] == services_spec_digest(template), (
+        f"a service's properties changed: set ServiceCounts.ServicesSpec to {services_spec_digest(template)!r}")
+    assert "Launched" not in template.get("Conditions", {})
+
+
+def test_service_counts_answers_what_runs_and_zero_before_the_services_exist(local_aws):
+    from tootstack.deploy_guard import service_counts
+
+    ecs = boto3.client("ecs", region_name="us-east-1")
+    wanted = {"Core": "core", "Web": "web"}
+    assert service_counts(ecs, "not-created-yet", wanted) == {"Core": "0", "Web": "0"}
+    ecs.create_cluster(clusterName="c")
+    td = ecs.register_task_definition(family="f", containerDefinitions=[{"name": "x", "image": "i", "memory": 8}])["taskDefinition"]["taskDefinitionArn"]
+    assert service_counts(ecs, "c", wanted) == {"Core": "0", "Web": "0"}
+    ecs.create_service(cluster="c", serviceName="core", taskDefinition=td, desiredCount=1)
+    ecs.create_service(cluster="c", serviceName="web", taskDefinition=td, desiredCount=3)
+    assert service_counts(ecs, "c", wanted) == {"Core": "1", "Web": "3"}
+
+
+def test_samconfig_and_readme_ask_no_flag():
+    samconfig = (ROOT / "samconfig.toml").read_text()
+    assert "ServicesLaunched" not in samconfig
+    readme = (ROOT / "README.md").read_text()
+    first_deploy = readme[readme.index("**First deploy.**"):readme.index("### CloudFront certificate")]
+    assert "ServicesLaunched" not in first_deploy and "set " not in first_deploy.lower().replace("sets ", "")
+
+
+# --- a deploy never lowers the running version -----------------------------------------------------------
+def test_version_guard_refuses_older_images_and_names_what_to_set(local_aws):
+    from tootstack.deploy_guard import VersionWouldGoDown, check_version, running_version
+
+    ssm, ecs = boto3.client("ssm", region_name="us-east-1"), boto3.client("ecs", region_name="us-east-1")
+    parameter = "/s/mastodon/version"
+    assert running_version(ecs, ssm, "none", ["core"], parameter) == (None, "")
+    ssm.put_parameter(Name=parameter, Value="v4.5.3", Type="String")
+    running, where = running_version(ecs, ssm, "none", ["core"], parameter)
+    images = {"MastodonImage": "ghcr.io/mastodon/mastodon:v4.5.2", "StreamingImage": "ghcr.io/mastodon/mastodon-streaming:v4.5.2"}
+    with pytest.raises(VersionWouldGoDown) as refused:
+        check_version(images, running, where)
+    text = str(refused.value)
+    assert "MastodonImage=ghcr.io/mastodon/mastodon:v4.5.3 StreamingImage=ghcr.io/mastodon/mastodon-streaming:v4.5.3" in text
+    assert "/s/mastodon/version" in text and "Nothing was changed" in text
+    same = {k: v.replace("v4.5.2", "v4.5.3") for k, v in images.items()}
+    assert check_version(same, running, where) == {"Version": "v4.5.3", "Running": "v4.5.3"}
+    assert check_version({k: v.replace("v4.5.2", "v4.6.0") for k, v in images.items()}, running, where)["Version"] == "v4.6.0"
+
+
+def test_version_guard_reads_a_running_task_definitions_version_tag(local_aws):
+    """An upgrade that ran but whose record is missing still counts: its task definitions carry the tag."""
+    from tootstack.deploy_guard import VERSION_TAG, running_version
+
+    ssm, ecs = boto3.client("ssm", region_name="us-east-1"), boto3.client("ecs", region_name="us-east-1")
+    ecs.create_cluster(clusterName="c")
+    td = ecs.register_task_definition(family="core", containerDefinitions=[{"name": "x", "image": "i", "memory": 8}],
+                                      tags=[{"key": VERSION_TAG, "value": "v4.5.4"}])["taskDefinition"]["taskDefinitionArn"]
+    ecs.create_service(cluster="c", serviceName="core", taskDefinition=td, desiredCount=1)
+    assert running_version(ecs, ssm, "c", ["core"], "/c/mastodon/version") == ("v4.5.4", "run by the core service")
+
+
+def test_version_guard_runs_before_any_service_and_whenever_a_task_definition_changes():
+    resources = _template()["Resources"]
+    guard = resources["VersionGuard"]["Properties"]
+    listed = {ref["Ref"] for ref in guard["TaskDefinitions"]}
+    assert listed == {lid for lid, r in resources.items() if r["Type"] == "AWS::ECS::TaskDefinition"}
+    for lid, service in resources.items():
+        if service["Type"] == "AWS::ECS::Service":
+            depends = service.get("DependsOn", [])
+            assert "VersionGuard" in ([depends] if isinstance(depends, str) else depends), lid
+
+
+def test_the_upgrade_tells_what_to_put_in_samconfig():
+    from tootstack.upgrade.steps import UpgradeConfig, samconfig_values
+
+    cfg = UpgradeConfig(cluster="c", services=[], scheduler_service="core", toolbox_family="t", lock_parameter="l",
+                        version_parameter="v", deployed_image="ghcr.io/mastodon/mastodon:v4.5.2",
+                        deployed_streaming_image="ghcr.io/mastodon/mastodon-streaming:v4.5.2")
+    assert samconfig_values("v4.5.3", cfg) == ("MastodonImage=ghcr.io/mastodon/mastodon:v4.5.3 "
+                                               "StreamingImage=ghcr.io/mastodon/mastodon-streaming:v4.5.3")
+
+
+# --- a sam deploy that restarts the core serves throughout --------------------------------------------------
+@pytest.fixture
+def core_and_web(local_aws):
+    ecs = boto3.client("ecs", region_name="us-east-1")
+    autoscaling = boto3.client("application-autoscaling", region_name="us-east-1")
+    ecs.create_cluster(clusterName="c")
+
+    def td(family):
+        return ecs.register_task_definition(family=family, containerDefinitions=[{"name": "x", "image": "i", "memory": 8}])["taskDefinition"]["taskDefinitionArn"]
+
+    core_td, web_td = td("core"), td("web")
+    ecs.create_service(cluster="c", serviceName="core", taskDefinition=core_td, desiredCount=1)
+    ecs.create_service(cluster="c", serviceName="web", taskDefinition=web_td, desiredCount=0)
+    autoscaling.register_scalable_target(ServiceNamespace="ecs", ResourceId="service/c/web",
+                                         ScalableDimension="ecs:service:DesiredCount", MinCapacity=0, MaxCapacity=8)
+    return ecs, autoscaling, boto3.client("ssm", region_name="us-east-1"), core_td, td("core")
+
+
+def _web(ecs, autoscaling):
+    target = autoscaling.describe_scalable_targets(ServiceNamespace="ecs", ResourceIds=["service/c/web"])["ScalableTargets"][0]
+    return ecs.describe_services(cluster="c", services=["web"])["services"][0]["desiredCount"], target["MinCapacity"]
+
+
+def test_core_bridge_holds_a_web_task_while_the_core_restarts_and_gives_the_minimum_back(core_and_web):
+    from tootstack.deploy_guard import bridge, release_bridge
+
+    ecs, autoscaling, ssm, current, new = core_and_web
+    kwargs = dict(cluster="c", core="core", web="web", record_parameter="/c/deploy/bridge", wait=lambda s: None)
+    assert bridge(ecs, ssm, autoscaling, core_task_definition=current, **kwargs)["Bridged"] == "no"   # nothing restarts
+    assert _web(ecs, autoscaling) == (0, 0)
+    held = bridge(ecs, ssm, autoscaling, core_task_definition=new, **kwargs)
+    assert held["Bridged"] not in ("no", "") and _web(ecs, autoscaling) == (1, 1)
+    assert release_bridge(ssm, autoscaling, ecs, cluster="c", record_parameter="/c/deploy/bridge") == {"Released": "web"}
+    assert _web(ecs, autoscaling)[1] == 0      # minimum back; autoscaling's quiet scale-in removes the task
+    assert release_bridge(ssm, autoscaling, ecs, cluster="c", record_parameter="/c/deploy/bridge") == {"Released": "nothing held"}
+
+
+def test_no_bridge_before_first_boot(core_and_web):
+    from tootstack.deploy_guard import bridge
+
+    ecs, autoscaling, ssm, _, new = core_and_web
+    ecs.update_service(cluster="c", service="core", desiredCount=0)
+    result = bridge(ecs, ssm, autoscaling, cluster="c", core="core", web="web", core_task_definition=new,
+                    record_parameter="/c/deploy/bridge", wait=lambda s: None)
+    assert result["Bridged"] == "no" and _web(ecs, autoscaling) == (0, 0)
+
+
+def test_the_core_moves_only_between_the_bridge_and_its_release():
+    resources = _template()["Resources"]
+
+    def depends(lid):
+        value = resources[lid].get("DependsOn", [])
+        return [value] if isinstance(value, str) else value
+
+    assert "CoreBridge" in depends("CoreService") and "WebService" in depends("CoreBridge")
+    assert "CoreService" in depends("CoreBridgeRelease")
+    assert resources["CoreBridge"]["Properties"]["CoreTaskDefinition"] == {"Ref": "CoreTaskDefinition"}
+    assert resources["CoreBridgeRelease"]["Properties"]["Token"] == {"Fn::GetAtt": ["CoreBridge", "Bridged"]}
+    config = resources["CoreService"]["Properties"]["DeploymentConfiguration"]
+    assert (config["MaximumPercent"], config["MinimumHealthyPercent"]) == (100, 0)   # still one scheduler
+
+
+# --- the deploy guard handler as CloudFormation invokes it -------------------------------------------------
+@pytest.fixture
+def response_url():
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    received = []
+
+    class Responses(BaseHTTPRequestHandler):
+        def do_PUT(self):  # noqa: N802 - http.server's naming
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Responses)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/response", received
+    server.shutdown()
+    server.server_close()
+
+
+def test_deploy_guard_handler_answers_cloudformation(local_aws, response_url, monkeypatch):
+    """The sample event (events/deploy_guard.json) and a refused VersionGuard, through the real handler:
+    counts as Data, a refusal as FAILED with the values to set, Delete a no-op."""
+    from tootstack.local.aws import LambdaContext
+    from tootstack.local.template import LocalFunction
+
+    url, received = response_url
+    monkeypatch.setenv("STACK_NAME", "s")
+    handler = LocalFunction("DeployGuardFunction", ROOT / "functions/deploy_guard", "app.handler", {}).entrypoint
+    event = json.loads((ROOT / "events/deploy_guard.json").read_text())
+    event["ResponseURL"] = url
+    handler(event, LambdaContext("deploy-guard"))
+    assert received[-1]["Status"] == "SUCCESS"
+    assert received[-1]["Data"] == {"Core": "0", "Web": "0", "SidekiqDefault": "0", "SidekiqPull": "0"}
+
+    boto3.client("ssm", region_name="us-east-1").put_parameter(Name="/s/mastodon/version", Value="v4.5.3", Type="String")
+    guard = dict(event, ResourceType="Custom::VersionGuard", LogicalResourceId="VersionGuard", StackId="", ResourceProperties={
+        "ClusterName": "none", "Services": ["core"], "VersionParameter": "/s/mastodon/version",
+        "Images": {"MastodonImage": "ghcr.io/mastodon/mastodon:v4.5.2", "StreamingImage": "ghcr.io/mastodon/mastodon-streaming:v4.5.2"}})
+    handler(guard, LambdaContext("deploy-guard"))
+    assert received[-1]["Status"] == "FAILED"
+    assert "VersionWouldGoDown" in received[-1]["Reason"] and "MastodonImage=ghcr.io/mastodon/mastodon:v4.5.3" in received[-1]["Reason"]
+    handler(dict(guard, RequestType="Delete", PhysicalResourceId="s-VersionGuard"), LambdaContext("deploy-guard"))
+    assert received[-1]["Status"] == "SUCCESS"
+
+
+# --- the rehearsal's stack update follows CloudFormation --------------------------------------------------
+def test_update_plan_follows_replacements_in_dependency_order():
+    """A task definition is replaced on update (a new revision: what refers to it is updated too); a service
+    is updated in place (its Ref/GetAtt values stay: what refers to it is not); dependencies order the
+    updates, including those through stood-in resources (`extra_edges`)."""
+    from tootstack.local.cfn_update import plan
+
+    def resources(image):
+        return {
+            "Td": {"Type": "AWS::ECS::TaskDefinition", "Properties": {"ContainerDefinitions": [{"Image": image}]}},
+            "Web": {"Type": "AWS::ECS::Service", "Properties": {"TaskDefinition": {"Ref": "Td"}}},
+            "Core": {"Type": "AWS::ECS::Service", "Properties": {"TaskDefinition": {"Ref": "Td"}}},
+            "Fn": {"Type": "AWS::Lambda::Function", "Properties": {"Environment": {"Variables": {"S": {"Fn::GetAtt": ["Core", "Name"]}}}}},
+        }
+
+    old, new = resources("a"), resources("b")
+    order = plan(old, new, ["Td"], [], extra_edges={"Core": {"Web"}})
+    assert order == ["Td", "Web", "Core"]                       # Fn refers to Core's name, which does not change
+    assert plan(old, resources("a"), [], []) == []
+
+
+def test_the_redeploy_check_sees_an_unbridged_core_restart():
+    from tootstack.rehearsal.redeploy_stage import serving_gaps
+
+    restart = {"service": "core", "desired": 1, "previous": "core:1", "task_definition": "core:2"}
+    assert serving_gaps([dict(restart, running={"core": 1, "web": 1})]) == []
+    assert serving_gaps([dict(restart, running={"core": 1, "web": 0})]) == ["the core restarted (stop-first) with no web task serving"]
+    assert serving_gaps([dict(restart, desired=0, task_definition="core:1", running={"web": 1})]) == ["the core was set to 0 tasks"]
+    assert serving_gaps([dict(restart, service="web", desired=0, running={})]) == []
