@@ -30,6 +30,7 @@ from typing import Any, Callable
 import boto3
 
 from tootstack import deploy_guard
+from tootstack.iam.record import Principal, acting_as
 from tootstack.errors import TootstackError
 from tootstack.local.aws import TaskResult
 from tootstack.local.cfn_update import plan, references
@@ -122,7 +123,7 @@ def sam_deploy(ctx: Any, edit: Callable[[dict[str, Any]], None] | None = None, o
     parameters = {**ctx.parameters, **(overrides or {})}
     transformed = sam_transform(package(sam, ctx.root, boto3.client("s3", region_name=region), ARTIFACT_BUCKET), region, ACCOUNT_ID)
     previous: dict[str, Any] = ctx.extras.get("stand_ins", {})
-    base = default_stand_ins(ctx.redis, region)
+    base = default_stand_ins(ctx.redis, region, ctx.stack_name)
 
     def kept(factory: Callable[[str, dict[str, Any]], Any]) -> Callable[[str, dict[str, Any]], Any]:
         # A resource CloudFormation does not update keeps what it had (the same certificate, secret, counts).
@@ -160,10 +161,15 @@ def sam_deploy(ctx: Any, edit: Callable[[dict[str, Any]], None] | None = None, o
         return {"status": "no changes", "updated": []}
 
     cluster = ctx.physical("Cluster").split("/")[-1]
+    # The deploy guard's code runs here where CloudFormation would invoke DeployGuardFunction: its calls are
+    # that function role's (the least-privilege stage checks them).
+    guard = boto3.client("lambda", region_name=region).get_function(FunctionName=ctx.physical("DeployGuardFunction"))["Configuration"]
+    guard_principal = Principal("function", guard["FunctionName"], guard["Role"])
     task_definitions = [lid for lid in order if new_res[lid]["Type"] == "AWS::ECS::TaskDefinition"]
     if task_definitions or changed_parameters & set(IMAGE_PARAMETERS):
         # VersionGuard: after the task definitions, before any service (its properties list them all).
-        running, where = deploy_guard.running_version(ecs, ssm, cluster, [CORE, WEB], f"/{stack}/mastodon/version")
+        with acting_as(guard_principal):
+            running, where = deploy_guard.running_version(ecs, ssm, cluster, [CORE, WEB], f"/{stack}/mastodon/version")
         try:
             deploy_guard.check_version({p: resolved[p] for p in IMAGE_PARAMETERS}, running, where)
         except deploy_guard.VersionWouldGoDown as exc:
@@ -173,11 +179,13 @@ def sam_deploy(ctx: Any, edit: Callable[[dict[str, Any]], None] | None = None, o
 
     def before_core(_: str) -> None:
         latest = ecs.describe_task_definition(taskDefinition=f"{stack}-core")["taskDefinition"]["taskDefinitionArn"]
-        bridged.update(deploy_guard.bridge(ecs, ssm, autoscaling, cluster=cluster, core=CORE, web=WEB, core_task_definition=latest,
-                                           record_parameter=f"/{stack}/deploy/bridge", wait=lambda s: None))
+        with acting_as(guard_principal):
+            bridged.update(deploy_guard.bridge(ecs, ssm, autoscaling, cluster=cluster, core=CORE, web=WEB, core_task_definition=latest,
+                                               record_parameter=f"/{stack}/deploy/bridge", wait=lambda s: None))
 
     def after_core(_: str) -> None:
-        bridged.update(deploy_guard.release_bridge(ssm, autoscaling, ecs, cluster=cluster, record_parameter=f"/{stack}/deploy/bridge"))
+        with acting_as(guard_principal):
+            bridged.update(deploy_guard.release_bridge(ssm, autoscaling, ecs, cluster=cluster, record_parameter=f"/{stack}/deploy/bridge"))
 
     fidelity = ctx.aws.cfn_update
     fidelity.extra_edges = edges
