@@ -211,18 +211,18 @@ def test_cli_json_carries_the_sidekiq_capacity_comparison(capsys):
 
 
 def test_project_template_alarms_include_the_safety_net_by_hand():
-    """Alarms of the shipped template at steady state, counted by hand. Standard: 7 day-2 alarms (bandwidth,
-    maintenance, web low/high requests, core CPU, two Sidekiq backlogs) + 10 safety-net alarms (database free
+    """Alarms of the shipped template at steady state, counted by hand. Standard: 8 day-2 alarms (bandwidth,
+    maintenance failed, maintenance skipped, web low/high requests, core CPU, two Sidekiq backlogs) + 10 safety-net alarms (database free
     storage, CPU credits, connections; Valkey memory; web, streaming and ALB 5xx; web and streaming unhealthy
     targets; core down) + 2 per target-tracking policy (web requests, web CPU, two Sidekiq latencies).
     Micro: no Sidekiq scaling (no backlog alarms, two tracking policies)."""
     template = load_template(ROOT / "template.yaml")
     standard = _items(estimate(template, "standard"))["CloudWatch alarms"]
-    assert standard.quantity == 7 + 10 + 2 * 4
-    assert standard.monthly == pytest.approx(25 * 0.10) and standard.daily == pytest.approx(25 * 0.10 * 24 / H)   # 0.0822
+    assert standard.quantity == 8 + 10 + 2 * 4
+    assert standard.monthly == pytest.approx(26 * 0.10) and standard.daily == pytest.approx(26 * 0.10 * 24 / H)   # 0.0855
     micro = _items(estimate(template, "micro"))["CloudWatch alarms"]
-    assert micro.quantity == 5 + 10 + 2 * 2
-    assert micro.monthly == pytest.approx(19 * 0.10)
+    assert micro.quantity == 6 + 10 + 2 * 2
+    assert micro.monthly == pytest.approx(20 * 0.10)
     # the safety net costs $1.00/month on each profile and standard stays below its target
     assert estimate(template, "standard").daily < 2.37
 
