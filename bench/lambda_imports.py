@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""Benchmark: cold import of every Lambda handler (`functions/*/app.py`) against a bare `import boto3`.
+
+What a Lambda cold start pays before the first event is the import of the handler module: each
+measurement is a fresh interpreter (`python -c` with the handler's directory and the layer on the path,
+the function's Globals environment), timing only the import inside that process, so interpreter
+start-up is left out of both sides. The best of N per handler is compared with the best of N of a bare
+`import boto3` measured in the same run, interleaved, so machine load hits both alike. Target: every
+handler <= 2.0x.
+
+    python bench/lambda_imports.py [--runs 5] [--only crashloop_detector]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LAYER = ROOT / "layers" / "tootstack"
+TARGET = 2.0
+
+# The Globals environment of template.yaml plus what the Lambda runtime sets; handler-specific
+# variables are read when an event arrives, not at import.
+ENV = {
+    "POWERTOOLS_SERVICE_NAME": "tootstack", "POWERTOOLS_METRICS_NAMESPACE": "tootstack", "STACK_NAME": "bench",
+    "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1", "AWS_LAMBDA_FUNCTION_NAME": "bench",
+    "AWS_EXECUTION_ENV": "AWS_Lambda_python3.11", "LAMBDA_TASK_ROOT": "", "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",  # nosec B105 - fake credentials, never sent anywhere
+}
+
+PROBE = """
+import sys, time, json
+t0 = time.perf_counter()
+{statement}
+elapsed = time.perf_counter() - t0
+print(json.dumps({{"seconds": elapsed, "modules": len(sys.modules)}}))
+"""
+
+
+def measure(statement: str, cwd: Path) -> dict[str, float]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))}
+    env.update(ENV)
+    env["LAMBDA_TASK_ROOT"] = str(cwd)
+    env["PYTHONPATH"] = os.pathsep.join([str(cwd), str(LAYER)])
+    proc = subprocess.run([sys.executable, "-c", PROBE.format(statement=statement)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{statement} in {cwd}: {proc.stderr.strip()[-800:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=5, help="fresh processes per handler; the best counts (default 5)")
+    parser.add_argument("--only", action="append", default=[], help="handler directory name (repeatable)")
+    args = parser.parse_args()
+
+    handlers = sorted(p.parent for p in (ROOT / "functions").glob("*/app.py"))
+    if args.only:
+        handlers = [h for h in handlers if h.name in args.only]
+    best: dict[str, dict[str, float]] = {}
+    started = time.perf_counter()
+    for _ in range(args.runs):
+        # boto3 first in every round, then each handler: a load spike hits one round, not one side
+        for name, statement, cwd in [("import boto3", "import boto3", ROOT)] + [
+                (h.name, "import app", h) for h in handlers]:
+            result = measure(statement, cwd)
+            if name not in best or result["seconds"] < best[name]["seconds"]:
+                best[name] = result
+    reference = best["import boto3"]["seconds"]
+    print(f"{'':24s}{'best s':>9s}{'ratio':>8s}{'modules':>9s}")
+    print(f"{'import boto3':24s}{reference:9.3f}{1.0:8.2f}{best['import boto3']['modules']:9.0f}")
+    worst = 0.0
+    for h in handlers:
+        ratio = best[h.name]["seconds"] / reference
+        worst = max(worst, ratio)
+        flag = "" if ratio <= TARGET else f"  above {TARGET}x"
+        print(f"{h.name:24s}{best[h.name]['seconds']:9.3f}{ratio:8.2f}{best[h.name]['modules']:9.0f}{flag}")
+    print(f"worst handler {worst:.2f}x `import boto3` (target <= {TARGET}x), best of {args.runs}; "
+          f"load {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; total {time.perf_counter() - started:.1f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
