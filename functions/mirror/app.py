@@ -14,13 +14,14 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from tootstack import tracing
 from tootstack.cfn_custom import respond
 from tootstack.clients import ClientCache
 from tootstack.errors import InvalidInput, TootstackError
 from tootstack.mirror.service import ecr_login, parse_jobs, repositories_from_env, run_jobs
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=tracing.REGISTRY)  # only the clients this handler calls
 metrics = Metrics()
 _client = ClientCache()  # one boto3 client per service, reused by warm invocations
 SAFETY_MS = 30_000   # answer CloudFormation this long before the Lambda timeout
