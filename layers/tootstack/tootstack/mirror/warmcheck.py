@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
-from typing import Any
+from typing import Any, Iterable
 from urllib.parse import urlencode, urlsplit
 
 from tootstack.mirror.challenge import ACCEPT, basic_header, normalize_scope, parse_challenge, token_from_answer, token_query
@@ -31,7 +31,7 @@ from tootstack.mirror.refs import ImageRef
 USER_AGENT = "tootstack-mirror/0.1"
 TIMEOUT = 10.0
 MAX_HEADER_LINES = 100
-MAX_BODY = 1 << 20          # a token answer or a manifest; anything larger is unexpected here
+MAX_BODY = 4 << 20          # a token answer or a manifest (registries take manifests up to 4 MiB)
 # httpx honours these (trust_env); a plain socket does not: with a proxy configured the check stands aside.
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy")
 
@@ -61,9 +61,24 @@ class _Connection:
         self.reader.close()
         self.sock.close()
 
-    def request(self, method: str, target: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+    def request(self, method: str, target: str, headers: dict[str, str], body: bytes = b"") -> tuple[int, dict[str, str], bytes]:
+        self.send(method, target, headers, body)
+        status, answer = self.read_head()
+        return status, answer, self.read_body(method, status, answer)
+
+    def send(self, method: str, target: str, headers: dict[str, str], body: bytes | Iterable[bytes] = b"") -> None:
+        """The request line and headers, then the body: bytes, or chunks of a length the caller set in Content-Length."""
         lines = [f"{method} {target} HTTP/1.1", f"Host: {self.netloc}", *(f"{k}: {v}" for k, v in headers.items())]
-        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        if isinstance(body, bytes):
+            self.sock.sendall(head + body)
+            return
+        self.sock.sendall(head)
+        for chunk in body:
+            self.sock.sendall(chunk)
+
+    def read_head(self) -> tuple[int, dict[str, str]]:
+        """Status and lower-cased headers (the first of repeated ones) of the next response."""
         status_line = self.reader.readline(65537).decode("latin-1")
         version, _, rest = status_line.partition(" ")
         if not version.startswith("HTTP/1.") or not rest[:3].isdigit():
@@ -80,23 +95,26 @@ class _Connection:
             answer.setdefault(name.strip().lower(), value.strip())    # the first one counts (one challenge)
         else:
             raise _Unexpected("too many headers")
-        body = b""
-        if method != "HEAD" and status not in (204, 304) and status >= 200:
-            if answer.get("transfer-encoding", "").lower() == "chunked":
-                body = self._chunked()
-            elif "content-length" in answer:
-                length = int(answer["content-length"])
-                if length > MAX_BODY:
-                    raise _Unexpected("body too large")
-                body = self.reader.read(length)
-                if len(body) != length:
-                    raise _Unexpected("short body")
-            else:                           # delimited by the end of the connection
-                body = self.reader.read(MAX_BODY)
-                self.open = False
         if answer.get("connection", "").lower() == "close" or version == "HTTP/1.0":
             self.open = False
-        return status, answer, body
+        return status, answer
+
+    def read_body(self, method: str, status: int, answer: dict[str, str]) -> bytes:
+        """The whole body of a response whose head was just read (at most MAX_BODY bytes)."""
+        if method == "HEAD" or status in (204, 304) or status < 200:
+            return b""
+        if answer.get("transfer-encoding", "").lower() == "chunked":
+            return self._chunked()
+        if "content-length" in answer:
+            length = int(answer["content-length"])
+            if length > MAX_BODY:
+                raise _Unexpected("body too large")
+            body = self.reader.read(length)
+            if len(body) != length:
+                raise _Unexpected("short body")
+            return body
+        self.open = False                   # delimited by the end of the connection
+        return self.reader.read(MAX_BODY)
 
     def _chunked(self) -> bytes:
         parts, total = [], 0
