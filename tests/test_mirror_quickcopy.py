@@ -154,3 +154,16 @@ def test_a_token_registry_as_destination_is_left_to_the_copier(registry_token, r
     mark = hub.mark()
     assert quick_copy(src, dst, "v4.5.2", check, creds(other), creds(hub), True, 4) == (None, {})
     assert hub.requests_since(mark) == []
+
+
+def test_stops_before_using_a_source_token_about_to_expire(registry_token, registry_basic, monkeypatch):
+    """Docker Hub tokens live 300 s: the quick copy does not renew them, the copier does (auth.py)."""
+    hub, ecr = registry_token, registry_basic
+    push_image(hub, "mastodon/mastodon", "v4.5.2", [10_000])
+    src, dst = parse_ref(f"{hub.host_port}/mastodon/mastodon:v4.5.2"), parse_ref(f"{ecr.host_port}/mastodon")
+    check = warm_check(src, dst, "v4.5.2", creds(hub), creds(ecr), plain_http=True)
+    clock = iter([0.0] + [3600.0] * 100)          # the token was fetched, then an hour passed
+    monkeypatch.setattr(quickcopy.time, "monotonic", lambda: next(clock))
+    mark = hub.mark()
+    result, source_requests = quick_copy(src, dst, "v4.5.2", check, creds(hub), creds(ecr), True, 4)
+    assert result is None and source_requests == {} and hub.requests_since(mark) == []

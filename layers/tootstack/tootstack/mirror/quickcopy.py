@@ -14,7 +14,8 @@ Basic credentials, the destination's Basic credentials):
 4. platform manifests by digest, then the tag, last.
 
 It never raises and never retries: anything it does not expect (a 401, a 5xx or 429, a network error,
-a chunked blob, a token registry as destination, same-registry mounts) makes it stop and return None,
+a chunked blob, a token registry as destination, same-registry mounts, a source token within 30 s of
+its expiry) makes it stop and return None,
 and the full copier (httpx: retries, resume, mounts, token refresh, clear errors) does the job again;
 what landed is skipped by its HEADs, and nothing is tagged before every blob and platform manifest is
 in place. Memory stays flat: blobs stream in READ_SIZE pieces.
@@ -25,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from typing import Any, Callable, Iterator
 from urllib.parse import urlencode, urlsplit
 
@@ -41,8 +43,9 @@ REDIRECTS = (301, 302, 303, 307, 308)
 class _Side:
     """One registry as the copy sees it: where, and the Authorization header for its own host only."""
 
-    def __init__(self, scheme: str, registry: str, authorization: str | None) -> None:
+    def __init__(self, scheme: str, registry: str, authorization: str | None, expires: float | None = None) -> None:
         self.scheme, self.registry, self.authorization = scheme, registry, authorization
+        self.expires = expires      # monotonic time after which the bearer token must not be used
 
 
 class _Session:
@@ -67,6 +70,8 @@ class _Session:
     def start(self, side: _Side, method: str, target: str, headers: dict[str, str] | None = None,
               body: bytes | Iterator[bytes] = b"") -> tuple[_Connection, int, dict[str, str]]:
         """Send one request to `side`; return its connection (body not read yet), status and headers."""
+        if side.expires is not None and time.monotonic() > side.expires:
+            raise _Unexpected("token about to expire")  # the copier renews tokens; stop before a request fails
         conn = self.connection(side.scheme, side.registry)
         counts = self.counts.setdefault(side.registry, {})
         counts[method] = counts.get(method, 0) + 1
@@ -100,8 +105,10 @@ class QuickCopy:
                  progress: Callable[[str], None] | None = None) -> None:
         scheme = "http" if plain_http else "https"
         auth = check.source_auth
+        expires = None
         if auth.get("mode") == "bearer":
             source_authorization: str | None = f"Bearer {auth['token']}"
+            expires = time.monotonic() + max(float(auth.get("lifetime") or 60) - 30, 5)
         elif auth.get("mode") == "basic" and src_creds is not None:
             source_authorization = basic_header(*src_creds)
         elif not auth:
@@ -114,7 +121,7 @@ class QuickCopy:
             dest_authorization = None
         else:
             raise _Unexpected("destination auth")    # e.g. a token registry: the push scope needs the copier
-        self.source = _Side(scheme, src.registry, source_authorization)
+        self.source = _Side(scheme, src.registry, source_authorization, expires)
         self.dest = _Side(scheme, dst.registry, dest_authorization)
         self.src, self.dst, self.tag, self.check = src, dst, tag, check
         self.concurrency = max(1, concurrency)
@@ -290,9 +297,7 @@ class QuickCopy:
                 continue
             if status != 200 or answer.get("transfer-encoding") or int(answer.get("content-length", -1)) != size:
                 raise _Unexpected(f"GET blob: {status}")
-            if not conn.open:                # the server closes after this body: use it, then forget it
-                session.connections.pop((side.scheme, side.registry), None)
-            return conn.reader
+            return conn.reader               # read before this session's next request to that host
         raise _Unexpected("too many redirects")
 
 
