@@ -9,6 +9,8 @@ start-up is left out of both sides. The best of N per handler is compared with t
 handler <= 2.0x.
 
     python bench/lambda_imports.py [--runs 5] [--only crashloop_detector]
+    python bench/lambda_imports.py --compare /tmp/before    # also an older tree (git archive of functions/ and
+                                                            # layers/tootstack), interleaved in the same run
 """
 
 from __future__ import annotations
@@ -43,11 +45,11 @@ print(json.dumps({{"seconds": elapsed, "modules": len(sys.modules)}}))
 """
 
 
-def measure(statement: str, cwd: Path) -> dict[str, float]:
+def measure(statement: str, cwd: Path, layer: Path = LAYER) -> dict[str, float]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))}
     env.update(ENV)
     env["LAMBDA_TASK_ROOT"] = str(cwd)
-    env["PYTHONPATH"] = os.pathsep.join([str(cwd), str(LAYER)])
+    env["PYTHONPATH"] = os.pathsep.join([str(cwd), str(layer)])
     proc = subprocess.run([sys.executable, "-c", PROBE.format(statement=statement)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=120)
     if proc.returncode != 0:
@@ -59,7 +61,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5, help="fresh processes per handler; the best counts (default 5)")
     parser.add_argument("--only", action="append", default=[], help="handler directory name (repeatable)")
+    parser.add_argument("--compare", metavar="DIR", help="also measure DIR/functions/*/app.py with DIR/layers/tootstack")
     args = parser.parse_args()
+    before = Path(args.compare) if args.compare else None
 
     handlers = sorted(p.parent for p in (ROOT / "functions").glob("*/app.py"))
     if args.only:
@@ -68,20 +72,25 @@ def main() -> int:
     started = time.perf_counter()
     for _ in range(args.runs):
         # boto3 first in every round, then each handler: a load spike hits one round, not one side
-        for name, statement, cwd in [("import boto3", "import boto3", ROOT)] + [
-                (h.name, "import app", h) for h in handlers]:
-            result = measure(statement, cwd)
+        runs = [("import boto3", "import boto3", ROOT, LAYER)] + [(h.name, "import app", h, LAYER) for h in handlers]
+        if before is not None:
+            runs += [(f"before {h.name}", "import app", before / "functions" / h.name, before / "layers" / "tootstack")
+                     for h in handlers if (before / "functions" / h.name / "app.py").exists()]
+        for name, statement, cwd, layer in runs:
+            result = measure(statement, cwd, layer)
             if name not in best or result["seconds"] < best[name]["seconds"]:
                 best[name] = result
     reference = best["import boto3"]["seconds"]
-    print(f"{'':24s}{'best s':>9s}{'ratio':>8s}{'modules':>9s}")
+    print(f"{'':24s}{'best s':>9s}{'ratio':>8s}{'modules':>9s}" + ("    before: best s, ratio, modules" if before else ""))
     print(f"{'import boto3':24s}{reference:9.3f}{1.0:8.2f}{best['import boto3']['modules']:9.0f}")
     worst = 0.0
     for h in handlers:
         ratio = best[h.name]["seconds"] / reference
         worst = max(worst, ratio)
         flag = "" if ratio <= TARGET else f"  above {TARGET}x"
-        print(f"{h.name:24s}{best[h.name]['seconds']:9.3f}{ratio:8.2f}{best[h.name]['modules']:9.0f}{flag}")
+        old = best.get(f"before {h.name}")
+        was = f"    {old['seconds']:.3f} s {old['seconds'] / reference:5.2f}x {old['modules']:5.0f}" if old else ""
+        print(f"{h.name:24s}{best[h.name]['seconds']:9.3f}{ratio:8.2f}{best[h.name]['modules']:9.0f}{was}{flag}")
     print(f"worst handler {worst:.2f}x `import boto3` (target <= {TARGET}x), best of {args.runs}; "
           f"load {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; total {time.perf_counter() - started:.1f}s")
     return 0
