@@ -127,6 +127,7 @@ class QuickCopy:
         self.concurrency = max(1, concurrency)
         self.progress = progress or (lambda _msg: None)
         self.sessions: list[_Session] = []
+        self._workers: list[_Session] = []
         self._lock = threading.Lock()
         self.result = MirrorResult(str(src), f"{dst.registry}/{dst.repository}:{tag}", check.digest, check.media_type)
 
@@ -149,7 +150,7 @@ class QuickCopy:
 
     # -- the copy ---------------------------------------------------------------------------------
     def run(self) -> MirrorResult:
-        main = self.session()
+        main = self._worker_session(0)
         digest, src_repo, dest_repo = self.check.digest, self.src.repository, self.dst.repository
         status, _, _ = main.call(self.dest, "HEAD", f"/v2/{dest_repo}/manifests/{digest}", {"Accept": ACCEPT})
         if status != 404:
@@ -158,25 +159,19 @@ class QuickCopy:
         children: list[tuple[str, bytes, str]] = []
         blobs: dict[str, dict[str, Any]] = {}
         if media_type in INDEX_TYPES:
-            for entry in manifest.get("manifests") or []:
-                child = entry["digest"]
-                status, _, _ = main.call(self.dest, "HEAD", f"/v2/{dest_repo}/manifests/{child}", {"Accept": ACCEPT})
-                if status == 200:
-                    continue                 # complete in the destination already
-                if status != 404:
-                    raise _Unexpected(f"HEAD platform manifest: {status}")
-                child_body, child_type, parsed = self._manifest(main, child)
-                if child_type in INDEX_TYPES:
-                    raise _Unexpected("nested index")
-                children.append((child, child_body, child_type))
-                _collect(parsed, blobs)
+            # platform manifests: HEAD on the destination, GET from the source, all platforms at once
+            entries = [entry["digest"] for entry in manifest.get("manifests") or []]
+            for child, fetched in zip(entries, self._parallel(entries, self._child)):
+                if fetched is not None:      # None: complete in the destination already
+                    child_body, child_type, parsed = fetched
+                    children.append((child, child_body, child_type))
+                    _collect(parsed, blobs)
         else:
             _collect(manifest, blobs)
-        ordered = sorted(blobs.values(), key=lambda d: -int(d.get("size") or 0))
-        self._blobs(ordered)
-        for child, child_body, child_type in children:      # all blobs are in place
-            self._put_manifest(main, child, child_body, child_type, child)
-            self.result.manifests_copied += 1
+        self._parallel(sorted(blobs.values(), key=lambda d: -int(d.get("size") or 0)), self._blob)
+        # platform manifests by digest (all blobs are in place), concurrently; then the tag, last
+        self._parallel(children, lambda session, c: self._put_manifest(session, c[0], c[1], c[2], c[0]))
+        self.result.manifests_copied += len(children)
         self._put_manifest(main, self.tag, body, media_type, digest)    # the tag, last
         self.result.manifests_copied += 1
         return self.result
@@ -200,33 +195,53 @@ class QuickCopy:
         if status not in (200, 201) or answer.get("docker-content-digest", digest) != digest:
             raise _Unexpected("PUT manifest")
 
-    def _blobs(self, ordered: list[dict[str, Any]]) -> None:
-        pending = list(reversed(ordered))        # pop() takes the largest first
+    def _child(self, session: _Session, child: str) -> tuple[bytes, str, dict[str, Any]] | None:
+        status, _, _ = session.call(self.dest, "HEAD", f"/v2/{self.dst.repository}/manifests/{child}", {"Accept": ACCEPT})
+        if status == 200:
+            return None
+        if status != 404:
+            raise _Unexpected(f"HEAD platform manifest: {status}")
+        child_body, child_type, parsed = self._manifest(session, child)
+        if child_type in INDEX_TYPES:
+            raise _Unexpected("nested index")
+        return child_body, child_type, parsed
+
+    def _parallel(self, items: list[Any], fn: Callable[[_Session, Any], Any]) -> list[Any]:
+        """fn(session, item) for every item on up to `concurrency` threads (this one included), each with its
+        own connections; results in order; stops taking items at the first failure, then raises it."""
+        results: list[Any] = [None] * len(items)
+        pending = list(reversed(range(len(items))))      # pop() takes them in order
         failures: list[BaseException] = []
 
-        def work() -> None:
-            session = self.session()
+        def work(session: _Session) -> None:
             while True:
                 with self._lock:
                     if failures or not pending:
                         return
-                    desc = pending.pop()
+                    index = pending.pop()
                 try:
-                    self._blob(session, desc)
-                except BaseException as exc:  # noqa: BLE001 - reported by the caller (the copier takes over)
+                    results[index] = fn(session, items[index])
+                except BaseException as exc:  # noqa: BLE001 - re-raised below (the copier takes over)
                     with self._lock:
                         failures.append(exc)
                     return
 
-        threads = [threading.Thread(target=work, name=f"mirror-quick-{i}", daemon=True)
-                   for i in range(min(self.concurrency, len(ordered)) - 1)]
+        threads = [threading.Thread(target=work, args=(self._worker_session(i),), name=f"mirror-quick-{i}", daemon=True)
+                   for i in range(1, min(self.concurrency, len(items)))]
         for thread in threads:
             thread.start()
-        work()
+        work(self._worker_session(0))
         for thread in threads:
             thread.join()
         if failures:
             raise failures[0]
+        return results
+
+    def _worker_session(self, index: int) -> _Session:
+        """The index-th worker's session, kept from one parallel step to the next (its connections stay open)."""
+        while len(self._workers) <= index:
+            self._workers.append(self.session())
+        return self._workers[index]
 
     def _blob(self, session: _Session, desc: dict[str, Any]) -> None:
         digest, size = desc["digest"], int(desc.get("size") or 0)
