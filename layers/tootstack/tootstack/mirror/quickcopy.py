@@ -39,6 +39,7 @@ from tootstack.mirror.warmcheck import USER_AGENT, WarmCheck, _Connection, _Unex
 READ_SIZE = 256 << 10          # as copier.READ_SIZE
 PART_SIZE = 16 << 20           # as copier.PART_SIZE: larger blobs go in a PATCH, smaller ones in the PUT
 REDIRECTS = (301, 302, 303, 307, 308)
+TIMEOUT = 60.0                 # per socket operation, as the copier's (a registry may take seconds to commit a large blob)
 
 
 class _Side:
@@ -65,7 +66,7 @@ class _Session:
         if conn is None or not conn.open:
             if conn is not None:
                 conn.close()
-            conn = self.connections[(scheme, netloc)] = _Connection(scheme, netloc)
+            conn = self.connections[(scheme, netloc)] = _Connection(scheme, netloc, TIMEOUT)
         return conn
 
     def start(self, side: _Side, method: str, target: str, headers: dict[str, str] | None = None,
@@ -151,6 +152,7 @@ class QuickCopy:
 
     # -- the copy ---------------------------------------------------------------------------------
     def run(self) -> MirrorResult:
+        started = time.monotonic()
         main = self._worker_session(0)
         digest, src_repo, dest_repo = self.check.digest, self.src.repository, self.dst.repository
         status, _, _ = main.call(self.dest, "HEAD", f"/v2/{dest_repo}/manifests/{digest}", {"Accept": ACCEPT})
@@ -175,6 +177,7 @@ class QuickCopy:
         self.result.manifests_copied += len(children)
         self._put_manifest(main, self.tag, body, media_type, digest)    # the tag, last
         self.result.manifests_copied += 1
+        self.result.seconds = time.monotonic() - started
         return self.result
 
     def _manifest(self, session: _Session, digest: str) -> tuple[bytes, str, dict[str, Any]]:

@@ -43,10 +43,10 @@ class _Unexpected(Exception):
 class _Connection:
     """One kept-alive HTTP/1.1 connection: request, then the whole response (status, lower-cased headers, body)."""
 
-    def __init__(self, scheme: str, netloc: str) -> None:
+    def __init__(self, scheme: str, netloc: str, timeout: float = TIMEOUT) -> None:
         host, _, port = netloc.rpartition(":") if netloc.rpartition(":")[2].isdigit() else (netloc, "", "")
         host = host.strip("[]")
-        sock = socket.create_connection((host, int(port) if port else (443 if scheme == "https" else 80)), TIMEOUT)
+        sock = socket.create_connection((host, int(port) if port else (443 if scheme == "https" else 80)), timeout)
         if scheme == "https":
             from tootstack.mirror.tls import tls_context
 
