@@ -1,20 +1,27 @@
 #!/usr/bin/env python3
-"""Benchmark: our copier (`tootstack mirror`) vs `skopeo copy --all`, same image, same two local registries.
+"""Benchmark: our copier (`tootstack mirror`) vs `skopeo copy --all`, same images, same two local registries.
 
-A generated two-platform image (per platform: one big layer plus two small ones) sits in a token-auth
-"Docker Hub" registry; each run copies it into a fresh basic-auth "ECR" registry, cold, then again
-warm. Both tools run as child processes: wall time, peak RSS (ru_maxrss from wait4) and the GET
-requests the source registry served (its access log) are recorded. Prints medians and ratios
-ours/skopeo. Targets (issue 4): cold <= 0.8x, warm <= 1.0x with 0 source GETs, peak RSS <= 64 MB
-with a 1 GB layer (`--layer-mb 1024`).
+Generated images of several shapes sit in a token-auth "Docker Hub" registry: single-platform (a plain
+manifest) and two-platform (an OCI index), each with small layers (4 MiB + 1 MiB + 256 KiB per platform)
+or a large one (`--layer-mb`, default 48 MiB, + 4 MiB + 512 KiB). Each run copies each shape into a
+fresh basic-auth "ECR" registry, cold, then again warm. Both tools run as child processes: wall time,
+CPU, peak RSS (the child's VmHWM) and the GET requests the source registry served (its access log) are
+recorded; the tools take turns in a rotating order so machine load hits them alike. Prints per shape the
+medians and the ratios ours/skopeo. Targets: cold <= 0.8x, warm <= 1.0x with 0 source GETs, peak RSS
+<= 64 MiB at any layer size (`--layer-mb 1024`).
 
-    python bench/mirror.py                 # 48 MiB big layer, 3 runs, well under 2 minutes
-    python bench/mirror.py --layer-mb 1024 --runs 2
+`--compare DIR` adds a third tool, "before": the same command run with DIR first on PYTHONPATH (e.g. a
+`git archive` of an older commit's layers/tootstack), interleaved with the others in the same run.
+
+    python bench/mirror.py                          # 4 shapes, 5 runs each, a few minutes
+    python bench/mirror.py --shapes 2p-large --layer-mb 1024 --runs 2
+    python bench/mirror.py --compare /tmp/before/layers/tootstack
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import statistics
@@ -25,7 +32,8 @@ import threading
 import time
 from pathlib import Path
 
-from tootstack.local.images import push_image
+import tootstack
+from tootstack.local.images import DEFAULT_PLATFORMS, push_image
 from tootstack.local.registry import Registry
 from tootstack.local.skopeo import policy_file, skopeo_copy_argv, skopeo_env
 from tootstack.mirror.copier import mirror_image
@@ -78,24 +86,40 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def ours_argv(hub: Registry, ecr: Registry, repo: str) -> list[str]:
+SMALL = [4 * MIB, 1 * MIB, 256 * 1024]
+SHAPES = ("1p-small", "1p-large", "2p-small", "2p-large")
+TAG = "v4.5.2"
+
+
+def shape_spec(shape: str, layer_mb: int) -> tuple[tuple[str, ...], bool, list[int]]:
+    """(platforms, index?, layer sizes per platform) of a shape name."""
+    platforms, size = shape.split("-")
+    layers = SMALL if size == "small" else [layer_mb * MIB, 4 * MIB, 512 * 1024]
+    return (DEFAULT_PLATFORMS, True, layers) if platforms == "2p" else (DEFAULT_PLATFORMS[:1], False, layers)
+
+
+def ours_argv(hub: Registry, ecr: Registry, repo: str, src_repo: str) -> list[str]:
     return [sys.executable, "-m", "tootstack.mirror", "--plain-http", "--json",
-            f"{hub.host_port}/mastodon/mastodon:v4.5.2", f"{ecr.host_port}/{repo}:v4.5.2"]
+            f"{hub.host_port}/{src_repo}:{TAG}", f"{ecr.host_port}/{repo}:{TAG}"]
 
 
-def ours_env(hub: Registry, ecr: Registry) -> dict[str, str]:
+def ours_env(hub: Registry, ecr: Registry, pythonpath: str | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env["TOOTSTACK_SRC_CREDS"], env["TOOTSTACK_DEST_CREDS"] = hub.creds or "", ecr.creds or ""
+    if pythonpath:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [pythonpath, env.get("PYTHONPATH", "")]))
     return env
 
 
-def measure(tool: str, hub: Registry, ecr: Registry, repo: str, home: Path) -> dict[str, float]:
+def measure(tool: str, hub: Registry, ecr: Registry, repo: str, src_repo: str, home: Path,
+            compare: str | None = None) -> dict[str, float]:
     mark = hub.mark()
-    if tool == "ours":
-        wall, rss, out = run_child(ours_argv(hub, ecr, repo), ours_env(hub, ecr))
+    if tool in ("ours", "before"):
+        wall, rss, out = run_child(ours_argv(hub, ecr, repo, src_repo),
+                                   ours_env(hub, ecr, compare if tool == "before" else None))
         json.loads(out)
     else:
-        argv = skopeo_copy_argv(f"{hub.host_port}/mastodon/mastodon:v4.5.2", f"{ecr.host_port}/{repo}:v4.5.2",
+        argv = skopeo_copy_argv(f"{hub.host_port}/{src_repo}:{TAG}", f"{ecr.host_port}/{repo}:{TAG}",
                                 hub.creds, ecr.creds, policy_file(home))
         wall, rss, _ = run_child(argv, skopeo_env(home))
     return {"wall": wall, "rss": rss, "cpu": CPU[0], **source_reads(hub, mark)}
@@ -107,81 +131,93 @@ def source_reads(hub: Registry, mark: int) -> dict[str, float]:
     return {"gets": sum(1 for m, _, _ in served if m == "GET"), "heads": sum(1 for m, _, _ in served if m == "HEAD")}
 
 
-def in_process(hub: Registry, ecr: Registry) -> dict[str, float]:
+def in_process(hub: Registry, ecr: Registry, src_repo: str) -> dict[str, float]:
     mark = hub.mark()
     t0 = time.perf_counter()
-    mirror_image(f"{hub.host_port}/mastodon/mastodon:v4.5.2", f"{ecr.host_port}/mastodon:v4.5.2",
+    mirror_image(f"{hub.host_port}/{src_repo}:{TAG}", f"{ecr.host_port}/mastodon:{TAG}",
                  src_creds=(hub.username or "", hub.password or ""), dest_creds=(ecr.username or "", ecr.password or ""),
                  plain_http=True)
-    return {"wall": time.perf_counter() - t0, "rss": 0, **source_reads(hub, mark)}
+    return {"wall": time.perf_counter() - t0, "rss": 0, "cpu": 0.0, **source_reads(hub, mark)}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--layer-mb", type=int, default=48, help="big layer size per platform in MiB (default 48; 1024 for the 1 GB case)")
-    parser.add_argument("--runs", type=int, default=3, help="runs per tool (default 3)")
+    parser.add_argument("--layer-mb", type=int, default=48, help="large layer size per platform in MiB (default 48; 1024 for the 1 GiB case)")
+    parser.add_argument("--runs", type=int, default=5, help="runs per tool and shape (default 5)")
+    parser.add_argument("--shapes", default=",".join(SHAPES), help=f"comma-separated subset of {', '.join(SHAPES)}")
+    parser.add_argument("--compare", metavar="DIR", help="also run `before`: our command with DIR first on PYTHONPATH")
+    parser.add_argument("--in-process", action="store_true", help="also time the library called in this process (copy work alone)")
     args = parser.parse_args()
+    shapes = [s for s in args.shapes.split(",") if s]
+    unknown = set(shapes) - set(SHAPES)
+    if unknown:
+        parser.error(f"unknown shapes {sorted(unknown)}")
 
-    results: dict[str, dict[str, list[dict[str, float]]]] = {t: {"cold": [], "warm": []} for t in ("ours", "skopeo")}
+    # Bytecode for the code under test, as `pip install` (or `make setup`) writes it: with PYTHONDONTWRITEBYTECODE
+    # set, as on this VM, every run would otherwise compile our modules from source again.
+    for tree in filter(None, [str(Path(tootstack.__file__).parent), args.compare]):
+        compileall.compile_dir(tree, quiet=1)
+    tools = ["ours", "skopeo"] + (["before"] if args.compare else []) + (["in-process"] if args.in_process else [])
+    results = {shape: {t: {"cold": [], "warm": []} for t in tools} for shape in shapes}
     started = time.perf_counter()
     with Registry(auth="token") as hub, tempfile.TemporaryDirectory(prefix="bench-mirror-") as tmp:
-        pushed = push_image(hub, "mastodon/mastodon", "v4.5.2", [args.layer_mb * MIB, 4 * MIB, 512 * 1024])
-        print(f"image {pushed.digest}: 2 platforms, {len(pushed.blobs)} blobs, {pushed.total_bytes / MIB:.1f} MiB "
-              f"(big layer {args.layer_mb} MiB per platform), pushed in {time.perf_counter() - started:.1f}s")
-        # "ours (in-process)": the library called in this process, i.e. the copy work alone without interpreter
-        # start-up and imports. The three rotate order from run to run so load drifts hit them alike.
-        results["ours (in-process)"] = {"cold": [], "warm": []}
-        tools = ("ours", "skopeo", "ours (in-process)")
+        for shape in shapes:
+            platforms, index, layers = shape_spec(shape, args.layer_mb)
+            t0 = time.perf_counter()
+            pushed = push_image(hub, f"mastodon/{shape}", TAG, layers, platforms=platforms, index=index)
+            results[shape]["image"] = pushed  # type: ignore[assignment]
+            print(f"{shape}: {pushed.digest[:19]} {pushed.media_type.rsplit('.', 2)[-2]}, {len(platforms)} platform(s), "
+                  f"{len(pushed.blobs)} blobs, {pushed.total_bytes / MIB:.1f} MiB, pushed in {time.perf_counter() - t0:.1f}s")
         for run in range(args.runs):
-            order = tools[run % 3:] + tools[:run % 3]
-            for tool in order:
-                with Registry(auth="basic") as ecr:       # a fresh destination per cold copy
-                    if tool == "ours (in-process)":
-                        cold, warm = (in_process(hub, ecr) for _ in range(2))
-                    else:
-                        cold = measure(tool, hub, ecr, "mastodon", Path(tmp))
-                        warm = measure(tool, hub, ecr, "mastodon", Path(tmp))
-                    with ecr.client() as client:
-                        head = client.head("/v2/mastodon/manifests/v4.5.2", headers={"Accept": pushed.media_type})
-                    assert head.headers.get("docker-content-digest") == pushed.digest, f"{tool}: wrong digest in destination"
-                results[tool]["cold"].append(cold)
-                results[tool]["warm"].append(warm)
-                if tool != "ours (in-process)":
-                    print(f"run {run + 1} {tool:6s} cold {cold['wall']:6.2f}s cpu {cold['cpu']:5.2f}s rss {cold['rss'] / MIB:6.1f} MiB GET {cold['gets']:3.0f} | "
-                          f"warm {warm['wall']:6.3f}s rss {warm['rss'] / MIB:6.1f} MiB GET {warm['gets']:3.0f} HEAD {warm['heads']:3.0f}")
-                else:
-                    print(f"run {run + 1} ours in-process cold {cold['wall']:6.2f}s | warm {warm['wall']:6.3f}s GET {warm['gets']:3.0f}")
-        t0 = time.perf_counter()
-        run_child([sys.executable, "-c", "import sys; [sys.modules.setdefault(m, None) for m in ('anyio', 'trio', 'httpx._main')]; "
-                   "import tootstack.mirror.copier as c; c.RegistryClient('127.0.0.1:1', plain_http=True)"])
-        startup = time.perf_counter() - t0
-
-    def med(tool: str, phase: str, key: str) -> float:
-        return statistics.median(r[key] for r in results[tool][phase])
-
-    def peak(tool: str) -> float:
-        return max(r["rss"] for phase in ("cold", "warm") for r in results[tool][phase]) / MIB
+            for shape in shapes:
+                pushed = results[shape]["image"]  # type: ignore[assignment]
+                order = tools[run % len(tools):] + tools[:run % len(tools)]
+                for tool in order:
+                    src_repo = f"mastodon/{shape}"
+                    with Registry(auth="basic") as ecr:       # a fresh destination per cold copy
+                        if tool == "in-process":
+                            cold, warm = (in_process(hub, ecr, src_repo) for _ in range(2))
+                        else:
+                            cold = measure(tool, hub, ecr, "mastodon", src_repo, Path(tmp), args.compare)
+                            warm = measure(tool, hub, ecr, "mastodon", src_repo, Path(tmp), args.compare)
+                        with ecr.client() as client:
+                            head = client.head(f"/v2/mastodon/manifests/{TAG}", headers={"Accept": pushed.media_type})
+                        assert head.headers.get("docker-content-digest") == pushed.digest, f"{tool}: wrong digest in destination"
+                    results[shape][tool]["cold"].append(cold)
+                    results[shape][tool]["warm"].append(warm)
+                    print(f"run {run + 1} {shape} {tool:10s} cold {cold['wall']:6.3f}s cpu {cold['cpu']:5.2f}s rss {cold['rss'] / MIB:6.1f} MiB "
+                          f"GET {cold['gets']:3.0f} | warm {warm['wall']:6.3f}s rss {warm['rss'] / MIB:6.1f} MiB GET {warm['gets']:3.0f} "
+                          f"HEAD {warm['heads']:3.0f}", flush=True)
 
     print()
-    print(f"{'':8s}{'cold s':>9s}{'warm s':>9s}{'cold CPU s':>12s}{'peak RSS MiB':>14s}{'src GETs cold':>15s}{'src GETs warm':>15s}")
-    for tool in ("ours", "skopeo", "ours (in-process)"):
-        if tool == "ours (in-process)":
-            print(f"{'ours, copy work only (library in-process; no RSS)':s}: cold {med(tool, 'cold', 'wall'):.2f}s, "
-                  f"warm {med(tool, 'warm', 'wall'):.3f}s, source GETs warm {med(tool, 'warm', 'gets'):.0f}; "
-                  f"python start-up + imports + client alone: {startup:.2f}s")
-            continue
-        print(f"{tool:8s}{med(tool, 'cold', 'wall'):9.2f}{med(tool, 'warm', 'wall'):9.3f}{med(tool, 'cold', 'cpu'):12.2f}{peak(tool):14.1f}"
-              f"{med(tool, 'cold', 'gets'):15.0f}{med(tool, 'warm', 'gets'):15.0f}")
-    cold_ratio = med("ours", "cold", "wall") / med("skopeo", "cold", "wall")
-    warm_ratio = med("ours", "warm", "wall") / med("skopeo", "warm", "wall")
-    print(f"ratio ours/skopeo (median of {args.runs}): cold {cold_ratio:.2f}x (target <= 0.8), warm {warm_ratio:.2f}x "
-          f"(target <= 1.0); ours warm source GETs {med('ours', 'warm', 'gets'):.0f} (target 0); "
-          f"ours peak RSS {peak('ours'):.1f} MiB (target <= 64 with a 1 GB layer)")
-    print(f"in-process ratios (copy work vs skopeo's whole run): cold "
-          f"{med('ours (in-process)', 'cold', 'wall') / med('skopeo', 'cold', 'wall'):.2f}x, warm "
-          f"{med('ours (in-process)', 'warm', 'wall') / med('skopeo', 'warm', 'wall'):.2f}x")
-    print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (other work skews wall times)")
-    print(f"total {time.perf_counter() - started:.1f}s")
+    print(f"medians of {args.runs} runs; ratios against skopeo copy --all measured in the same run")
+    print(f"{'shape':10s}{'tool':12s}{'cold s':>9s}{'warm s':>9s}{'cold CPU s':>11s}{'warm CPU s':>11s}{'peak RSS MiB':>13s}"
+          f"{'warm GETs':>10s}{'cold x':>8s}{'warm x':>8s}{'CPU cold x':>11s}{'CPU warm x':>11s}")
+    verdicts = []
+    for shape in shapes:
+        def med(tool: str, phase: str, key: str) -> float:
+            return statistics.median(r[key] for r in results[shape][tool][phase])
+
+        def peak(tool: str) -> float:
+            return max(r["rss"] for phase in ("cold", "warm") for r in results[shape][tool][phase]) / MIB
+
+        for tool in tools:
+            cold_x = med(tool, "cold", "wall") / med("skopeo", "cold", "wall")
+            warm_x = med(tool, "warm", "wall") / med("skopeo", "warm", "wall")
+            cpu_x = [med(tool, phase, "cpu") / max(med("skopeo", phase, "cpu"), 1e-3) for phase in ("cold", "warm")]
+            print(f"{shape:10s}{tool:12s}{med(tool, 'cold', 'wall'):9.3f}{med(tool, 'warm', 'wall'):9.3f}"
+                  f"{med(tool, 'cold', 'cpu'):11.3f}{med(tool, 'warm', 'cpu'):11.3f}{peak(tool):13.1f}"
+                  f"{med(tool, 'warm', 'gets'):10.0f}{cold_x:8.2f}{warm_x:8.2f}{cpu_x[0]:11.2f}{cpu_x[1]:11.2f}")
+            if tool == "ours":
+                verdicts.append((shape, cold_x, warm_x, med(tool, "warm", "gets"), peak(tool)))
+    print()
+    for shape, cold_x, warm_x, gets, rss in verdicts:
+        ok = cold_x <= 0.8 and warm_x <= 1.0 and gets == 0 and rss <= 64
+        print(f"{shape}: ours/skopeo cold {cold_x:.2f}x (target <= 0.8), warm {warm_x:.2f}x (target <= 1.0), "
+              f"warm source GETs {gets:.0f} (target 0), peak RSS {rss:.1f} MiB (target <= 64): {'met' if ok else 'NOT met'}")
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (other work skews wall times; "
+          "CPU x = the tools' own user+system time, which load does not inflate); "
+          f"total {time.perf_counter() - started:.1f}s")
     return 0
 
 

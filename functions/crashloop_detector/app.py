@@ -20,11 +20,12 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig, idempotent_function
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from tootstack import tracing
 from tootstack.crashloop.runtime import Runtime
 
 # Defaults for when the module is imported outside the function's environment (local routing).
 logger = Logger(service=os.getenv("POWERTOOLS_SERVICE_NAME", "tootstack"))
-tracer = Tracer()
+tracer = Tracer(patch_modules=tracing.AWS)  # only the clients this handler calls
 metrics = Metrics(namespace=os.getenv("POWERTOOLS_METRICS_NAMESPACE", "tootstack"))
 IDEMPOTENCY = IdempotencyConfig(event_key_jmespath="id", expires_after_seconds=24 * 3600)
 _state: dict[str, object] = {}   # per execution environment (a configuration change starts new ones)

@@ -15,12 +15,13 @@ from pathlib import Path
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from tootstack import tracing
 from tootstack.clients import ClientCache
 from tootstack.errors import InvalidInput
 from tootstack.oneoff import admin, tasks
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=tracing.AWS)  # only the clients this handler calls
 _client = ClientCache()  # one boto3 client per service, reused by warm invocations
 
 SCRIPT = Path(__file__).with_name("create_admin.rb").read_text()  # the admin task's `rails runner` script

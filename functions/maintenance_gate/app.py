@@ -11,6 +11,7 @@ import os
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from tootstack import tracing
 from tootstack.crashloop import is_halted
 from tootstack.errors import InvalidInput
 from tootstack.maintenance import Settings, gate, skips
@@ -18,7 +19,7 @@ from tootstack.clients import ClientCache
 from tootstack.upgrade.steps import holder_state, read_lock
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=tracing.AWS)  # only the clients this handler calls
 
 _client = ClientCache()  # one boto3 client per service, reused by warm invocations
 

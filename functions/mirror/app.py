@@ -14,6 +14,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from tootstack import tracing
 from tootstack.cfn_custom import problems, properties, respond
 from tootstack.clients import ClientCache
 from tootstack.errors import InvalidInput, TootstackError
@@ -21,7 +22,7 @@ from tootstack.mirror.auth import parse_source_credentials
 from tootstack.mirror.service import ecr_login, parse_jobs, repositories_from_env, run_jobs
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=tracing.REGISTRY)  # only the clients this handler calls
 metrics = Metrics()
 _client = ClientCache()  # one boto3 client per service, reused by warm invocations
 SAFETY_MS = 30_000   # answer CloudFormation this long before the Lambda timeout

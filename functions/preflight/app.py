@@ -6,10 +6,11 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from tootstack import tracing
 from tootstack.preflight import FAIL, run_preflight
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=tracing.AWS)  # only the clients this handler calls
 metrics = Metrics()
 
 

@@ -19,6 +19,7 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from tootstack import tracing
 from tootstack.autoscale.queue_latency import (
     latencies_through_probe,
     parse_service_queues,
@@ -31,7 +32,7 @@ from tootstack.clients import ClientCache
 from tootstack.redis_auth.credentials import Credential
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=tracing.AWS)  # only the clients this handler calls
 
 _client = ClientCache()  # one boto3 client per service, reused by warm invocations
 

@@ -11,11 +11,12 @@ import os
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from tootstack import tracing
 from tootstack.clients import ClientCache
 from tootstack.redis_auth.entry import handle, rotation_from_env
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=tracing.AWS)  # only the clients this handler calls
 _client = ClientCache()  # one boto3 client per service, reused by warm invocations
 
 

@@ -12,12 +12,13 @@ import os
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from tootstack import tracing
 from tootstack.clients import ClientCache
 from tootstack.errors import InvalidInput
 from tootstack.oneoff import oneoff
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=tracing.AWS)  # only the clients this handler calls
 _client = ClientCache()  # one boto3 client per service, reused by warm invocations
 
 

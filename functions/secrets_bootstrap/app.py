@@ -17,13 +17,14 @@ import os
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from tootstack import tracing
 from tootstack.cfn_custom import FAILED, SUCCESS, problems, properties, respond
 from tootstack.clients import ClientCache
 from tootstack.errors import InvalidInput
 from tootstack.secrets.bootstrap import BootstrapConfig, run_bootstrap
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=tracing.AWS_AND_CLOUDFORMATION)  # only the clients this handler calls
 _client = ClientCache()  # one boto3 client per service, reused by warm invocations
 
 

@@ -7,13 +7,14 @@ import os
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from tootstack import tracing
 from tootstack.autoscale.controller import run_once
 from tootstack.autoscale.spot_fallback import FallbackConfig
 from tootstack.clients import ClientCache
 from tootstack.crashloop import is_halted
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=tracing.AWS)  # only the clients this handler calls
 
 _client = ClientCache()  # one boto3 client per service, reused by warm invocations
 

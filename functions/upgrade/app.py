@@ -12,13 +12,14 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from tootstack import tracing
 from tootstack.crashloop import is_halted
 from tootstack.errors import InvalidInput
 from tootstack.clients import ClientCache
 from tootstack.upgrade import steps
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=tracing.AWS)  # only the clients this handler calls
 
 _client = ClientCache()  # one boto3 client per service, reused by warm invocations
 
@@ -92,6 +93,7 @@ def handler(event: dict, context: LambdaContext) -> dict:
                                autoscaling=_client("application-autoscaling"))
         result["poll_seconds"] = int(os.environ.get("GUARD_POLL_SECONDS", "30"))
     elif action == "mirror":
+        tracer.patch(tracing.REGISTRY_CLIENT)   # the registry client's calls, traced from this step on
         result = steps.mirror(event["version"], cfg, _mirror_image, **_mirror_credentials())
     elif action == "register":
         result = steps.register(event["version"], event["pinned"], ecs=ecs, cfg=cfg)

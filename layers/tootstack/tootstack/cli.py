@@ -24,21 +24,27 @@ COMMAND_MODULES = [
 ]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The full parser; with `command` (the first argument), only the module of that command when one is named
+    after it (`tootstack mirror ...` -> tootstack.mirror.cli): a command does not pay for importing the others'
+    modules (the rehearsal's pulls in template handling, boto3 for the cost report ...). Help and unknown
+    commands get every module."""
     parser = argparse.ArgumentParser(
         prog="tootstack",
         description="Deploy and operate a production Mastodon server on AWS; rehearse it locally first.",
     )
     parser.add_argument("--version", action="version", version=f"tootstack {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    own = [name for name in COMMAND_MODULES if command and name.split(".")[1] == command]
+    for name in own or COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args_in = sys.argv[1:] if argv is None else argv
+    parser = build_parser(args_in[0] if args_in else None)
+    args = parser.parse_args(args_in)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

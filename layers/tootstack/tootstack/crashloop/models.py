@@ -1,4 +1,4 @@
-"""Powertools Parser models for the two ECS events the crashloop detector reads.
+"""Pydantic models (Powertools Parser style) for the two ECS events the crashloop detector reads.
 
 Shapes follow what EventBridge delivers for source `aws.ecs` (see docs/crashloop.md):
 "ECS Task State Change" (a task's status; `stopCode`/`stoppedReason`/containers' `exitCode` once it
@@ -12,7 +12,6 @@ import json
 from datetime import datetime
 from typing import Any, Literal, Optional, Union
 
-from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tootstack.errors import InvalidInput
@@ -64,6 +63,29 @@ class EcsDeploymentDetail(_Lenient):
     deploymentId: str                   # "ecs-svc/<number>"
     updatedAt: datetime
     reason: Optional[str] = None
+
+
+class EventBridgeModel(BaseModel):
+    """The EventBridge envelope, as Powertools' `EventBridgeModel` declares it
+    (aws_lambda_powertools/utilities/parser/models/event_bridge.py; fields per
+    https://docs.aws.amazon.com/eventbridge/latest/ref/overiew-event-structure.html).
+
+    Declared here rather than imported: importing any Powertools Parser model runs the package's
+    `models/__init__`, which imports every event model Powertools has (~0.2 s of a cold start) while
+    the detector parses two."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    version: str
+    id: str  # noqa: A003 - the envelope's field name
+    source: str
+    account: str
+    time: datetime
+    region: str
+    resources: list[str]
+    detail_type: str = Field(alias="detail-type")
+    detail: Any
+    replay_name: Optional[str] = Field(None, alias="replay-name")
 
 
 class EcsTaskStateChangeEvent(EventBridgeModel):

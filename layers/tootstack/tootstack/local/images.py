@@ -105,11 +105,15 @@ def _put_bytes(client: httpx.Client, repository: str, data: bytes) -> str:
 
 def push_image(registry: Any, repository: str, tag: str, layer_sizes: list[int] | tuple[int, ...] = (1 << 20,),
                platforms: tuple[str, ...] = DEFAULT_PLATFORMS, docker_format: bool = False,
-               client: httpx.Client | None = None, salt: str = "", seed: str | None = None) -> PushedImage:
+               client: httpx.Client | None = None, salt: str = "", seed: str | None = None,
+               index: bool = True) -> PushedImage:
     """Push a generated multi-arch image to `registry` (a tootstack.local.registry.Registry).
 
     Content is a function of `seed` (default "<salt><repository>:<tag>") and the platform: the same seed
-    under another tag gives identical platform manifests."""
+    under another tag gives identical platform manifests. `index=False` (one platform only) tags the
+    platform manifest itself: a single-platform image without an index."""
+    if not index and len(platforms) != 1:
+        raise ValueError("index=False needs exactly one platform")
     seed = seed if seed is not None else f"{salt}{repository}:{tag}"
     own = client is None
     client = client or registry.client(timeout=120.0)
@@ -152,9 +156,14 @@ def push_image(registry: Any, repository: str, tag: str, layer_sizes: list[int] 
             pushed.manifests[platform] = manifest_digest
             entries.append({"mediaType": manifest_type, "digest": manifest_digest, "size": len(manifest),
                             "platform": {"architecture": arch, "os": os_name}})
-        index = json.dumps({"schemaVersion": 2, "mediaType": index_type, "manifests": entries}).encode()
-        pushed.digest = "sha256:" + hashlib.sha256(index).hexdigest()
-        client.put(f"/v2/{repository}/manifests/{tag}", content=index,
+        if not index:
+            pushed.digest, pushed.media_type = manifest_digest, manifest_type
+            client.put(f"/v2/{repository}/manifests/{tag}", content=manifest,
+                       headers={"Content-Type": manifest_type}).raise_for_status()
+            return pushed
+        index_body = json.dumps({"schemaVersion": 2, "mediaType": index_type, "manifests": entries}).encode()
+        pushed.digest = "sha256:" + hashlib.sha256(index_body).hexdigest()
+        client.put(f"/v2/{repository}/manifests/{tag}", content=index_body,
                    headers={"Content-Type": index_type}).raise_for_status()
     finally:
         if own:

@@ -81,21 +81,33 @@ def run(args: argparse.Namespace) -> int:
         from tootstack.mirror.warmcheck import warm_check
 
         check = warm_check(src, dst, tag, src_creds, dest_creds, args.plain_http)
-        checked = check.source_requests
+        checked = dict(check.source_requests)
         if check.warm:
             from tootstack.mirror.result import MirrorResult
 
             result = MirrorResult(str(src), f"{dst.registry}/{dst.repository}:{tag}", check.digest, check.media_type,
                                   warm=True, source_requests=dict(checked))
+    progress = (lambda line: print(line, file=sys.stderr, flush=True)) if sys.stderr.isatty() else None
+    if result is None and check is not None and check.digest and check.dest_digest is not None:
+        # Cold, and the check learned enough: copy over its sockets without loading httpx (quickcopy.py); it
+        # stops at anything unexpected and the copier below does the job, skipping what already landed.
+        from tootstack.mirror.quickcopy import quick_copy
+
+        _keep_freed_memory()
+        result, quick_requests = quick_copy(src, dst, tag, check, src_creds, dest_creds, args.plain_http,
+                                            args.concurrency, progress)
+        for method, n in quick_requests.items():
+            checked[method] = checked.get(method, 0) + n
+        if result is not None:
+            result.source_requests = dict(checked)
     if result is None:
         from tootstack.mirror.copier import mirror_image
 
         _keep_freed_memory()
-        progress = (lambda line: print(line, file=sys.stderr, flush=True)) if sys.stderr.isatty() else None
         result = mirror_image(args.source, args.destination, src_creds=src_creds, dest_creds=dest_creds,
                               plain_http=args.plain_http, concurrency=args.concurrency, progress=progress,
                               checked=check)
-        for method, n in checked.items():   # the warm check's requests count too (HEAD only)
+        for method, n in checked.items():   # the warm check's (HEAD only) and a stopped quick copy's requests count too
             result.source_requests[method] = result.source_requests.get(method, 0) + n
     if args.json:
         print(json.dumps(result.as_json()))

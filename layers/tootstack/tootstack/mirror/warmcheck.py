@@ -1,14 +1,16 @@
-"""The CLI's warm check: is DEST already at SRC's digest? HEAD requests only, stdlib `http.client` only.
+"""The CLI's warm check: is DEST already at SRC's digest? HEAD requests only, over plain sockets.
 
 `tootstack mirror` runs mostly as a scheduled no-op: the destination already has the image. That answer
 takes two manifest HEADs (plus the registries' auth round trips), and in a fresh process importing httpx
-and its dependencies costs several times more than the requests themselves. So the command first asks
-with the standard library's HTTP client, the source and the destination at the same time; only when the
-digests differ, or anything at all is unexpected (no digest header, a redirect, an auth refusal, a
-network error), does it load the full copier (httpx), which then does the whole job with its own
-retries and error messages. The check never raises and never prints: at worst it costs a few
-requests, HEAD only on the source. With a proxy configured in the environment (which httpx honours and
-http.client does not) it stands aside and the copier does the whole job.
+and its dependencies costs several times more than the requests themselves; even the standard library's
+`http.client` costs more than the requests (it loads the `email` package to parse headers). So the
+command first asks over a minimal HTTP/1.1 exchange on a socket (`_Connection`: one request at a time per
+connection, kept alive, Content-Length or chunked bodies), the source and the destination at the same
+time; only when the digests differ, or anything at all is unexpected (no digest header, a redirect, an
+auth refusal, a network error, a malformed answer), does it load the full copier (httpx), which then
+does the whole job with its own retries and error messages. The check never raises and never prints:
+at worst it costs a few requests, HEAD only on the source. With a proxy configured in the environment
+(which httpx honours and a plain socket does not) it stands aside and the copier does the whole job.
 
 Auth flows are those of the copier (auth.py): an anonymous first request, then on a 401 either Basic
 with the given credentials or the bearer-token flow (token service asked with Basic credentials for the
@@ -17,10 +19,10 @@ repository's pull scope), the request replayed once.
 
 from __future__ import annotations
 
-import http.client
 import os
+import socket
 import threading
-from typing import Any
+from typing import Any, Iterable
 from urllib.parse import urlencode, urlsplit
 
 from tootstack.mirror.challenge import (
@@ -30,12 +32,105 @@ from tootstack.mirror.refs import ImageRef
 
 USER_AGENT = "tootstack-mirror/0.1"
 TIMEOUT = 10.0
-# httpx honours these (trust_env); http.client does not: with a proxy configured the check stands aside.
+MAX_HEADER_LINES = 100
+MAX_BODY = 4 << 20          # a token answer or a manifest (registries take manifests up to 4 MiB)
+# httpx honours these (trust_env); a plain socket does not: with a proxy configured the check stands aside.
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy")
 
 
 class _Unexpected(Exception):
     pass
+
+
+class _Connection:
+    """One kept-alive HTTP/1.1 connection: request, then the whole response (status, lower-cased headers, body)."""
+
+    def __init__(self, scheme: str, netloc: str, timeout: float = TIMEOUT) -> None:
+        host, _, port = netloc.rpartition(":") if netloc.rpartition(":")[2].isdigit() else (netloc, "", "")
+        host = host.strip("[]")
+        sock = socket.create_connection((host, int(port) if port else (443 if scheme == "https" else 80)), timeout)
+        if scheme == "https":
+            from tootstack.mirror.tls import tls_context
+
+            sock = tls_context().wrap_socket(sock, server_hostname=host)
+        self.netloc = netloc
+        self.sock = sock
+        self.reader = sock.makefile("rb")
+        self.open = True
+
+    def close(self) -> None:
+        self.open = False
+        self.reader.close()
+        self.sock.close()
+
+    def request(self, method: str, target: str, headers: dict[str, str], body: bytes = b"") -> tuple[int, dict[str, str], bytes]:
+        self.send(method, target, headers, body)
+        status, answer = self.read_head()
+        return status, answer, self.read_body(method, status, answer)
+
+    def send(self, method: str, target: str, headers: dict[str, str], body: bytes | Iterable[bytes] = b"") -> None:
+        """The request line and headers, then the body: bytes, or chunks of a length the caller set in Content-Length."""
+        lines = [f"{method} {target} HTTP/1.1", f"Host: {self.netloc}", *(f"{k}: {v}" for k, v in headers.items())]
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        if isinstance(body, bytes):
+            self.sock.sendall(head + body)
+            return
+        self.sock.sendall(head)
+        for chunk in body:
+            self.sock.sendall(chunk)
+
+    def read_head(self) -> tuple[int, dict[str, str]]:
+        """Status and lower-cased headers (the first of repeated ones) of the next response."""
+        status_line = self.reader.readline(65537).decode("latin-1")
+        version, _, rest = status_line.partition(" ")
+        if not version.startswith("HTTP/1.") or not rest[:3].isdigit():
+            raise _Unexpected("status line")
+        status = int(rest[:3])
+        answer: dict[str, str] = {}
+        for _ in range(MAX_HEADER_LINES):
+            line = self.reader.readline(65537).decode("latin-1").rstrip("\r\n")
+            if not line:
+                break
+            name, sep, value = line.partition(":")
+            if not sep:
+                raise _Unexpected("header line")
+            answer.setdefault(name.strip().lower(), value.strip())    # the first one counts (one challenge)
+        else:
+            raise _Unexpected("too many headers")
+        if answer.get("connection", "").lower() == "close" or version == "HTTP/1.0":
+            self.open = False
+        return status, answer
+
+    def read_body(self, method: str, status: int, answer: dict[str, str]) -> bytes:
+        """The whole body of a response whose head was just read (at most MAX_BODY bytes)."""
+        if method == "HEAD" or status in (204, 304) or status < 200:
+            return b""
+        if answer.get("transfer-encoding", "").lower() == "chunked":
+            return self._chunked()
+        if "content-length" in answer:
+            length = int(answer["content-length"])
+            if length > MAX_BODY:
+                raise _Unexpected("body too large")
+            body = self.reader.read(length)
+            if len(body) != length:
+                raise _Unexpected("short body")
+            return body
+        self.open = False                   # delimited by the end of the connection
+        return self.reader.read(MAX_BODY)
+
+    def _chunked(self) -> bytes:
+        parts, total = [], 0
+        while True:
+            size = int(self.reader.readline(1024).split(b";")[0].strip() or b"x", 16)
+            if size == 0:
+                while self.reader.readline(65537).strip():      # trailers, then the blank line
+                    pass
+                return b"".join(parts)
+            total += size
+            if total > MAX_BODY:
+                raise _Unexpected("body too large")
+            parts.append(self.reader.read(size))
+            self.reader.readline(3)                             # CRLF after each chunk
 
 
 class _Registry:
@@ -47,31 +142,24 @@ class _Registry:
         self.creds = creds
         self.counts: dict[str, int] = {}
         self.auth_state: dict[str, Any] = {}     # what the copier's RegistryAuth.adopt takes
-        self._connections: dict[tuple[str, str], http.client.HTTPConnection] = {}
+        self._connections: dict[tuple[str, str], _Connection] = {}
 
     def close(self) -> None:
         for conn in self._connections.values():
             conn.close()
 
-    def _request(self, scheme: str, netloc: str, method: str, target: str, headers: dict[str, str]) -> tuple[int, Any, bytes]:
+    def _request(self, scheme: str, netloc: str, method: str, target: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        if scheme not in ("http", "https"):
+            raise _Unexpected(scheme)
         key = (scheme, netloc)
         conn = self._connections.get(key)
-        if conn is None:
-            if scheme == "https":
-                from tootstack.mirror.tls import tls_context
-
-                conn = http.client.HTTPSConnection(netloc, timeout=TIMEOUT, context=tls_context())
-            elif scheme == "http":
-                conn = http.client.HTTPConnection(netloc, timeout=TIMEOUT)
-            else:
-                raise _Unexpected(scheme)
-            self._connections[key] = conn
+        if conn is None or not conn.open:
+            if conn is not None:
+                conn.close()
+            conn = self._connections[key] = _Connection(scheme, netloc)
         if netloc == self.registry:
             self.counts[method] = self.counts.get(method, 0) + 1
-        conn.request(method, target, headers={"User-Agent": USER_AGENT, **headers})
-        response = conn.getresponse()
-        body = response.read()       # empty for HEAD; keeps the connection reusable
-        return response.status, response.headers, body
+        return conn.request(method, target, {"User-Agent": USER_AGENT, **headers})
 
     def head_manifest(self, repository: str, reference: str) -> tuple[int, str, str]:
         """(status, Docker-Content-Digest, media type) of HEAD /v2/<repository>/manifests/<reference>."""

@@ -42,8 +42,7 @@ import time
 import uuid
 from typing import Any, Literal
 
-from aws_lambda_powertools.utilities.parser import BaseModel, ValidationError, field_validator, parse
-from pydantic import ConfigDict, StrictBool, StrictStr
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr, ValidationError, field_validator
 
 from tootstack.errors import InvalidInput, TootstackError, aws_error_code
 from tootstack.secrets.generate import alphanumeric
@@ -112,6 +111,8 @@ def validate_admin_request(data: Any) -> AdminRequest:
     if not isinstance(data, dict):
         raise InvalidInput('create-admin input must be a JSON object like {"username": "alice", '
                            '"email": "alice@example.org", "role": "Owner"}')
+    from aws_lambda_powertools.utilities.parser import parse   # where it is used: not at the handler's cold import
+
     try:
         return parse(event=data, model=AdminRequest)
     except ValidationError as exc:
