@@ -75,8 +75,10 @@ def test_each_failure_that_takes_mastodon_down_alarms_the_operator(profile):
         assert len(metrics) <= 1, f"{lid}: CloudWatch bills per alarm metric; the cost model counts one per alarm"
 
 
-def test_core_down_alarm_waits_for_the_services_to_be_launched():
-    assert "CoreDownAlarm" not in resources(ServicesLaunched="false")
+def test_core_down_alarm_exists_from_the_first_deploy():
+    """Services are no longer gated by a launch flag (ServiceCounts keeps their counts), so the core-down
+    alarm exists whatever the former flag says; it also tells the operator first boot has not started core."""
+    assert "CoreDownAlarm" in resources(ServicesLaunched="false")
     assert "CoreDownAlarm" in resources(ServicesLaunched="true")
 
 

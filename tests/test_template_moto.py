@@ -39,7 +39,7 @@ def test_template_deploys_into_moto(parameters):
         cluster = resources["Cluster"]
         services = ecs.describe_services(cluster=cluster, services=ecs.list_services(cluster=cluster)["serviceArns"])["services"]
         counts = {s["serviceName"]: s["desiredCount"] for s in services}
-        # (+ the Spot fallback's on-demand twin, standard once launched; it idles at 0 - issue 8)
+        # (+ the Spot fallback's on-demand twin, standard once launched; it idles at 0)
         assert set(counts) - {"sidekiq-pull-ondemand"} == {"core", "web", "sidekiq-default", "sidekiq-pull"}
         assert counts.get("sidekiq-pull-ondemand", 0) == 0
         # Nothing starts before first boot, whatever a samconfig.toml from before says: ServicesLaunched is

@@ -15,12 +15,12 @@ import os
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from tootstack import deploy_guard
+from tootstack import deploy_guard, tracing
 from tootstack.cfn_custom import FAILED, SUCCESS, respond
 from tootstack.clients import ClientCache
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=tracing.AWS_AND_CLOUDFORMATION)  # only the clients this handler calls
 _client = ClientCache()  # one boto3 client per service, reused by warm invocations
 
 

@@ -1,1 +1,1 @@
-"""Autoscaling helpers (issue 8): Sidekiq queue latency from Redis, and the Spot fallback decision."""
+"""Autoscaling helpers: Sidekiq queue latency from Redis, and the Spot fallback decision."""

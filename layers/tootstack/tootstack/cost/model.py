@@ -352,7 +352,7 @@ class CostModel:
 
     def _compare_sidekiq_capacity(self, logical_id: str, props: dict[str, Any], td: dict[str, Any], vcpu: float,
                                   gb: float, arch: str, strategy: list[dict[str, Any]], count: int) -> None:
-        """Issue 8: Spot runs X86_64 only, so a Sidekiq service is either X86_64 on Spot or ARM64 on-demand;
+        """Spot runs X86_64 only, so a Sidekiq service is either X86_64 on Spot or ARM64 on-demand;
         price one task of its size both ways (and X86_64 on-demand) and say which the template picked."""
         commands = [[str(c) for c in (container.get("Command") or [])] for container in td.get("ContainerDefinitions") or []]
         sidekiq = [c for c in commands if "sidekiq" in c]

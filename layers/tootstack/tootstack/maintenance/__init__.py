@@ -1,4 +1,4 @@
-"""Scheduled maintenance (issue 8): the plan a run follows and the gate that skips it.
+"""Scheduled maintenance: the plan a run follows and the gate that skips it.
 
 statemachines/maintenance.asl.json, started daily by an EventBridge Scheduler schedule, asks
 functions/maintenance_gate for a plan, then runs each step as a one-off Fargate task of the toolbox

@@ -1,4 +1,4 @@
-"""Mastodon upgrades (issue 8): statemachines/upgrade.asl.json with functions/upgrade. See docs/day2.md.
+"""Mastodon upgrades: statemachines/upgrade.asl.json with functions/upgrade. See docs/day2.md.
 
 Order: prepare (validate, refuse downgrade/unknown, take the upgrade lock) -> mirror the release's images
 into ECR -> register task definitions pinned to the mirrored digests (not deployed yet: the toolbox
