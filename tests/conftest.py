@@ -17,4 +17,5 @@ pytest_plugins = [
     "tests.fixtures.aws",
     "tests.fixtures.registry",
     "tests.fixtures.oneoff",
+    "tests.fixtures.cfn",
 ]

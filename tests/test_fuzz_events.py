@@ -19,9 +19,7 @@ Input classes tried, per entry point:
 
 import copy
 import json
-import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
 import pytest
@@ -37,6 +35,7 @@ from tootstack.redis_auth.backends import AclBackend
 from tootstack.redis_auth.credentials import Endpoint
 from tootstack.redis_auth.rotation import STEPS, RedisRotation
 
+from tests.fixtures.cfn import response_server
 from tests.fuzz_support import FEW, FUZZ, JSON, TEXT, aws_state, redis_acl
 
 ROOT = project_root()
@@ -48,25 +47,10 @@ pytestmark = [pytest.mark.filterwarnings("ignore:No application metrics to publi
               pytest.mark.xdist_group("fuzz-events")]   # one worker builds the module's world once
 
 
-class _Answers(BaseHTTPRequestHandler):
-    received: list = []
-
-    def do_PUT(self):  # noqa: N802 - http.server API
-        type(self).received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture(scope="module")
 def world():
     patch = pytest.MonkeyPatch()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Answers)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    with LocalAws(region=REGION), RedisServer(tls=True) as redis_server:
+    with response_server() as (url, received), LocalAws(region=REGION), RedisServer(tls=True) as redis_server:
         ddb, ecs = boto3.client("dynamodb", region_name=REGION), boto3.client("ecs", region_name=REGION)
         sm = boto3.client("secretsmanager", region_name=REGION)
         ddb.create_table(TableName=TABLE, BillingMode="PAY_PER_REQUEST",
@@ -92,13 +76,10 @@ def world():
         def call(name, event):
             return handlers[name](event, LambdaContext(name))
 
-        url = f"http://127.0.0.1:{server.server_port}/answer"
         acl_client = redis_server.admin_client()
-        yield type("World", (), dict(call=staticmethod(call), url=url, rotation=rotation, redis=acl_client,
-                                     redis_secret=redis_secret, sm=sm))
+        yield type("World", (), dict(call=staticmethod(call), url=url, received=received, rotation=rotation,
+                                     redis=acl_client, redis_secret=redis_secret, sm=sm))
         acl_client.close()
-    server.shutdown()
-    server.server_close()
     patch.undo()
 
 
@@ -182,17 +163,17 @@ def test_custom_resource_requests_are_always_answered(world, template, function)
     props = event.get("ResourceProperties")
     assume(not (function == "mirror" and "mastodon-zz9" in json.dumps(props)))
     custom = function == "secrets_bootstrap" or ("RequestType" in event and "ResponseURL" in event)
-    _Answers.received = []
+    world.received.clear()
     before = aws_state(REGION)
     try:
         world.call(function, event)
     except InvalidInput as exc:
         assert not (answerable and custom), f"an answerable request was not answered: {exc}"
-        assert _Answers.received == []
+        assert world.received == []
     else:
         assert answerable and custom
-        assert len(_Answers.received) == 1, "exactly one answer"
-        answer = _Answers.received[0]
+        assert len(world.received) == 1, "exactly one answer"
+        answer = world.received[0]
         if answer["Status"] == "SUCCESS":
             first_boot = isinstance(props, dict) and bool(props.get("StartStateMachineArn"))
             assert event["RequestType"] == "Delete" or (function == "secrets_bootstrap" and first_boot

@@ -6,9 +6,6 @@ Python facts: "²".isdigit() is True and int("²") raises ValueError; "４".isdi
 int("４") == 4; re's \\d matches both unless re.ASCII (https://docs.python.org/3/library/stdtypes.html#str.isdigit).
 """
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
@@ -41,29 +38,6 @@ def test_upgrade_versions_with_unicode_digits_are_invalid_input(version):
         parse_version(version)
 
 
-class _Answers(BaseHTTPRequestHandler):
-    received: list = []
-
-    def do_PUT(self):  # noqa: N802 - http.server API
-        type(self).received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def answers():
-    _Answers.received = []
-    server = HTTPServer(("127.0.0.1", 0), _Answers)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/answer", _Answers.received
-    server.shutdown()
-    server.server_close()
-
-
 BASE = {"RequestType": "Create", "StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/s/1",
         "RequestId": "req-1", "LogicalResourceId": "Thing", "ResourceType": "Custom::Thing"}
 MALFORMED = [
@@ -83,8 +57,8 @@ def _without_nulls(event):
 @pytest.mark.filterwarnings("ignore:No application metrics to publish")
 @pytest.mark.parametrize("function", ["secrets_bootstrap", "mirror"])
 @pytest.mark.parametrize("change, reason", MALFORMED)
-def test_malformed_custom_resource_requests_are_answered_failed(function, change, reason, answers, monkeypatch):
-    url, received = answers
+def test_malformed_custom_resource_requests_are_answered_failed(function, change, reason, response_url, monkeypatch):
+    url, received = response_url
     monkeypatch.setenv("STACK_NAME", "s")
     monkeypatch.delenv("REPOSITORIES", raising=False)
     handler = LocalFunction(f"Malformed{function}", ROOT / "functions" / function, "app.handler", {}).entrypoint

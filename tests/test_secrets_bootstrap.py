@@ -4,8 +4,6 @@ through its sample event, and a scan of everything captured for the generated va
 import base64
 import json
 import logging
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import boto3
 import pytest
@@ -175,30 +173,6 @@ def test_missing_smtp_user_is_invalid_input(aws):
 
 
 # --- the custom resource handler, through events/secrets_bootstrap.json ---------------------------------
-
-class _Responses(BaseHTTPRequestHandler):
-    received: list = []
-
-    def do_PUT(self):  # noqa: N802 - http.server API
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        type(self).received.append(json.loads(body))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def response_url():
-    _Responses.received = []
-    server = HTTPServer(("127.0.0.1", 0), _Responses)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/response", _Responses.received
-    server.shutdown()
-    server.server_close()
-
 
 def _Context():
     return LambdaContext("secrets-bootstrap")
