@@ -71,7 +71,7 @@ def world():
         rotation = RedisRotation.direct(sm, redis_secret, AclBackend(redis_server.admin_client, persist=False), endpoint)
         rotation.setup()
         handlers = {name: LocalFunction(f"FuzzEv{name}", ROOT / "functions" / name, "app.handler", {}).entrypoint
-                    for name in ("crashloop_detector", "secrets_bootstrap", "mirror")}
+                    for name in ("crashloop_detector", "secrets_bootstrap", "mirror", "deploy_guard")}
 
         def call(name, event):
             return handlers[name](event, LambdaContext(name))
@@ -153,7 +153,7 @@ REQUESTS = st.builds(
 
 
 @FUZZ
-@given(template=REQUESTS, function=st.sampled_from(["secrets_bootstrap", "mirror"]))
+@given(template=REQUESTS, function=st.sampled_from(["secrets_bootstrap", "mirror", "deploy_guard"]))
 def test_custom_resource_requests_are_always_answered(world, template, function):
     event = {k: (world.url if v == "<ours>" else v) for k, v in template.items()}
     url = event.get("ResponseURL")

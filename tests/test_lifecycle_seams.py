@@ -414,7 +414,11 @@ def test_deploy_guard_handler_answers_cloudformation(local_aws, response_url, mo
     assert received[-1]["Data"] == {"Core": "0", "Web": "0", "SidekiqDefault": "0", "SidekiqPull": "0"}
 
     boto3.client("ssm", region_name="us-east-1").put_parameter(Name="/s/mastodon/version", Value="v4.5.3", Type="String")
-    guard = dict(event, ResourceType="Custom::VersionGuard", LogicalResourceId="VersionGuard", StackId="", ResourceProperties={
+    # CloudFormation always names the stack (a request without StackId is refused as malformed): one that is
+    # not rolling back, so the guard checks the version.
+    stack_id = boto3.client("cloudformation", region_name="us-east-1").create_stack(StackName="s", TemplateBody=json.dumps(
+        {"Resources": {"Nothing": {"Type": "AWS::CloudFormation::WaitConditionHandle"}}}))["StackId"]
+    guard = dict(event, ResourceType="Custom::VersionGuard", LogicalResourceId="VersionGuard", StackId=stack_id, ResourceProperties={
         "ClusterName": "none", "Services": ["core"], "VersionParameter": "/s/mastodon/version",
         "Images": {"MastodonImage": "ghcr.io/mastodon/mastodon:v4.5.2", "StreamingImage": "ghcr.io/mastodon/mastodon-streaming:v4.5.2"}})
     handler(guard, LambdaContext("deploy-guard"))

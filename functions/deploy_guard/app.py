@@ -16,7 +16,8 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tootstack import deploy_guard, tracing
-from tootstack.cfn_custom import FAILED, SUCCESS, respond
+from tootstack.cfn_custom import FAILED, SUCCESS, problems, properties, respond
+from tootstack.errors import InvalidInput
 from tootstack.clients import ClientCache
 
 logger = Logger()
@@ -56,10 +57,15 @@ def step(resource_type: str, request_type: str, props: dict, stack_id: str = "")
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict, context: LambdaContext) -> dict:
+    if not isinstance(event, dict):
+        raise InvalidInput("event must be a CloudFormation custom resource request (a JSON object)")
     resource_type, request_type = event.get("ResourceType", ""), event.get("RequestType", "")
-    physical_id = event.get("PhysicalResourceId") or f"{os.environ.get('STACK_NAME', 'tootstack')}-{event.get('LogicalResourceId', 'deploy-guard')}"
+    physical_id = event.get("PhysicalResourceId") or f"{os.environ.get('STACK_NAME', 'tootstack')}-{event.get('LogicalResourceId') or 'deploy-guard'}"
+    problem = problems(event)
+    if problem:   # answered FAILED (never left hanging); respond() refuses a request with no ResponseURL
+        return respond(event, context, FAILED, reason=problem, physical_id=physical_id, no_echo=False)
     try:
-        data = step(resource_type, request_type, event.get("ResourceProperties", {}), event.get("StackId", ""))
+        data = step(resource_type, request_type, properties(event), event["StackId"])
     except Exception as exc:  # every failure must reach CloudFormation, or the stack hangs for an hour
         reason = f"{type(exc).__name__}: {exc}"
         logger.error("deploy guard refused", extra={"resource_type": resource_type, "request_type": request_type, "reason": reason})
