@@ -1,8 +1,6 @@
 """The mirror Lambda through its real handler and sample event: ECR login and SSM in moto, real registries."""
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
 import pytest
@@ -72,37 +70,21 @@ def test_sample_event_mirrors_both_images_and_records_digests(handler, registry_
     assert registry_token.password not in logs.out + logs.err and ECR_PASSWORD not in logs.out + logs.err
 
 
-def test_custom_resource_answers_cloudformation_with_pinned_images(handler, registry_token, ecr_standin):
+def test_custom_resource_answers_cloudformation_with_pinned_images(handler, registry_token, ecr_standin, response_url):
     pushed = push_image(registry_token, "mastodon/mastodon", "v4.5.2", [10_000])
     push_image(registry_token, "mastodon/mastodon-streaming", "v4.5.2", [10_000])
-    replies = []
-
-    class Reply(BaseHTTPRequestHandler):
-        def do_PUT(self):  # noqa: N802
-            replies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Reply)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        sam = load_template(ROOT / "template.yaml")
-        images = sam["Resources"]["ImageMirror"]["Properties"]["Images"]
-        sources = {"MastodonImage": f"{registry_token.host_port}/mastodon/mastodon:v4.5.2",
-                   "StreamingImage": f"{registry_token.host_port}/mastodon/mastodon-streaming:v4.5.2"}
-        props = [{"Name": i["Name"], "Source": sources[i["Name"]], "Repository": i["Repository"]} for i in images]
-        event = {"RequestType": "Create", "ResponseURL": f"http://127.0.0.1:{server.server_address[1]}/reply",
-                 "StackId": "stack", "RequestId": "r1", "LogicalResourceId": "ImageMirror",
-                 "ResourceType": "Custom::ImageMirror", "ResourceProperties": {"Images": props}}
-        assert handler(event)["status"] == "SUCCESS"
-        bad = dict(event, ResourceProperties={"Images": [{"Source": "x/y:z", "Repository": "not-ours"}]})
-        assert handler(bad)["status"] == "FAILED"
-    finally:
-        server.shutdown()
+    url, replies = response_url
+    sam = load_template(ROOT / "template.yaml")
+    images = sam["Resources"]["ImageMirror"]["Properties"]["Images"]
+    sources = {"MastodonImage": f"{registry_token.host_port}/mastodon/mastodon:v4.5.2",
+               "StreamingImage": f"{registry_token.host_port}/mastodon/mastodon-streaming:v4.5.2"}
+    props = [{"Name": i["Name"], "Source": sources[i["Name"]], "Repository": i["Repository"]} for i in images]
+    event = {"RequestType": "Create", "ResponseURL": url,
+             "StackId": "stack", "RequestId": "r1", "LogicalResourceId": "ImageMirror",
+             "ResourceType": "Custom::ImageMirror", "ResourceProperties": {"Images": props}}
+    assert handler(event)["status"] == "SUCCESS"
+    bad = dict(event, ResourceProperties={"Images": [{"Source": "x/y:z", "Repository": "not-ours"}]})
+    assert handler(bad)["status"] == "FAILED"
     assert replies[0]["Status"] == "SUCCESS"
     assert replies[0]["Data"]["MastodonImage"] == f"{ecr_standin.host_port}/tootstack-mastodon@{pushed.digest}"
     assert "@sha256:" in replies[0]["Data"]["StreamingImage"]
