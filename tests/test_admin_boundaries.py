@@ -251,3 +251,34 @@ def test_a_holder_that_died_without_finishing_is_taken_over_after_the_timeout(lo
 
     assert json.loads(sm.get_secret_value(SecretId=staging_arn)["SecretString"])["request"] == "later"
     admin.finish(sm, staging_arn, taken, "created")
+
+
+def test_a_takeover_between_the_check_and_the_read_never_returns_another_requests_password(local_aws, monkeypatch):
+    """staged_password checks that AWSCURRENT is this request's version, then reads it: when a stale-holder
+    takeover moves AWSCURRENT in between, the read must still return this request's password (read by
+    VersionId), never the password the taking-over request staged."""
+    sm = client("secretsmanager")
+    staging_arn = sm.create_secret(Name="s/admin-staging", SecretString=json.dumps(PENDING_PLACEHOLDER))["ARN"]
+    admin.prepare(sm, "s", staging_arn, ALICE, "died", SCRIPT, task_timeout_seconds=900)   # never finished
+    died_password = json.loads(sm.get_secret_value(SecretId=staging_arn)["SecretString"])["password"]
+    bob = dict(ALICE, username="bob", email="bob@example.org")
+    later = admin.time.time() + 900 + admin.STALE_MARGIN_SECONDS + 60
+    describe = sm.describe_secret
+    taken = {}
+
+    def takeover_after_the_check(**kwargs):
+        described = describe(**kwargs)
+        if not taken:
+            taken["bob"] = None
+            monkeypatch.setattr(admin.time, "time", lambda: later)
+            taken["bob"] = admin.prepare(sm, "s", staging_arn, bob, "later", SCRIPT, task_timeout_seconds=900)
+        return described
+
+    monkeypatch.setattr(sm, "describe_secret", takeover_after_the_check)
+    password = admin.staged_password(sm, staging_arn, "died")
+    monkeypatch.setattr(sm, "describe_secret", describe)
+
+    later_password = json.loads(sm.get_secret_value(SecretId=staging_arn)["SecretString"])["password"]
+    assert json.loads(sm.get_secret_value(SecretId=staging_arn)["SecretString"])["request"] == "later"
+    assert password == died_password != later_password
+    admin.finish(sm, staging_arn, taken["bob"], "created")

@@ -202,8 +202,9 @@ def _current_version(described: dict[str, Any]) -> str:
     return ""
 
 
-def _staging_holder(sm: Any, staging_id: str, stale_after: float) -> tuple[str, str]:
-    """(AWSCURRENT version id of the staging secret, the request holding it or "" when free or stale)."""
+def _staging_holder(sm: Any, staging_id: str, stale_after: float) -> tuple[str, str, dict[str, list[str]]]:
+    """(AWSCURRENT version id of the staging secret, the request holding it or "" when free or stale, the
+    secret's version id -> labels map)."""
     described = sm.describe_secret(SecretId=staging_id)
     current = _current_version(described)
     try:
@@ -213,7 +214,7 @@ def _staging_holder(sm: Any, staging_id: str, stale_after: float) -> tuple[str, 
         holder, since = "", 0.0
     if holder and time.time() - since > stale_after:
         holder = ""  # its execution died without the finish step: take it over
-    return current, holder
+    return current, holder, described.get("VersionIdsToStages") or {}
 
 
 def _unlabel(sm: Any, secret_id: str, version: str, stage: str) -> None:
@@ -226,14 +227,13 @@ def _unlabel(sm: Any, secret_id: str, version: str, stage: str) -> None:
 def acquire_staging(sm: Any, staging_id: str, request_id: str, username: str, password: str, stale_after: float) -> str:
     """Write this request's staging version and make it current only if the secret was free (see module doc).
     Returns the password staged: `password`, or the one an interrupted earlier attempt of this request wrote
-    (Secrets Manager refuses a second value under the same ClientRequestToken)."""
-    current, holder = _staging_holder(sm, staging_id, stale_after)
+    (Secrets Manager refuses a second value under the same ClientRequestToken). `prepare` has already
+    handled the case where this request's version is current (`staged_password`)."""
+    current, holder, versions = _staging_holder(sm, staging_id, stale_after)
     token = _token(request_id, "stage")
-    if current == token:
-        return json.loads(sm.get_secret_value(SecretId=staging_id, VersionId=token)["SecretString"])["password"]
     if holder and holder != request_id:
         raise AdminBusy(f"another create-admin execution ({holder}) is running; nothing was changed: run again when it has finished")
-    if token in (sm.describe_secret(SecretId=staging_id).get("VersionIdsToStages") or {}):
+    if token in versions:
         password = json.loads(sm.get_secret_value(SecretId=staging_id, VersionId=token)["SecretString"])["password"]
     else:
         sm.put_secret_value(SecretId=staging_id, ClientRequestToken=token, VersionStages=[STAGED], SecretString=json.dumps(
@@ -252,11 +252,13 @@ def acquire_staging(sm: Any, staging_id: str, request_id: str, username: str, pa
 
 
 def staged_password(sm: Any, staging_id: str, request_id: str) -> str | None:
-    """The password this request staged, when the staging secret's current version is this request's."""
-    described = sm.describe_secret(SecretId=staging_id)
-    if _current_version(described) != _token(request_id, "stage"):
+    """The password this request staged, when the staging secret's current version is this request's. Read by
+    version id: a stale-holder takeover between the check and the read moves AWSCURRENT to another request's
+    version, and that request's password must never come back here."""
+    token = _token(request_id, "stage")
+    if _current_version(sm.describe_secret(SecretId=staging_id)) != token:
         return None
-    return json.loads(sm.get_secret_value(SecretId=staging_id)["SecretString"])["password"]
+    return json.loads(sm.get_secret_value(SecretId=staging_id, VersionId=token)["SecretString"])["password"]
 
 
 def write_user_secret(sm: Any, stack_name: str, request: AdminRequest, request_id: str, described: dict[str, Any] | None,
