@@ -176,6 +176,26 @@ def test_stack_secret_values_reads_listed_and_prefixed_secrets(local_aws):
     assert redact.stack_secret_values(sm, [listed], "stack/") == {"listed-secret-1", "prefixed-secret-2"}
 
 
+def test_secrets_found_by_listing_are_read_only_under_the_labels_listsecrets_reported(local_aws, monkeypatch):
+    """ListSecrets returns each secret's SecretVersionsToStages
+    (https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_ListSecrets.html, SecretListEntry): a
+    listed secret is read once per label it has, not under all three standard labels (two of which fail for a
+    secret that was never rotated or reset); a secret passed directly is still tried under all three."""
+    sm = client("secretsmanager")
+    direct = sm.create_secret(Name="other/db", SecretString="direct-secret-1")["ARN"]
+    for n in range(5):
+        sm.create_secret(Name=f"stack/admin/user{n}", SecretString=f"prefixed-secret-{n}")
+    reads = []
+    get = sm.get_secret_value
+    monkeypatch.setattr(sm, "get_secret_value", lambda **kwargs: reads.append(kwargs) or get(**kwargs))
+
+    values = redact.stack_secret_values(sm, [direct], "stack/")
+
+    assert values == {"direct-secret-1"} | {f"prefixed-secret-{n}" for n in range(5)}
+    assert sorted(r["VersionStage"] for r in reads if r["SecretId"] == direct) == sorted(redact.STAGES)
+    assert [r["VersionStage"] for r in reads if r["SecretId"] != direct] == ["AWSCURRENT"] * 5
+
+
 # --- task summaries -------------------------------------------------------------------------------
 
 TASKDEF = {"containerDefinitions": [{"name": "toolbox", "logConfiguration": {"logDriver": "awslogs", "options": {

@@ -46,9 +46,10 @@ STAGES = ("AWSCURRENT", "AWSPENDING", "AWSPREVIOUS")
 
 
 def stack_secret_values(sm: Any, secret_ids: Iterable[str], name_prefix: str | None = None) -> set[str]:
-    """Values of every staged version (AWSCURRENT, AWSPENDING, AWSPREVIOUS and any other label ListSecrets
-    reports) of the given secrets and of every secret whose name starts with `name_prefix`: during a
-    rotation or a staged password reset more than one version is a valid credential."""
+    """Values of every staged version of the given secrets and of every secret whose name starts with
+    `name_prefix`: during a rotation or a staged password reset more than one version is a valid credential.
+    A secret found by ListSecrets is read under exactly the labels ListSecrets reported for it
+    (SecretVersionsToStages); for a secret passed directly the three standard labels are tried."""
     stages: dict[str, set[str]] = {s: set(STAGES) for s in secret_ids if s}
     if name_prefix:
         paginator = sm.get_paginator("list_secrets")
@@ -56,7 +57,7 @@ def stack_secret_values(sm: Any, secret_ids: Iterable[str], name_prefix: str | N
             for item in page.get("SecretList", []):
                 if item["Name"].startswith(name_prefix):
                     labels = {label for labels in (item.get("SecretVersionsToStages") or {}).values() for label in labels}
-                    stages.setdefault(item["ARN"], set(STAGES)).update(labels)
+                    stages.setdefault(item["ARN"], set()).update(labels)
     values: set[str] = set()
     for secret_id, labels in stages.items():
         for stage in sorted(labels):
