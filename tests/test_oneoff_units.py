@@ -109,7 +109,7 @@ def test_commands_outside_the_allow_list_are_refused(argv):
     ) or (
         program == "tootctl" and len(argv) >= 2 and (
             argv[1] in commands.TOOTCTL_SINGLE
-            or (len(argv) >= 3 and argv[2] in commands.TOOTCTL.get(argv[1], ())
+            or (len(argv) >= 3 and argv[2] in commands.TOOTCTL_OPTIONS.get(argv[1], {})
                 and not any(a.split("=")[0] in commands.TOOTCTL_REFUSED_FLAGS for a in argv[3:]))))
     safe = all(re.fullmatch(r"[^\x00-\x1f\x7f]{1,256}", a) for a in argv)
     if allowed and safe:

@@ -111,17 +111,10 @@ def validate_admin_request(data: Any) -> AdminRequest:
     if not isinstance(data, dict):
         raise InvalidInput('create-admin input must be a JSON object like {"username": "alice", '
                            '"email": "alice@example.org", "role": "Owner"}')
-    from aws_lambda_powertools.utilities.parser import parse   # where it is used: not at the handler's cold import
-
     try:
-        return parse(event=data, model=AdminRequest)
+        return AdminRequest.model_validate(data)
     except ValidationError as exc:
         raise InvalidInput(f"invalid create-admin input: {describe_errors(exc)}") from None
-    except Exception as exc:  # powertools wraps some failures in its own exception types
-        cause = exc.__cause__ if isinstance(exc.__cause__, ValidationError) else None
-        if cause is not None:
-            raise InvalidInput(f"invalid create-admin input: {describe_errors(cause)}") from None
-        raise InvalidInput(f"invalid create-admin input: {type(exc).__name__}") from None
 
 
 def describe_errors(exc: ValidationError) -> str:
@@ -170,9 +163,10 @@ def _is_client_error(exc: Exception, *codes: str) -> bool:
     return aws_error_code(exc) in codes
 
 
-def describe_user_secret(sm: Any, stack_name: str, request: AdminRequest, staging_id: str) -> dict[str, Any] | None:
+def describe_user_secret(sm: Any, stack_name: str, request: AdminRequest) -> dict[str, Any] | None:
     """The user's secret as DescribeSecret returns it, None when it does not exist yet. Refuses a secret that
-    is scheduled for deletion, is the staging secret, or was not created by create-admin."""
+    is scheduled for deletion or was not created by create-admin (the staging secret is outside
+    `<stack>/admin/`, so no username names it)."""
     name = user_secret_name(stack_name, request.username)
     try:
         described = sm.describe_secret(SecretId=name)
@@ -186,8 +180,7 @@ def describe_user_secret(sm: Any, stack_name: str, request: AdminRequest, stagin
             f"--secret-id {name}) or delete it for good, then run again"
         )
     tags = {t.get("Key"): t.get("Value") for t in described.get("Tags") or []}
-    if described.get("ARN") == staging_id or described.get("Name") == staging_id or \
-            tags.get(USER_SECRET_TAG[0]) != USER_SECRET_TAG[1]:
+    if tags.get(USER_SECRET_TAG[0]) != USER_SECRET_TAG[1]:
         raise TootstackError(
             f"secret {name} exists but is not a create-admin password secret (no tag "
             f"{USER_SECRET_TAG[0]}={USER_SECRET_TAG[1]}): nothing was changed; rename or delete that secret"
@@ -295,7 +288,7 @@ def prepare(sm: Any, stack_name: str, pending_secret_id: str, data: Any, request
     request = validate_admin_request(data)
     if not request_id or not isinstance(request_id, str):
         raise InvalidInput("prepare needs the execution name as 'request'")
-    described = describe_user_secret(sm, stack_name, request, pending_secret_id)
+    described = describe_user_secret(sm, stack_name, request)
     password = staged_password(sm, pending_secret_id, request_id)  # a retry of this request
     if password is None:
         if described is not None and not request.reset_password:

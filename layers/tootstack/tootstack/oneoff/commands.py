@@ -91,7 +91,6 @@ def tootctl_aliases(group: str, sub: str) -> dict[str, str]:
         return _ALIASES[(group, sub)]
     allowed = TOOTCTL_OPTIONS.get(group, {}).get(sub, {})
     return {short: name for short, name in _COMMON_ALIASES.items() if name in allowed}
-TOOTCTL: dict[str, frozenset[str]] = {group: frozenset(subs) for group, subs in TOOTCTL_OPTIONS.items()}
 # tootctl commands without a sub-command (positional arguments only).
 TOOTCTL_SINGLE = frozenset({"version", "help"})
 # Options refused with a pointer to create-admin (they print the new password into the task's logs).
