@@ -405,3 +405,19 @@ def test_an_unreadable_upgrade_lock_is_an_error_never_unlocked():
 
     with pytest.raises(DependencyUnavailable, match="AccessDeniedException|ClientError"):
         steps.read_lock(_Denied(), "/s/upgrade/lock")
+
+
+@pytest.mark.parametrize("dest", [{"user": "registry"}, {"username": "registry"}, {"auth": "not base64!"}, "registry:pw"])
+def test_a_malformed_dest_in_the_mirror_credentials_secret_is_a_clear_invalid_input(monkeypatch, dest):
+    """The upgrade Lambda reads the destination credentials with the mirror's own validator
+    (tootstack.mirror.auth.credential_pair): a `dest` without string username/password is InvalidInput naming
+    'dest', not a KeyError/TypeError from indexing the raw JSON."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("upgrade_app_under_test", ROOT / "functions/upgrade/app.py")
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    monkeypatch.setenv("MIRROR_CREDENTIALS_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:1:secret:up/mirror")
+    monkeypatch.setattr(app.parameters, "get_secret", lambda *args, **kwargs: {"dest": dest})
+    with pytest.raises(InvalidInput, match="mirror credentials secret 'dest'"):
+        app._mirror_credentials()

@@ -50,7 +50,7 @@ def _mirror_credentials() -> dict:
     """Source: each registry host gets only its own credentials from the secret (the mirror's
     MirrorSourceCredentialsSecretArn shapes, tootstack.mirror.auth.parse_source_credentials), anonymous
     otherwise; destination: the ECR token, or the secret's `dest` (local rehearsal registries)."""
-    from tootstack.mirror.auth import parse_source_credentials
+    from tootstack.mirror.auth import credential_pair, parse_source_credentials
 
     kwargs = {"plain_http": os.environ.get("MIRROR_PLAIN_HTTP") == "true"}
     secret_id = os.environ.get("MIRROR_CREDENTIALS_SECRET_ARN")
@@ -58,7 +58,7 @@ def _mirror_credentials() -> dict:
     dest = creds.pop("dest", None)
     kwargs["keyed_src_creds"] = parse_source_credentials(creds.get("source", creds))
     if dest:
-        kwargs["dest_creds"] = (dest["username"], dest["password"])
+        kwargs["dest_creds"] = credential_pair(dest, "'dest'", what="mirror credentials secret")
     else:
         from tootstack.mirror.service import ecr_login
 

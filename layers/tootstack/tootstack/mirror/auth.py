@@ -40,19 +40,21 @@ def registry_key(name: str) -> str:
     return DOCKER_HUB if host in _DOCKER_HUB_NAMES else host
 
 
-def _pair(entry: Any, where: str) -> tuple[str, str]:
+def credential_pair(entry: Any, where: str, what: str = "source credentials") -> tuple[str, str]:
+    """(username, password) from `{"username", "password"}` or docker's `{"auth": base64("user:password")}`;
+    InvalidInput naming `what` and `where` (never the values) otherwise."""
     if isinstance(entry, dict) and isinstance(entry.get("auth"), str) and entry["auth"]:
         try:
             user, sep, password = base64.b64decode(entry["auth"], validate=True).decode().partition(":")
         except (ValueError, UnicodeDecodeError):
-            raise InvalidInput(f"source credentials {where}: 'auth' is not base64 of user:password") from None
+            raise InvalidInput(f"{what} {where}: 'auth' is not base64 of user:password") from None
         if sep and user:
             return user, password
-        raise InvalidInput(f"source credentials {where}: 'auth' is not base64 of user:password")
+        raise InvalidInput(f"{what} {where}: 'auth' is not base64 of user:password")
     if isinstance(entry, dict) and isinstance(entry.get("username"), str) and entry.get("username") \
             and isinstance(entry.get("password"), str):
         return entry["username"], entry["password"]
-    raise InvalidInput(f"source credentials {where}: need string 'username' and 'password' (or docker's 'auth')")
+    raise InvalidInput(f"{what} {where}: need string 'username' and 'password' (or docker's 'auth')")
 
 
 def parse_source_credentials(value: Any) -> dict[str, tuple[str, str]]:
@@ -68,12 +70,12 @@ def parse_source_credentials(value: Any) -> dict[str, tuple[str, str]]:
         auths = value["auths"]
         if not isinstance(auths, dict):
             raise InvalidInput('source credentials: "auths" must map registry hosts to credentials')
-        return {registry_key(str(host)): _pair(entry, f"for {str(host)[:100]}") for host, entry in auths.items()}
+        return {registry_key(str(host)): credential_pair(entry, f"for {str(host)[:100]}") for host, entry in auths.items()}
     if "username" in value or "auth" in value:
         registry = value.get("registry") or DOCKER_HUB
         if not isinstance(registry, str):
             raise InvalidInput('source credentials: "registry" must be a host name such as ghcr.io')
-        return {registry_key(registry): _pair(value, "")}
+        return {registry_key(registry): credential_pair(value, "")}
     raise InvalidInput('source credentials must be {"auths": {"<registry host>": {"username", "password"}}} '
                        'or {"username", "password", "registry"}')
 
