@@ -18,9 +18,6 @@ from tootstack.cost.template_eval import ResourceRef, TemplateEvaluator
 from tootstack.errors import InvalidInput
 
 PRICES_FILE = Path(__file__).with_name("prices.json")
-# Parameters whose default describes the first deploy, not the running stack the cost is for.
-# (None since a service's DesiredCount is what it runs now: see _service_count.)
-STEADY_STATE_PARAMETERS: dict[str, tuple[str, str]] = {}
 TARGETS_USD_PER_DAY = {"standard": ("below", 2.37), "micro": ("at or below", 1.50)}
 # Fargate capacity -> its (vCPU-hour, GB-hour) price ids. Spot runs X86_64 only.
 FARGATE_PRICES = {
@@ -585,14 +582,7 @@ def estimate(template: dict[str, Any], profile: str | None = None, parameters: d
         if "Profile" not in declared:
             raise InvalidInput("the template has no Profile parameter: --profile cannot apply")
         params["Profile"] = profile
-    stated = []
-    for name, (value, why) in STEADY_STATE_PARAMETERS.items():
-        if name in declared and name not in params:
-            params[name] = value
-            stated.append(f"steady state: {why}")
-    model = CostModel(template, params, prices or load_prices(), template_name)
-    model.assumptions.extend(stated)
-    return model.build()
+    return CostModel(template, params, prices or load_prices(), template_name).build()
 
 
 def render_text(report: CostReport) -> str:

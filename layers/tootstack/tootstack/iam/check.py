@@ -11,6 +11,7 @@ against the ARN formats AWS documents for the action, so a wrong derivation cann
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -49,8 +50,6 @@ def fits_documented_format(action: str, arn: str) -> bool:
     formats = _arn_formats(action)
     if not formats or arn == "*" and "*" in formats:
         return True
-    import re
-
     for fmt in formats:
         if fmt == "*":
             continue
@@ -296,7 +295,7 @@ def check_calls(calls: Iterable[Call], region: str, account: str, stack_name: st
                 template: dict[str, Any], task_role: Callable[[str, str], str | None],
                 cfn_template: dict[str, Any] | None = None) -> IamReport:
     """Evaluate every recorded call against its role's policies; list the statements no call used.
-    `template`: the SAM template as written (for the justifications in Metadata); `role_of_family`: a task
+    `template`: the SAM template as written (for the justifications in Metadata); `task_role`: a task
     definition family's role ARN by (family, "executionRoleArn" | "taskRoleArn") (moto's CloudFormation
     does not keep a task definition's roles)."""
     roles, owners = role_policies(region, stack_name, cfn_template)

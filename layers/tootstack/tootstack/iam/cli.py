@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--from", dest="from_report", metavar="REPORT", type=Path,
                         help="read the findings from a `tootstack rehearse --report` file instead of rehearsing")
     parser.add_argument("--parameter", "-p", action="append", default=[], metavar="KEY=VALUE",
-                        help="stack parameter for the rehearsal (repeatable), e.g. -p ServicesLaunched=true")
+                        help="stack parameter for the rehearsal (repeatable), e.g. -p Profile=micro")
     parser.add_argument("--json", metavar="FILE", type=Path, help="also write the findings as JSON to FILE")
     parser.add_argument("--calls", action="store_true", help="also list every distinct (role, action, resource) call")
     parser.set_defaults(func=run)

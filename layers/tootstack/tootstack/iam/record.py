@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 # botocore's signing name -> IAM service prefix, where they differ.
-_IAM_PREFIX = {"monitoring": "cloudwatch", "email": "ses", "execute-api": "execute-api"}
+_IAM_PREFIX = {"monitoring": "cloudwatch", "email": "ses"}
 # botocore operation -> IAM action, where they differ (service reference of each service).
 _ACTION_ALIAS = {
     "lambda:Invoke": "lambda:InvokeFunction",
@@ -33,8 +33,6 @@ _ACTION_ALIAS = {
     "s3:ListObjects": "s3:ListBucket",
     "s3:HeadObject": "s3:GetObject",
     "s3:HeadBucket": "s3:ListBucket",
-    "ses:SendEmail": "ses:SendEmail",
-    "states:GetExecutionHistory": "states:GetExecutionHistory",
 }
 # Calls that need no permission (AWS answers them for any principal).
 _UNAUTHORISED = {"sts:GetCallerIdentity"}

@@ -1,8 +1,8 @@
 """Registry protocol helpers with no HTTP client attached: manifest media types, challenge parsing, scopes,
 Basic header, the token request's query and the token service's answer.
 
-Shared by the httpx client and auth flow (client.py, auth.py) and the stdlib warm check (warmcheck.py),
-which must not import httpx.
+Shared by the httpx client and auth flow (client.py, auth.py) and the plain-socket warm check and quick
+copy (warmcheck.py, quickcopy.py), which must not import httpx.
 """
 
 from __future__ import annotations

@@ -76,8 +76,9 @@ def run(args: argparse.Namespace) -> int:
     checked: dict[str, int] = {}
     tag = dst.tag or src.tag
     if tag and not dst.digest:
-        # The usual scheduled run finds nothing to do: answer that with HEADs over the standard library
-        # and never load httpx (see warmcheck.py); anything else goes to the full copier below.
+        # The usual scheduled run finds nothing to do: answer that with HEADs over plain sockets and never
+        # load httpx (warmcheck.py); a cold destination goes to the quick copy next, and only what that
+        # cannot do to the full copier below.
         from tootstack.mirror.warmcheck import warm_check
 
         check = warm_check(src, dst, tag, src_creds, dest_creds, args.plain_http)
