@@ -9,8 +9,9 @@ Halter.apply:
                  and what was tried; clear the episode's pending decision.
   scale_to_zero  only for a halt recorded by an earlier version and not applied yet: suspend the
                  service's Application Auto Scaling, remember the desired count, UpdateService(desiredCount=0).
-Halter.apply_nudge a nudge step: UpdateService(forceNewDeployment=True) for `nudge`, then the next step's
-                 one-time EventBridge Scheduler schedule (NudgeScheduler) for `nudge`/`nudge_deferred`.
+Halter.apply_nudge a nudge step: UpdateService(forceNewDeployment=True) for `nudge` (the id of the PRIMARY
+                 deployment it started is recorded in the episode), then the next step's one-time
+                 EventBridge Scheduler schedule (NudgeScheduler) for `nudge`/`nudge_deferred`.
 is_halted(service): the DynamoDB HALT item when the table is known (env CRASHLOOP_TABLE), else the tag.
 resume(service): restore the desired count (the one recorded at halt time, or --desired-count),
   un-suspend scaling, untag, delete the HALT item; crashes before the resume no longer count.
@@ -105,17 +106,22 @@ class Halter:
         the step's: a second create is a no-op)."""
         from botocore.exceptions import BotoCoreError, ClientError
 
-        changes: dict[str, Any] = {"applied": True, "forced_new_deployment": False, "next_nudge_at": None}
+        changes: dict[str, Any] = {"applied": True, "forced_new_deployment": False, "next_nudge_at": None, "deployment_id": None}
         try:
             if decision.action == "nudge":
-                self.ecs.update_service(cluster=decision.cluster, service=decision.service_name, forceNewDeployment=True)
+                response = self.ecs.update_service(cluster=decision.cluster, service=decision.service_name, forceNewDeployment=True)
                 changes["forced_new_deployment"] = True
+                # the deployment it started is the service's PRIMARY one: its IN_PROGRESS event is the chain's own
+                changes["deployment_id"] = next((d.get("id") for d in (response or {}).get("service", {}).get("deployments", [])
+                                                 if d.get("status") == "PRIMARY"), None)
         except (ClientError, BotoCoreError) as exc:
             raise _aws_error(f"forcing a new deployment of ECS service {decision.service}", exc) from None
         if decision.action in ("nudge", "nudge_deferred") and self.nudges is not None:
             self.nudges.schedule(decision)
             changes["next_nudge_at"] = decision.nudge_at
-        self.store.update_episode(decision.service, {"nudge_pending": None})
+        from tootstack.crashloop.detector import mark_applied
+
+        mark_applied(self.store, decision, changes["deployment_id"])
         return changes
 
     def apply(self, decision: Decision) -> dict[str, Any]:

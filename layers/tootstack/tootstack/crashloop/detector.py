@@ -28,7 +28,8 @@ unreachable during a dependency outage), ECS's service throttle logic spaces its
 escalation) of such a crashloop starts a nudge chain: at NUDGE_INTERVALS after it (5, 10, 15 min, then
 every 15 min) the service is forced to a new deployment (which ECS starts at once), until a task of the
 revision reaches RUNNING, the service has running tasks, the episode ends, or another definition becomes
-stable. A nudge is deferred (not sent) while a deployment or a rollback is in progress. Each nudge is one
+stable. A nudge is deferred (not sent) while someone else's deployment or a rollback is in progress (the
+deployment the chain's last nudge started, and one of the chain's own revision, do not count). Each nudge is one
 step `seq` of the episode's chain (compare-and-set), so a duplicate or stale invocation changes nothing.
 The detector never scales a service to zero (`scale_to_zero` remains only in actions.py for halts
 recorded by earlier versions).
@@ -396,7 +397,8 @@ class Detector:
             rollback_open = halt.get("action") == "rollback" and (
                 deployment is None or deployment.event_name != "SERVICE_DEPLOYMENT_COMPLETED"
                 or deployment.updated_at < _epoch(halt.get("decided_at", "")))
-            busy = (deployment is not None and deployment.event_name == "SERVICE_DEPLOYMENT_IN_PROGRESS") or rollback_open
+            in_progress = deployment is not None and deployment.event_name == "SERVICE_DEPLOYMENT_IN_PROGRESS"
+            busy = (in_progress and not self._own_deployment(key, state, ep, deployment.deployment_id)) or rollback_open
             if busy:
                 due = now + NUDGE_INTERVALS[min(done, len(NUDGE_INTERVALS) - 1)]
                 decision = Decision(action="nudge_deferred", via="none", nudge_seq=seq + 1, nudge_at=_iso(due), nudges=done,
@@ -413,6 +415,20 @@ class Detector:
                    "nudge_pending": decision.as_dict() if decision.action != "nudge_stopped" else None}
         return decision if self.store.put_episode(key, {**ep, **changes}, ep["version"]) else None
 
+    def _own_deployment(self, key: str, state: Any, ep: dict[str, Any], deployment_id: str) -> bool:
+        """The in-progress deployment is the chain's own: the one its last nudge started (UpdateService with
+        forceNewDeployment starts a deployment, and ECS announces it IN_PROGRESS), or one of the chain's
+        stable revision (e.g. the circuit breaker rolling a failed forced deployment back to it)."""
+        if deployment_id == ep.get("nudge_deployment"):
+            return True
+        task_definition = state.deployment_map.get(deployment_id)
+        if task_definition is None and self.resolve_deployment is not None:
+            cluster, service = key.split("/", 1)
+            task_definition = self.resolve_deployment(cluster, service, deployment_id)
+            if task_definition:
+                self.store.map_deployment(key, deployment_id, task_definition)
+        return task_definition == ep["task_definition"]
+
     def due_nudges(self, until: float) -> list[tuple[float, str, int, str]]:
         """(due, service key, seq, episode) of every chain step due by `until` (in-memory store only: the
         replay and the benchmark run the scheduler's part on the events' own clock)."""
@@ -424,8 +440,10 @@ class Detector:
                 due.append((float(chain["due"]), key, int(chain["seq"]), _iso(float(ep["started_epoch"]))))
         return sorted(due)
 
-    def run_due_nudges(self, until: float, running: Callable[[str, float], bool] | None = None) -> list[Decision]:
-        """Fire every nudge step due by `until`, in time order, marking each applied (replay/benchmark)."""
+    def run_due_nudges(self, until: float, running: Callable[[str, float], bool] | None = None,
+                       deploy: Callable[[Decision], "str | None"] | None = None) -> list[Decision]:
+        """Fire every nudge step due by `until`, in time order, marking each applied (replay/benchmark).
+        `deploy`: the stand-in for UpdateService of a `nudge`, returning the id of the deployment it started."""
         fired: list[Decision] = []
         while True:
             due = self.due_nudges(until)
@@ -435,7 +453,8 @@ class Detector:
             decision = self.nudge(key, seq, episode, at, running(key, at) if running else False)
             if decision is None:
                 return fired                              # cannot happen with one in-memory detector
-            mark_applied(self.store, decision)
+            started = deploy(decision) if deploy is not None and decision.action == "nudge" else None
+            mark_applied(self.store, decision, started)
             fired.append(decision)
 
 
@@ -444,12 +463,13 @@ EPISODE_ACTIONS = ("alert", "escalate")
 NUDGE_ACTIONS = ("nudge", "nudge_deferred", "nudge_stopped")
 
 
-def mark_applied(store: Store, decision: Decision) -> None:
-    """Record that a decision's actions were carried out (so it is not returned again)."""
+def mark_applied(store: Store, decision: Decision, deployment_id: str | None = None) -> None:
+    """Record that a decision's actions were carried out (so it is not returned again). `deployment_id`:
+    the deployment a `nudge` started (its own IN_PROGRESS then does not defer the chain's next step)."""
     if decision.action in EPISODE_ACTIONS:
         store.update_episode(decision.service, {"pending": None})
     elif decision.action in NUDGE_ACTIONS:
-        store.update_episode(decision.service, {"nudge_pending": None})
+        store.update_episode(decision.service, {"nudge_pending": None, **({"nudge_deployment": deployment_id} if deployment_id else {})})
     else:
         store.update_halt(decision.service, {"applied": True})
 
