@@ -278,6 +278,52 @@ def test_dynamo_store_is_idempotent_and_ordered(aws):
     assert ttl["AttributeName"] == "expires_at"
 
 
+def test_update_episode_keeps_a_concurrent_compare_and_set(aws):
+    """Between update_episode's read and its write another detector moves the episode to version 2
+    (put_episode): the update re-reads and merges into version 2 instead of writing version 1 back."""
+    store = DynamoStore(TABLE, aws.ddb)
+    episode = {"version": 1, "task_definition": "td:2", "last_alert_at": 400.0, "pending": {"action": "alert"}}
+    assert store.put_episode("c/s", episode, None) is True
+    other = DynamoStore(TABLE, aws.ddb)
+
+    class Racing:
+        """The table's client; the first GetItem of the EPISODE is followed by the other writer's put."""
+
+        raced = False
+
+        def __getattr__(self, name):
+            return getattr(aws.ddb, name)
+
+        def get_item(self, **kwargs):
+            found = aws.ddb.get_item(**kwargs)
+            if not Racing.raced:
+                Racing.raced = True
+                assert other.put_episode("c/s", {**episode, "version": 2, "alerts": 2, "nudge": {"seq": 2}}, 1) is True
+            return found
+
+    DynamoStore(TABLE, Racing()).update_episode("c/s", {"pending": None})
+    assert store.get_service("c/s").episode == {**episode, "version": 2, "alerts": 2, "nudge": {"seq": 2}, "pending": None}
+
+
+def test_update_episode_gives_up_after_a_few_concurrent_writes(aws):
+    store = DynamoStore(TABLE, aws.ddb)
+    assert store.put_episode("c/s", {"version": 1, "last_alert_at": 400.0}, None) is True
+
+    class AlwaysRacing:
+        def __getattr__(self, name):
+            return getattr(aws.ddb, name)
+
+        def get_item(self, **kwargs):
+            found = aws.ddb.get_item(**kwargs)
+            version = int(found["Item"]["version"]["N"])
+            assert store.put_episode("c/s", {"version": version + 1, "last_alert_at": 400.0}, version) is True
+            return found
+
+    with pytest.raises(DependencyUnavailable, match="kept changing"):
+        DynamoStore(TABLE, AlwaysRacing()).update_episode("c/s", {"pending": None})
+    assert store.get_service("c/s").episode == {"version": 4, "last_alert_at": 400.0}
+
+
 def test_detector_with_dynamo_store_matches_the_memory_store(aws):
     events = [synth.task_stopped("image_pull", at=synth.EPOCH + timedelta(seconds=30 * i)) for i in range(5)]
     events += [synth.task_stopped("image_pull", at=synth.EPOCH + timedelta(seconds=3700 + 30 * i)) for i in range(2)]

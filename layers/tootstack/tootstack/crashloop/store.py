@@ -30,6 +30,7 @@ from tootstack.errors import DependencyUnavailable
 
 MAP_TTL_SECONDS = 30 * 24 * 3600
 EPISODE_TTL_GRACE_SECONDS = 24 * 3600
+UPDATE_EPISODE_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -365,6 +366,21 @@ class DynamoStore:
         return self._conditional_put(item, "version = :v", {":v": {"N": str(int(expected_version))}})
 
     def update_episode(self, key: str, changes: dict[str, Any]) -> None:
-        found = self._call("get_item", Key={"pk": self._s(f"SVC#{key}"), "sk": self._s("EPISODE")}, ConsistentRead=True).get("Item")
-        if found is not None:
-            self._call("put_item", Item=self._episode_item(key, {**json.loads(found["data"]["S"]), **changes}))
+        """Merge `changes` into the episode. Several writers share the item (a detector's compare-and-set
+        put_episode, another invocation marking its decision applied), so the put is conditional on the
+        item being the one read (its version and data); on a concurrent write it re-reads and merges again."""
+        from botocore.exceptions import ClientError
+
+        for _ in range(UPDATE_EPISODE_ATTEMPTS):
+            found = self._call("get_item", Key={"pk": self._s(f"SVC#{key}"), "sk": self._s("EPISODE")}, ConsistentRead=True).get("Item")
+            if found is None:
+                return
+            try:
+                self._call("put_item", Item=self._episode_item(key, {**json.loads(found["data"]["S"]), **changes}),
+                           ConditionExpression="version = :v AND #d = :d", ExpressionAttributeNames={"#d": "data"},
+                           ExpressionAttributeValues={":v": found["version"], ":d": found["data"]})
+                return
+            except ClientError:   # ConditionalCheckFailed: someone wrote the episode since it was read
+                continue
+        raise DependencyUnavailable(
+            f"DynamoDB episode of {key} on table {self.table_name} kept changing: {UPDATE_EPISODE_ATTEMPTS} attempts to update it failed")
