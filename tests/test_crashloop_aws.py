@@ -249,6 +249,63 @@ def test_is_halted_falls_back_to_the_service_tag(aws, handler, monkeypatch):
     assert is_halted(aws.service_arn) is True
 
 
+def _old_scale_to_zero_halt(aws, **recorded):
+    """A HALT item as an earlier version wrote it: scale_to_zero of web, decided, maybe (partly) applied."""
+    from tootstack.crashloop.detector import Decision
+
+    halt = Decision(service="tootstack/web", cluster="tootstack", service_name="web", action="scale_to_zero",
+                    reason="crash-looping on its stable revision", task_definition=aws.td[0],
+                    decided_at="2026-01-01T00:00:00Z").as_dict()
+    DynamoStore(TABLE, aws.ddb).put_halt("tootstack/web", {**halt, **recorded})
+
+
+def test_an_unapplied_scale_to_zero_of_an_earlier_version_is_never_carried_out(aws, handler):
+    """After an upgrade the detector no longer stops a stable revision: a scale_to_zero an earlier version
+    decided but did not apply is dropped (logged), not retried by the next event."""
+    _old_scale_to_zero_halt(aws)
+    handler(synth.deployment_event("SERVICE_DEPLOYMENT_COMPLETED", deployment=aws.deployment), _Context())
+    result = handler(crash_from_sample(1), _Context())
+    assert result["action"] is None
+    assert aws.service()["desiredCount"] == 2 and not is_halted("web")     # nothing was done: the marker is gone
+    assert aws.ecs.list_tags_for_resource(resourceArn=aws.service_arn)["tags"] == []
+    # the crashes still count: a crashloop of the stable revision is alerted, the service left running
+    actions = [handler(crash_from_sample(i), _Context())["action"] for i in (2, 3)]
+    assert actions == [None, "alert"] and aws.service()["desiredCount"] == 2
+
+
+def test_a_possibly_half_applied_old_scale_to_zero_is_dropped_but_resume_restores_its_count(aws, handler):
+    """An earlier version records previous_desired_count before scaling in: the attempt may have scaled the
+    service in. The halt is marked applied and dropped (never retried); resume restores that count."""
+    _old_scale_to_zero_halt(aws, previous_desired_count=2)
+    aws.ecs.update_service(cluster="tootstack", service="web", desiredCount=0)
+    assert handler(crash_from_sample(1), _Context())["action"] is None
+    halt = halt_record("web")
+    assert halt["applied"] is True and halt["dropped"] and aws.service()["desiredCount"] == 0
+    result = handler({"action": "resume", "service": "web"}, _Context())
+    assert result["desired_count"] == 2 and aws.service()["desiredCount"] == 2 and not is_halted("web")
+
+
+def test_resume_un_suspends_autoscaling_only_where_the_halt_suspended_it(aws):
+    """An applied scale_to_zero of an earlier version that found no scalable target (autoscaling_suspended
+    False): resume restores the count and leaves a suspension an operator made since alone."""
+    from tootstack.crashloop.actions import resume
+
+    scaling = boto3.client("application-autoscaling", region_name=REGION)
+    suspended = {"DynamicScalingInSuspended": True, "DynamicScalingOutSuspended": True, "ScheduledScalingSuspended": True}
+    scaling.register_scalable_target(ServiceNamespace="ecs", ResourceId="service/tootstack/web", ScalableDimension="ecs:service:DesiredCount",
+                                     MinCapacity=1, MaxCapacity=4, SuspendedState=suspended)
+    _old_scale_to_zero_halt(aws, applied=True, previous_desired_count=3, autoscaling_suspended=False)
+    result = resume("web", cluster="tootstack", store=DynamoStore(TABLE, aws.ddb), ecs=aws.ecs, autoscaling=scaling)
+    assert result["desired_count"] == 3 and result["autoscaling_resumed"] is False
+    [target] = scaling.describe_scalable_targets(ServiceNamespace="ecs")["ScalableTargets"]
+    assert target["SuspendedState"] == suspended
+    # one that did suspend it is un-suspended
+    _old_scale_to_zero_halt(aws, applied=True, previous_desired_count=3, autoscaling_suspended=True)
+    assert resume("web", cluster="tootstack", store=DynamoStore(TABLE, aws.ddb), ecs=aws.ecs, autoscaling=scaling)["autoscaling_resumed"] is True
+    [target] = scaling.describe_scalable_targets(ServiceNamespace="ecs")["ScalableTargets"]
+    assert not any(target["SuspendedState"].values())
+
+
 def test_dynamo_store_is_idempotent_and_ordered(aws):
     store = DynamoStore(TABLE, aws.ddb)
     crash = Crash("arn:task/1", "td:1", 100.0, "exit_nonzero", "r", {"web": 1}, "e1")
@@ -263,9 +320,8 @@ def test_dynamo_store_is_idempotent_and_ordered(aws):
     assert state.deployment.deployment_id == "ecs-svc/2" and state.stable_task_definition == "td:2"
     assert store.put_halt("c/s", {"action": "rollback"}) is True
     assert store.put_halt("c/s", {"action": "rollback"}) is False
-    assert store.put_halt("c/s", {"action": "scale_to_zero"}) is True          # escalation
-    assert store.put_halt("c/s", {"action": "scale_to_zero"}) is False
-    assert store.clear_halt("c/s", 300.0) == {"action": "scale_to_zero"}
+    assert store.put_halt("c/s", {"action": "scale_to_zero"}) is False         # first writer wins: no escalation any more
+    assert store.clear_halt("c/s", 300.0) == {"action": "rollback"}
     assert store.get_service("c/s").halt is None and store.get_service("c/s").resumed_at == 300.0
     episode = {"version": 1, "task_definition": "td:2", "last_alert_at": 400.0, "pending": {"action": "alert"}}
     assert store.put_episode("c/s", episode, None) is True

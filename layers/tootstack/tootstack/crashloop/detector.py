@@ -31,14 +31,16 @@ revision reaches RUNNING, the service has running tasks, the episode ends, or an
 stable. A nudge is deferred (not sent) while someone else's deployment or a rollback is in progress (the
 deployment the chain's last nudge started, and one of the chain's own revision, do not count). Each nudge is one
 step `seq` of the episode's chain (compare-and-set), so a duplicate or stale invocation changes nothing.
-The detector never scales a service to zero (`scale_to_zero` remains only in actions.py for halts
-recorded by earlier versions).
+The detector never scales a service to zero. A `scale_to_zero` halt recorded by an earlier version and
+not applied yet is never carried out: it is dropped (logged) when the service's next task event arrives;
+`resume` still restores the desired count of one an earlier version applied.
 """
 
 from __future__ import annotations
 
 import bisect
 import calendar
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
@@ -49,6 +51,7 @@ from tootstack.crashloop.models import EcsDeploymentStateChangeEvent, EcsEvent, 
 from tootstack.crashloop.store import Crash, Deployment, MemoryStore, Store
 
 CRASH_TTL_GRACE_SECONDS = 24 * 3600
+logger = logging.getLogger(__name__)
 
 # (cluster, service, deployment id) -> task definition ARN, or None when it cannot be known
 DeploymentResolver = Callable[[str, str, str], "str | None"]
@@ -196,7 +199,10 @@ class Detector:
             state = self.store.get_service(key)
 
         if state.halt is not None and not state.halt.get("applied"):
-            return Decision.from_dict(state.halt)   # decided earlier, actions not applied yet: retry them
+            if state.halt.get("action") != "scale_to_zero":
+                return Decision.from_dict(state.halt)   # decided earlier, actions not applied yet: retry them
+            _drop_old_scale_to_zero(self.store, key, state.halt)
+            state = self.store.get_service(key)
         if state.episode is not None and state.episode.get("pending"):
             return Decision.from_dict(state.episode["pending"])   # an alert decided earlier, not sent yet
 
@@ -472,6 +478,22 @@ def mark_applied(store: Store, decision: Decision, deployment_id: str | None = N
         store.update_episode(decision.service, {"nudge_pending": None, **({"nudge_deployment": deployment_id} if deployment_id else {})})
     else:
         store.update_halt(decision.service, {"applied": True})
+
+
+def _drop_old_scale_to_zero(store: Store, key: str, halt: dict[str, Any]) -> None:
+    """An earlier version decided to scale `key` to zero and did not finish applying it: never do it now.
+    When its attempt may have got as far as scaling in (it records previous_desired_count first), the
+    marker is kept, marked applied and dropped, so `resume` restores that count; otherwise nothing was
+    changed on the service and the marker is removed (crashes keep counting: no resume time is recorded)."""
+    if halt.get("previous_desired_count"):
+        store.update_halt(key, {"applied": True, "dropped": "scale_to_zero is no longer carried out"})
+        what = "kept as applied: resume restores its desired count"
+    else:
+        store.clear_halt(key, 0.0)
+        what = "removed"
+    logger.warning("crashloop: a scale_to_zero halt of %s recorded by an earlier version (decided %s) was not carried out "
+                   "and never will be: the detector no longer stops a stable revision; marker %s",
+                   key, halt.get("decided_at", "?"), what)
 
 
 def _iso(epoch: float) -> str:
