@@ -160,6 +160,37 @@ def test_a_nudge_records_the_deployment_it_started():
     assert episode["nudge_deployment"] == "ecs-svc/9" and episode["nudge_pending"] is None
 
 
+def test_an_escalation_restarts_a_chain_whose_step_failed_to_apply():
+    """A step decided but never applied (the forced deployment failed and the Lambda's async retries ran
+    out, so the next step was never scheduled) left the chain waiting forever: the escalation of the still
+    failing loop restarts it."""
+    detector = Detector()
+    [alert] = _secrets_loop(detector)
+    lost = detector.nudge("tootstack/core", 1, alert.episode_started_at, _epoch(alert.nudge_at))
+    assert lost.action == "nudge"                                     # decided; its apply never succeeds
+    decisions = _secrets_loop(detector, n=70, at=START + timedelta(minutes=3))
+    escalate = next(d for d in decisions if d.action == "escalate")
+    assert escalate.nudge_seq == lost.nudge_seq + 1 and _epoch(escalate.nudge_at) == _epoch(escalate.decided_at) + NUDGE_INTERVALS[0]
+    mark_applied(detector.store, escalate)
+    [(due, _, seq, _)] = detector.due_nudges(_epoch(escalate.nudge_at))
+    assert seq == escalate.nudge_seq
+    assert detector.nudge("tootstack/core", lost.nudge_seq, alert.episode_started_at, due) is None   # the broken chain's step
+    assert detector.nudge("tootstack/core", seq, alert.episode_started_at, due).action == "nudge"
+
+
+def test_an_escalation_leaves_a_chain_on_time_alone():
+    detector = Detector()
+    [alert] = _secrets_loop(detector)
+    decisions = []
+    for i in range(70):   # the scheduler's steps run on the events' clock: none is overdue when the loop escalates
+        at = START + timedelta(minutes=3 + i)
+        detector.run_due_nudges(at.timestamp())
+        decisions.append(detector.replay(synth.task_stopped("secrets", service="core", task_definition=CORE1, deployment="ecs-svc/1",
+                                                            container="core", at=at)))
+    escalate = next(d for d in decisions if d is not None and d.action == "escalate")
+    assert escalate.nudge_seq == 0 and len(detector.due_nudges(1e12)) == 1   # the one chain, still running
+
+
 def test_a_bad_deployment_that_fails_to_start_is_rolled_back_not_nudged():
     detector = Detector()
     _secrets_loop(detector, n=0)

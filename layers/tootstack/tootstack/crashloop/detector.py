@@ -25,7 +25,8 @@ service; a loop that paused longer than the window after the alert and reaches t
 Nudges: when a stable revision's tasks never reach RUNNING (TaskFailedToStart: secrets, image or ENI
 unreachable during a dependency outage), ECS's service throttle logic spaces its launches out up to
 27 minutes apart, so the site could stay down that long after the cause is gone. The alert (or an
-escalation) of such a crashloop starts a nudge chain: at NUDGE_INTERVALS after it (5, 10, 15 min, then
+escalation) of such a crashloop starts a nudge chain (an escalation also restarts a chain that broke: a
+step overdue by more than a step's interval, because it failed to apply and scheduled nothing): at NUDGE_INTERVALS after it (5, 10, 15 min, then
 every 15 min) the service is forced to a new deployment (which ECS starts at once), until a task of the
 revision reaches RUNNING, the service has running tasks, the episode ends, or another definition becomes
 stable. A nudge is deferred (not sent) while someone else's deployment or a rollback is in progress (the
@@ -332,8 +333,12 @@ class Detector:
         )
         changes = {"version": int(episode["version"]) + 1, "last_alert_at": t, "alerts": alerts}
         chain = episode.get("nudge")
-        if self._fails_to_start(crashes, crash) and (not chain or chain.get("stopped")):
+        # a chain whose step is overdue by more than a step's interval broke (its step failed to apply, e.g. the
+        # Lambda's async retries ran out, so the next one was never scheduled): it is restarted like a stopped one
+        overdue = bool(chain) and float(chain.get("due", t)) + NUDGE_INTERVALS[-1] < t
+        if self._fails_to_start(crashes, crash) and (not chain or chain.get("stopped") or overdue):
             changes["nudge"] = self._start_chain(decision, chain, episode["started_epoch"], t)
+            changes["nudge_pending"] = None   # the broken chain's undelivered step: its retry is stale now
         changes["pending"] = decision.as_dict()
         return decision if self.store.put_episode(key, {**episode, **changes}, episode["version"]) else None
 
