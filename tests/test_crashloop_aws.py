@@ -437,6 +437,27 @@ def test_config_from_env():
         config_from_env({"CRASH_ESCALATE_MINUTES": "5"})
 
 
+def test_without_a_nudge_schedule_group_the_alert_announces_no_nudges():
+    """Nudges are scheduled only with NUDGE_SCHEDULE_GROUP and NUDGE_SCHEDULER_ROLE_ARN set: without them
+    the detector starts no chain and the alert does not name a schedule."""
+    from tootstack.crashloop.actions import _episode_message
+    from tootstack.crashloop.runtime import config_from_env
+
+    both = {"NUDGE_SCHEDULE_GROUP": "g", "NUDGE_SCHEDULER_ROLE_ARN": "arn:aws:iam::123456789012:role/r"}
+    assert config_from_env(both).nudge is True
+    assert config_from_env({}).nudge is False and config_from_env({"NUDGE_SCHEDULE_GROUP": "g"}).nudge is False
+    detector = Detector(config_from_env({}))
+    for e in synth.stable_revisions(["core"]):
+        detector.replay(e)
+    alerts = [d for d in (detector.replay(synth.task_stopped("secrets", service="core", task_definition=synth.task_definition_arn("core", 1),
+                                                             deployment="ecs-svc/1", container="core",
+                                                             at=synth.EPOCH + timedelta(minutes=30 + i))) for i in range(3)) if d]
+    [alert] = alerts
+    _, text = _episode_message(alert, {})
+    assert alert.nudge_seq == 0 and "forces a new deployment" not in text and "nudges scheduled" not in text
+    assert detector.due_nudges(1e12) == []
+
+
 def test_resume_cli_finds_table_and_cluster_in_the_stack_outputs(aws, handler, capsys, monkeypatch):
     _halt(aws, handler)
     monkeypatch.delenv("CRASHLOOP_TABLE")
