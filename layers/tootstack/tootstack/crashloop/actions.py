@@ -168,10 +168,8 @@ class Halter:
             f"Why: {decision.reason}.",
             f"Crashing task definition: {decision.task_definition}",
             "Evidence (latest crashes):",
+            *_evidence_lines(decision),
         ]
-        for e in decision.evidence:
-            codes = ", ".join(f"{k}={v}" for k, v in e["exit_codes"].items())
-            lines.append(f"  - task {e['task_id']} at {e['stopped_at']}: {e['kind']}; exit codes: {codes or 'none'}; {e['reason']}")
         lines += [
             "",
             f"Un-halt after fixing the cause: tootstack crashloop resume {decision.service_name} --cluster {decision.cluster}",
