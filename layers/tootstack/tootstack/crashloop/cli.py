@@ -63,7 +63,7 @@ def register(subparsers: Any) -> None:
 
 def replay_lines(lines: TextIO, threshold: int = 3, window_seconds: float = 600.0, cluster: str | None = None,
                  out: TextIO | None = None, err: TextIO | None = None, source: str = "events",
-                 escalate_after_seconds: float = 3600.0) -> tuple[int, list[int]]:
+                 escalate_after_seconds: float | None = None) -> tuple[int, list[int]]:
     """Replay events; returns (decisions printed, malformed line numbers). Never raises for a bad line."""
     out = out or sys.stdout
     err = err or sys.stderr
@@ -120,7 +120,7 @@ def decision_line(index: int, decision: Any) -> dict[str, Any]:
 
 
 def run_replay(args: argparse.Namespace) -> int:
-    escalate = args.escalate_minutes * 60 if args.escalate_minutes is not None else max(3600.0, args.window_minutes * 60)
+    escalate = args.escalate_minutes * 60 if args.escalate_minutes is not None else None   # DetectorConfig's default
     if args.events == "-":
         _, bad = replay_lines(sys.stdin, args.threshold, args.window_minutes * 60, args.cluster, source="stdin",
                               escalate_after_seconds=escalate)

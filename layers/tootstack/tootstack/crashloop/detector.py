@@ -52,6 +52,7 @@ from tootstack.crashloop.models import EcsDeploymentStateChangeEvent, EcsEvent, 
 from tootstack.crashloop.store import Crash, Deployment, MemoryStore, Store
 
 CRASH_TTL_GRACE_SECONDS = 24 * 3600
+DEFAULT_ESCALATE_SECONDS = 3600.0
 logger = logging.getLogger(__name__)
 
 # (cluster, service, deployment id) -> task definition ARN, or None when it cannot be known
@@ -63,12 +64,16 @@ class DetectorConfig:
     threshold: int = 3
     window_seconds: float = 600.0
     cluster: str | None = None        # only events of this cluster (name or ARN); None: every cluster
-    escalate_after_seconds: float = 3600.0   # a stable-revision crashloop still going this long: alert again
+    # a stable-revision crashloop still going this long is alerted again; None: an hour, or the crash window
+    # when that is longer (the template allows a window of up to a day)
+    escalate_after_seconds: float | None = None
     nudge: bool = True                       # force new deployments of a stable revision whose tasks fail to start
 
     def __post_init__(self) -> None:
         from tootstack.errors import InvalidInput
 
+        if self.escalate_after_seconds is None:
+            object.__setattr__(self, "escalate_after_seconds", max(DEFAULT_ESCALATE_SECONDS, float(self.window_seconds)))
         if self.threshold < 1:
             raise InvalidInput(f"crash threshold must be at least 1, got {self.threshold}")
         if self.window_seconds <= 0:

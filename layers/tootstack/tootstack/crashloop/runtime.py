@@ -26,8 +26,7 @@ def config_from_env(env: Mapping[str, str] | None = None) -> DetectorConfig:
             window = float(env["CRASH_WINDOW_SECONDS"])
         else:
             window = float(env.get("CRASH_WINDOW_MINUTES", "10")) * 60
-        # default: an hour, or the crash window when that is longer (CrashloopWindowMinutes goes up to a day)
-        escalate = float(env["CRASH_ESCALATE_MINUTES"]) * 60 if env.get("CRASH_ESCALATE_MINUTES") else max(3600.0, window)
+        escalate = float(env["CRASH_ESCALATE_MINUTES"]) * 60 if env.get("CRASH_ESCALATE_MINUTES") else None   # DetectorConfig's default
     except ValueError as exc:
         raise InvalidInput(f"CRASH_THRESHOLD / CRASH_WINDOW_MINUTES / CRASH_ESCALATE_MINUTES must be numbers: {exc}") from None
     # nudges need the schedule group and the scheduler's role: without them none can be scheduled, so no
