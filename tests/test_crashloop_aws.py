@@ -249,6 +249,63 @@ def test_is_halted_falls_back_to_the_service_tag(aws, handler, monkeypatch):
     assert is_halted(aws.service_arn) is True
 
 
+def _old_scale_to_zero_halt(aws, **recorded):
+    """A HALT item as an earlier version wrote it: scale_to_zero of web, decided, maybe (partly) applied."""
+    from tootstack.crashloop.detector import Decision
+
+    halt = Decision(service="tootstack/web", cluster="tootstack", service_name="web", action="scale_to_zero",
+                    reason="crash-looping on its stable revision", task_definition=aws.td[0],
+                    decided_at="2026-01-01T00:00:00Z").as_dict()
+    DynamoStore(TABLE, aws.ddb).put_halt("tootstack/web", {**halt, **recorded})
+
+
+def test_an_unapplied_scale_to_zero_of_an_earlier_version_is_never_carried_out(aws, handler):
+    """After an upgrade the detector no longer stops a stable revision: a scale_to_zero an earlier version
+    decided but did not apply is dropped (logged), not retried by the next event."""
+    _old_scale_to_zero_halt(aws)
+    handler(synth.deployment_event("SERVICE_DEPLOYMENT_COMPLETED", deployment=aws.deployment), _Context())
+    result = handler(crash_from_sample(1), _Context())
+    assert result["action"] is None
+    assert aws.service()["desiredCount"] == 2 and not is_halted("web")     # nothing was done: the marker is gone
+    assert aws.ecs.list_tags_for_resource(resourceArn=aws.service_arn)["tags"] == []
+    # the crashes still count: a crashloop of the stable revision is alerted, the service left running
+    actions = [handler(crash_from_sample(i), _Context())["action"] for i in (2, 3)]
+    assert actions == [None, "alert"] and aws.service()["desiredCount"] == 2
+
+
+def test_a_possibly_half_applied_old_scale_to_zero_is_dropped_but_resume_restores_its_count(aws, handler):
+    """An earlier version records previous_desired_count before scaling in: the attempt may have scaled the
+    service in. The halt is marked applied and dropped (never retried); resume restores that count."""
+    _old_scale_to_zero_halt(aws, previous_desired_count=2)
+    aws.ecs.update_service(cluster="tootstack", service="web", desiredCount=0)
+    assert handler(crash_from_sample(1), _Context())["action"] is None
+    halt = halt_record("web")
+    assert halt["applied"] is True and halt["dropped"] and aws.service()["desiredCount"] == 0
+    result = handler({"action": "resume", "service": "web"}, _Context())
+    assert result["desired_count"] == 2 and aws.service()["desiredCount"] == 2 and not is_halted("web")
+
+
+def test_resume_un_suspends_autoscaling_only_where_the_halt_suspended_it(aws):
+    """An applied scale_to_zero of an earlier version that found no scalable target (autoscaling_suspended
+    False): resume restores the count and leaves a suspension an operator made since alone."""
+    from tootstack.crashloop.actions import resume
+
+    scaling = boto3.client("application-autoscaling", region_name=REGION)
+    suspended = {"DynamicScalingInSuspended": True, "DynamicScalingOutSuspended": True, "ScheduledScalingSuspended": True}
+    scaling.register_scalable_target(ServiceNamespace="ecs", ResourceId="service/tootstack/web", ScalableDimension="ecs:service:DesiredCount",
+                                     MinCapacity=1, MaxCapacity=4, SuspendedState=suspended)
+    _old_scale_to_zero_halt(aws, applied=True, previous_desired_count=3, autoscaling_suspended=False)
+    result = resume("web", cluster="tootstack", store=DynamoStore(TABLE, aws.ddb), ecs=aws.ecs, autoscaling=scaling)
+    assert result["desired_count"] == 3 and result["autoscaling_resumed"] is False
+    [target] = scaling.describe_scalable_targets(ServiceNamespace="ecs")["ScalableTargets"]
+    assert target["SuspendedState"] == suspended
+    # one that did suspend it is un-suspended
+    _old_scale_to_zero_halt(aws, applied=True, previous_desired_count=3, autoscaling_suspended=True)
+    assert resume("web", cluster="tootstack", store=DynamoStore(TABLE, aws.ddb), ecs=aws.ecs, autoscaling=scaling)["autoscaling_resumed"] is True
+    [target] = scaling.describe_scalable_targets(ServiceNamespace="ecs")["ScalableTargets"]
+    assert not any(target["SuspendedState"].values())
+
+
 def test_dynamo_store_is_idempotent_and_ordered(aws):
     store = DynamoStore(TABLE, aws.ddb)
     crash = Crash("arn:task/1", "td:1", 100.0, "exit_nonzero", "r", {"web": 1}, "e1")
@@ -263,9 +320,8 @@ def test_dynamo_store_is_idempotent_and_ordered(aws):
     assert state.deployment.deployment_id == "ecs-svc/2" and state.stable_task_definition == "td:2"
     assert store.put_halt("c/s", {"action": "rollback"}) is True
     assert store.put_halt("c/s", {"action": "rollback"}) is False
-    assert store.put_halt("c/s", {"action": "scale_to_zero"}) is True          # escalation
-    assert store.put_halt("c/s", {"action": "scale_to_zero"}) is False
-    assert store.clear_halt("c/s", 300.0) == {"action": "scale_to_zero"}
+    assert store.put_halt("c/s", {"action": "scale_to_zero"}) is False         # first writer wins: no escalation any more
+    assert store.clear_halt("c/s", 300.0) == {"action": "rollback"}
     assert store.get_service("c/s").halt is None and store.get_service("c/s").resumed_at == 300.0
     episode = {"version": 1, "task_definition": "td:2", "last_alert_at": 400.0, "pending": {"action": "alert"}}
     assert store.put_episode("c/s", episode, None) is True
@@ -276,6 +332,52 @@ def test_dynamo_store_is_idempotent_and_ordered(aws):
     assert store.get_service("c/s").episode == {**episode, "version": 2, "pending": None}
     ttl = aws.ddb.describe_time_to_live(TableName=TABLE)["TimeToLiveDescription"]
     assert ttl["AttributeName"] == "expires_at"
+
+
+def test_update_episode_keeps_a_concurrent_compare_and_set(aws):
+    """Between update_episode's read and its write another detector moves the episode to version 2
+    (put_episode): the update re-reads and merges into version 2 instead of writing version 1 back."""
+    store = DynamoStore(TABLE, aws.ddb)
+    episode = {"version": 1, "task_definition": "td:2", "last_alert_at": 400.0, "pending": {"action": "alert"}}
+    assert store.put_episode("c/s", episode, None) is True
+    other = DynamoStore(TABLE, aws.ddb)
+
+    class Racing:
+        """The table's client; the first GetItem of the EPISODE is followed by the other writer's put."""
+
+        raced = False
+
+        def __getattr__(self, name):
+            return getattr(aws.ddb, name)
+
+        def get_item(self, **kwargs):
+            found = aws.ddb.get_item(**kwargs)
+            if not Racing.raced:
+                Racing.raced = True
+                assert other.put_episode("c/s", {**episode, "version": 2, "alerts": 2, "nudge": {"seq": 2}}, 1) is True
+            return found
+
+    DynamoStore(TABLE, Racing()).update_episode("c/s", {"pending": None})
+    assert store.get_service("c/s").episode == {**episode, "version": 2, "alerts": 2, "nudge": {"seq": 2}, "pending": None}
+
+
+def test_update_episode_gives_up_after_a_few_concurrent_writes(aws):
+    store = DynamoStore(TABLE, aws.ddb)
+    assert store.put_episode("c/s", {"version": 1, "last_alert_at": 400.0}, None) is True
+
+    class AlwaysRacing:
+        def __getattr__(self, name):
+            return getattr(aws.ddb, name)
+
+        def get_item(self, **kwargs):
+            found = aws.ddb.get_item(**kwargs)
+            version = int(found["Item"]["version"]["N"])
+            assert store.put_episode("c/s", {"version": version + 1, "last_alert_at": 400.0}, version) is True
+            return found
+
+    with pytest.raises(DependencyUnavailable, match="kept changing"):
+        DynamoStore(TABLE, AlwaysRacing()).update_episode("c/s", {"pending": None})
+    assert store.get_service("c/s").episode == {"version": 4, "last_alert_at": 400.0}
 
 
 def test_detector_with_dynamo_store_matches_the_memory_store(aws):
@@ -333,6 +435,27 @@ def test_config_from_env():
     assert config_from_env({"CRASH_WINDOW_MINUTES": "1440"}).escalate_after_seconds == 86400
     with pytest.raises(InvalidInput, match="escalation period"):
         config_from_env({"CRASH_ESCALATE_MINUTES": "5"})
+
+
+def test_without_a_nudge_schedule_group_the_alert_announces_no_nudges():
+    """Nudges are scheduled only with NUDGE_SCHEDULE_GROUP and NUDGE_SCHEDULER_ROLE_ARN set: without them
+    the detector starts no chain and the alert does not name a schedule."""
+    from tootstack.crashloop.actions import _episode_message
+    from tootstack.crashloop.runtime import config_from_env
+
+    both = {"NUDGE_SCHEDULE_GROUP": "g", "NUDGE_SCHEDULER_ROLE_ARN": "arn:aws:iam::123456789012:role/r"}
+    assert config_from_env(both).nudge is True
+    assert config_from_env({}).nudge is False and config_from_env({"NUDGE_SCHEDULE_GROUP": "g"}).nudge is False
+    detector = Detector(config_from_env({}))
+    for e in synth.stable_revisions(["core"]):
+        detector.replay(e)
+    alerts = [d for d in (detector.replay(synth.task_stopped("secrets", service="core", task_definition=synth.task_definition_arn("core", 1),
+                                                             deployment="ecs-svc/1", container="core",
+                                                             at=synth.EPOCH + timedelta(minutes=30 + i))) for i in range(3)) if d]
+    [alert] = alerts
+    _, text = _episode_message(alert, {})
+    assert alert.nudge_seq == 0 and "forces a new deployment" not in text and "nudges scheduled" not in text
+    assert detector.due_nudges(1e12) == []
 
 
 def test_resume_cli_finds_table_and_cluster_in_the_stack_outputs(aws, handler, capsys, monkeypatch):

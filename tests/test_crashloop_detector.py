@@ -315,3 +315,10 @@ def test_duplicate_and_out_of_order_delivery_changes_nothing(trace, rnd, thresho
     for dup in duplicates:   # at-least-once: a copy may come again at any later point
         delivered.insert(rnd.randint(0, len(delivered)), dup)
     assert _outcome(_feed(Detector(config), setup + delivered)) == _outcome(in_order)
+
+
+def test_the_escalation_period_defaults_to_an_hour_or_the_window_when_longer():
+    """One default for the Lambda (config_from_env) and the replay CLI: DetectorConfig's."""
+    assert DetectorConfig().escalate_after_seconds == 3600
+    assert DetectorConfig(window_seconds=7200).escalate_after_seconds == 7200
+    assert DetectorConfig(window_seconds=600, escalate_after_seconds=5400).escalate_after_seconds == 5400

@@ -111,6 +111,86 @@ def test_no_nudge_while_a_deployment_or_rollback_is_in_progress():
     assert nudge.action == "nudge" and nudge.nudges == 1
 
 
+def test_a_chain_is_not_deferred_by_its_own_forced_deployment_nor_a_rollback_to_its_revision():
+    """UpdateService(forceNewDeployment) starts a deployment that ECS announces SERVICE_DEPLOYMENT_IN_PROGRESS
+    (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/ecs_service_deployment_events.html); the
+    nudge records its id (the PRIMARY deployment of the UpdateService response), so the next step still
+    forces a deployment. A deployment of the chain's own revision (the circuit breaker rolling a failed forced
+    deployment back to it) does not defer it either."""
+    detector = Detector()
+    [alert] = _secrets_loop(detector)
+    forced = "ecs-svc/2000000000000000001"
+
+    def deploy(nudge):
+        detector.replay(synth.deployment_event("SERVICE_DEPLOYMENT_IN_PROGRESS", service="core", deployment=forced,
+                                               at=START + timedelta(minutes=8)))
+        return forced
+
+    [first] = detector.run_due_nudges(_epoch(alert.nudge_at), deploy=deploy)
+    assert first.action == "nudge"
+    assert detector.store.services["tootstack/core"].deployment.deployment_id == forced
+    [second] = detector.run_due_nudges(_epoch(first.nudge_at))
+    assert second.action == "nudge" and second.nudges == 2
+    # the circuit breaker rolls back to core:1 (a deployment whose tasks run core:1): not someone else's deployment
+    rollback = "ecs-svc/2000000000000000002"
+    detector.replay(synth.deployment_event("SERVICE_DEPLOYMENT_IN_PROGRESS", service="core", deployment=rollback,
+                                           at=START + timedelta(minutes=30),
+                                           reason="ECS deployment circuit breaker: rolling back to deploymentId " + forced))
+    detector.replay(synth.task_stopped("secrets", service="core", task_definition=CORE1, deployment=rollback, container="core",
+                                       at=START + timedelta(minutes=31)))
+    [third] = detector.run_due_nudges(_epoch(second.nudge_at))
+    assert third.action == "nudge" and third.nudges == 3
+
+
+def test_a_nudge_records_the_deployment_it_started():
+    """The Lambda path: apply_nudge keeps the PRIMARY deployment id of the UpdateService response (ECS API
+    reference, UpdateService: the response's service.deployments, status PRIMARY is the newest)."""
+    from tootstack.crashloop.actions import Halter
+
+    class Ecs:
+        def update_service(self, **kwargs):
+            return {"service": {"deployments": [{"id": "ecs-svc/9", "status": "PRIMARY"}, {"id": "ecs-svc/1", "status": "ACTIVE"}]}}
+
+    detector = Detector()
+    [alert] = _secrets_loop(detector)
+    nudge = detector.nudge("tootstack/core", 1, alert.episode_started_at, _epoch(alert.nudge_at))
+    applied = Halter(detector.store, ecs=Ecs(), autoscaling=object()).apply_nudge(nudge)
+    assert applied["deployment_id"] == "ecs-svc/9"
+    episode = detector.store.services["tootstack/core"].episode
+    assert episode["nudge_deployment"] == "ecs-svc/9" and episode["nudge_pending"] is None
+
+
+def test_an_escalation_restarts_a_chain_whose_step_failed_to_apply():
+    """A step decided but never applied (the forced deployment failed and the Lambda's async retries ran
+    out, so the next step was never scheduled) left the chain waiting forever: the escalation of the still
+    failing loop restarts it."""
+    detector = Detector()
+    [alert] = _secrets_loop(detector)
+    lost = detector.nudge("tootstack/core", 1, alert.episode_started_at, _epoch(alert.nudge_at))
+    assert lost.action == "nudge"                                     # decided; its apply never succeeds
+    decisions = _secrets_loop(detector, n=70, at=START + timedelta(minutes=3))
+    escalate = next(d for d in decisions if d.action == "escalate")
+    assert escalate.nudge_seq == lost.nudge_seq + 1 and _epoch(escalate.nudge_at) == _epoch(escalate.decided_at) + NUDGE_INTERVALS[0]
+    mark_applied(detector.store, escalate)
+    [(due, _, seq, _)] = detector.due_nudges(_epoch(escalate.nudge_at))
+    assert seq == escalate.nudge_seq
+    assert detector.nudge("tootstack/core", lost.nudge_seq, alert.episode_started_at, due) is None   # the broken chain's step
+    assert detector.nudge("tootstack/core", seq, alert.episode_started_at, due).action == "nudge"
+
+
+def test_an_escalation_leaves_a_chain_on_time_alone():
+    detector = Detector()
+    [alert] = _secrets_loop(detector)
+    decisions = []
+    for i in range(70):   # the scheduler's steps run on the events' clock: none is overdue when the loop escalates
+        at = START + timedelta(minutes=3 + i)
+        detector.run_due_nudges(at.timestamp())
+        decisions.append(detector.replay(synth.task_stopped("secrets", service="core", task_definition=CORE1, deployment="ecs-svc/1",
+                                                            container="core", at=at)))
+    escalate = next(d for d in decisions if d is not None and d.action == "escalate")
+    assert escalate.nudge_seq == 0 and len(detector.due_nudges(1e12)) == 1   # the one chain, still running
+
+
 def test_a_bad_deployment_that_fails_to_start_is_rolled_back_not_nudged():
     detector = Detector()
     _secrets_loop(detector, n=0)

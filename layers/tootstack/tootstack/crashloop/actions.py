@@ -7,13 +7,14 @@ Halter.apply:
   alert/escalate a stable revision crash-loops: NO change to the service (it keeps running, ECS keeps
                  replacing tasks); publish the SNS alert with the evidence, its desired/running counts
                  and what was tried; clear the episode's pending decision.
-  scale_to_zero  only for a halt recorded by an earlier version and not applied yet: suspend the
-                 service's Application Auto Scaling, remember the desired count, UpdateService(desiredCount=0).
-Halter.apply_nudge a nudge step: UpdateService(forceNewDeployment=True) for `nudge`, then the next step's
-                 one-time EventBridge Scheduler schedule (NudgeScheduler) for `nudge`/`nudge_deferred`.
+  (scale_to_zero, decided by earlier versions, is never carried out: the detector drops such a halt.)
+Halter.apply_nudge a nudge step: UpdateService(forceNewDeployment=True) for `nudge` (the id of the PRIMARY
+                 deployment it started is recorded in the episode), then the next step's one-time
+                 EventBridge Scheduler schedule (NudgeScheduler) for `nudge`/`nudge_deferred`.
 is_halted(service): the DynamoDB HALT item when the table is known (env CRASHLOOP_TABLE), else the tag.
-resume(service): restore the desired count (the one recorded at halt time, or --desired-count),
-  un-suspend scaling, untag, delete the HALT item; crashes before the resume no longer count.
+resume(service): untag, delete the HALT item (crashes before the resume no longer count); for a
+  scale_to_zero halt an earlier version applied, also restore the desired count it recorded (or
+  --desired-count) and, when it recorded suspending Application Auto Scaling, un-suspend it.
 """
 
 from __future__ import annotations
@@ -105,17 +106,22 @@ class Halter:
         the step's: a second create is a no-op)."""
         from botocore.exceptions import BotoCoreError, ClientError
 
-        changes: dict[str, Any] = {"applied": True, "forced_new_deployment": False, "next_nudge_at": None}
+        changes: dict[str, Any] = {"applied": True, "forced_new_deployment": False, "next_nudge_at": None, "deployment_id": None}
         try:
             if decision.action == "nudge":
-                self.ecs.update_service(cluster=decision.cluster, service=decision.service_name, forceNewDeployment=True)
+                response = self.ecs.update_service(cluster=decision.cluster, service=decision.service_name, forceNewDeployment=True)
                 changes["forced_new_deployment"] = True
+                # the deployment it started is the service's PRIMARY one: its IN_PROGRESS event is the chain's own
+                changes["deployment_id"] = next((d.get("id") for d in (response or {}).get("service", {}).get("deployments", [])
+                                                 if d.get("status") == "PRIMARY"), None)
         except (ClientError, BotoCoreError) as exc:
             raise _aws_error(f"forcing a new deployment of ECS service {decision.service}", exc) from None
         if decision.action in ("nudge", "nudge_deferred") and self.nudges is not None:
             self.nudges.schedule(decision)
             changes["next_nudge_at"] = decision.nudge_at
-        self.store.update_episode(decision.service, {"nudge_pending": None})
+        from tootstack.crashloop.detector import mark_applied
+
+        mark_applied(self.store, decision, changes["deployment_id"])
         return changes
 
     def apply(self, decision: Decision) -> dict[str, Any]:
@@ -135,31 +141,16 @@ class Halter:
                     "nudge_at": decision.nudge_at if decision.nudge_seq and self.nudges is not None else None, **counts}
         changes: dict[str, Any] = {"applied": True, "service_arn": service["serviceArn"]}
         try:
-            if decision.action == "rollback":
-                if decision.via == "ecs_api" and service.get("taskDefinition") != decision.target_task_definition:
-                    self.ecs.update_service(cluster=cluster, service=name, taskDefinition=decision.target_task_definition)
-            elif decision.action == "scale_to_zero":
-                desired = int(service.get("desiredCount", 0))
-                if desired > 0:
-                    # recorded before scaling in, so a retry after a partial apply still knows it
-                    changes["previous_desired_count"] = desired
-                    self.store.update_halt(decision.service, {"previous_desired_count": desired})
-                changes["autoscaling_suspended"] = set_scaling_suspended(self.autoscaling, cluster, name, True)
-                if desired > 0:
-                    self.ecs.update_service(cluster=cluster, service=name, desiredCount=0)
-            else:
+            if decision.action != "rollback":   # scale_to_zero (earlier versions) included: never carried out
                 raise InvalidInput(f"unknown action {decision.action!r}")
+            if decision.via == "ecs_api" and service.get("taskDefinition") != decision.target_task_definition:
+                self.ecs.update_service(cluster=cluster, service=name, taskDefinition=decision.target_task_definition)
             self.ecs.tag_resource(
                 resourceArn=service["serviceArn"],
                 tags=[{"key": HALT_TAG, "value": f"{decision.action} {decision.decided_at}"}],
             )
         except (ClientError, BotoCoreError) as exc:
             raise _aws_error(f"halting ECS service {cluster}/{name}", exc) from None
-        if "previous_desired_count" not in changes and decision.action == "scale_to_zero":
-            # a retry after a partial apply: keep what the first attempt recorded
-            current = self.store.get_halt(decision.service) or {}
-            if "previous_desired_count" in current:
-                changes["previous_desired_count"] = current["previous_desired_count"]
         changes["alert_message_id"] = self.alert(decision, changes)
         self.store.update_halt(decision.service, changes)
         return changes
@@ -177,17 +168,15 @@ class Halter:
             f"Why: {decision.reason}.",
             f"Crashing task definition: {decision.task_definition}",
             "Evidence (latest crashes):",
+            *_evidence_lines(decision),
         ]
-        for e in decision.evidence:
-            codes = ", ".join(f"{k}={v}" for k, v in e["exit_codes"].items())
-            lines.append(f"  - task {e['task_id']} at {e['stopped_at']}: {e['kind']}; exit codes: {codes or 'none'}; {e['reason']}")
         lines += [
             "",
             f"Un-halt after fixing the cause: tootstack crashloop resume {decision.service_name} --cluster {decision.cluster}",
             'or invoke the crashloop detector Lambda with {"action": "resume", "service": "' + decision.service_name + '"}.',
             "",
             "Details (JSON):",
-            json.dumps({**decision.as_dict(), "previous_desired_count": changes.get("previous_desired_count")}, indent=1, sort_keys=True),
+            json.dumps(decision.as_dict(), indent=1, sort_keys=True),
         ]
         return self._publish(decision, subject, "\n".join(lines))
 
@@ -304,7 +293,8 @@ def _parse_iso(iso: str) -> float:
 
 
 def set_scaling_suspended(autoscaling: Any, cluster: str, service: str, suspended: bool) -> bool:
-    """Suspend (or resume) Application Auto Scaling of the service; False when it has no scalable target."""
+    """Suspend (or resume) Application Auto Scaling of the service; False when it has no scalable target.
+    Only resume() calls it (suspended=False), for a halt of an earlier version that suspended it."""
     resource_id = f"service/{cluster}/{service}"
     targets = autoscaling.describe_scalable_targets(ServiceNamespace="ecs", ResourceIds=[resource_id]).get("ScalableTargets", [])
     if not targets:
@@ -381,10 +371,14 @@ def resume(
         raise InvalidInput(f"service {key} is not halted: nothing to resume")
     halt = halt or {}
     target = desired_count
-    if target is None and halt.get("action") == "scale_to_zero":
-        target = int(halt.get("previous_desired_count") or 1)
+    applied_scale_in = halt.get("action") == "scale_to_zero" and (halt.get("previous_desired_count") or not halt.get("dropped"))
+    if target is None and applied_scale_in:
+        target = int(halt.get("previous_desired_count") or 1)   # an earlier version scaled it to 0
+    # un-suspend Application Auto Scaling only where a halt suspended it (an operator may have suspended it):
+    # recorded by an applied halt; a dropped one with a recorded count may have been cut short after suspending
+    unsuspend = bool(halt.get("autoscaling_suspended") or (halt.get("dropped") and halt.get("previous_desired_count")))
     try:
-        scaling = set_scaling_suspended(_client("application-autoscaling", autoscaling), cluster, name, False)
+        scaling = set_scaling_suspended(_client("application-autoscaling", autoscaling), cluster, name, False) if unsuspend else False
         if target is not None:
             ecs.update_service(cluster=cluster, service=name, desiredCount=target)
         if tagged:

@@ -15,7 +15,7 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "crashloop",
         help="crashloop detection: replay recorded ECS events, resume a halted service",
-        description="Crashloop detection that halts a crashing ECS service (see docs/crashloop.md).",
+        description="Crashloop detection: rolls back a bad deployment, alerts on a crash-looping stable revision (see docs/crashloop.md).",
     )
     sub = parser.add_subparsers(dest="crashloop_command", metavar="SUBCOMMAND")
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
@@ -35,7 +35,7 @@ def register(subparsers: Any) -> None:
         ),
     )
     replay.add_argument("events", metavar="EVENTS.jsonl", help="file with one event per line ('-' for stdin)")
-    replay.add_argument("--threshold", type=int, default=3, help="crashes of one task definition that halt (default 3)")
+    replay.add_argument("--threshold", type=int, default=3, help="crashes of one task definition that make a crashloop (default 3)")
     replay.add_argument("--window-minutes", type=float, default=10.0, help="sliding window in minutes (default 10)")
     replay.add_argument("--escalate-minutes", type=float,
                         help="a stable-revision crashloop still going this long is alerted again (default 60, or the window if longer)")
@@ -46,9 +46,9 @@ def register(subparsers: Any) -> None:
         "resume",
         help="clear the halted marker of a service the detector rolled back",
         description=(
-            "Un-halt a service the detector rolled back: remove the halted tag and marker, resume its auto "
-            "scaling, and set --desired-count if given (a service an earlier version scaled to 0 gets back the "
-            "count recorded then). A stable revision that crash-loops is never halted and needs no resume. "
+            "Un-halt a service the detector rolled back: remove the halted tag and marker, and set "
+            "--desired-count if given (a service an earlier version scaled to 0 gets back the count recorded "
+            "then, and its auto scaling when that version suspended it). A stable revision that crash-loops is never halted and needs no resume. "
             "Crashes from before the resume no longer count."
         ),
     )
@@ -63,7 +63,7 @@ def register(subparsers: Any) -> None:
 
 def replay_lines(lines: TextIO, threshold: int = 3, window_seconds: float = 600.0, cluster: str | None = None,
                  out: TextIO | None = None, err: TextIO | None = None, source: str = "events",
-                 escalate_after_seconds: float = 3600.0) -> tuple[int, list[int]]:
+                 escalate_after_seconds: float | None = None) -> tuple[int, list[int]]:
     """Replay events; returns (decisions printed, malformed line numbers). Never raises for a bad line."""
     out = out or sys.stdout
     err = err or sys.stderr
@@ -120,7 +120,7 @@ def decision_line(index: int, decision: Any) -> dict[str, Any]:
 
 
 def run_replay(args: argparse.Namespace) -> int:
-    escalate = args.escalate_minutes * 60 if args.escalate_minutes is not None else max(3600.0, args.window_minutes * 60)
+    escalate = args.escalate_minutes * 60 if args.escalate_minutes is not None else None   # DetectorConfig's default
     if args.events == "-":
         _, bad = replay_lines(sys.stdin, args.threshold, args.window_minutes * 60, args.cluster, source="stdin",
                               escalate_after_seconds=escalate)

@@ -25,19 +25,23 @@ service; a loop that paused longer than the window after the alert and reaches t
 Nudges: when a stable revision's tasks never reach RUNNING (TaskFailedToStart: secrets, image or ENI
 unreachable during a dependency outage), ECS's service throttle logic spaces its launches out up to
 27 minutes apart, so the site could stay down that long after the cause is gone. The alert (or an
-escalation) of such a crashloop starts a nudge chain: at NUDGE_INTERVALS after it (5, 10, 15 min, then
+escalation) of such a crashloop starts a nudge chain (an escalation also restarts a chain that broke: a
+step overdue by more than a step's interval, because it failed to apply and scheduled nothing): at NUDGE_INTERVALS after it (5, 10, 15 min, then
 every 15 min) the service is forced to a new deployment (which ECS starts at once), until a task of the
 revision reaches RUNNING, the service has running tasks, the episode ends, or another definition becomes
-stable. A nudge is deferred (not sent) while a deployment or a rollback is in progress. Each nudge is one
+stable. A nudge is deferred (not sent) while someone else's deployment or a rollback is in progress (the
+deployment the chain's last nudge started, and one of the chain's own revision, do not count). Each nudge is one
 step `seq` of the episode's chain (compare-and-set), so a duplicate or stale invocation changes nothing.
-The detector never scales a service to zero (`scale_to_zero` remains only in actions.py for halts
-recorded by earlier versions).
+The detector never scales a service to zero. A `scale_to_zero` halt recorded by an earlier version and
+not applied yet is never carried out: it is dropped (logged) when the service's next task event arrives;
+`resume` still restores the desired count of one an earlier version applied.
 """
 
 from __future__ import annotations
 
 import bisect
 import calendar
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
@@ -48,6 +52,8 @@ from tootstack.crashloop.models import EcsDeploymentStateChangeEvent, EcsEvent, 
 from tootstack.crashloop.store import Crash, Deployment, MemoryStore, Store
 
 CRASH_TTL_GRACE_SECONDS = 24 * 3600
+DEFAULT_ESCALATE_SECONDS = 3600.0
+logger = logging.getLogger(__name__)
 
 # (cluster, service, deployment id) -> task definition ARN, or None when it cannot be known
 DeploymentResolver = Callable[[str, str, str], "str | None"]
@@ -58,12 +64,16 @@ class DetectorConfig:
     threshold: int = 3
     window_seconds: float = 600.0
     cluster: str | None = None        # only events of this cluster (name or ARN); None: every cluster
-    escalate_after_seconds: float = 3600.0   # a stable-revision crashloop still going this long: alert again
+    # a stable-revision crashloop still going this long is alerted again; None: an hour, or the crash window
+    # when that is longer (the template allows a window of up to a day)
+    escalate_after_seconds: float | None = None
     nudge: bool = True                       # force new deployments of a stable revision whose tasks fail to start
 
     def __post_init__(self) -> None:
         from tootstack.errors import InvalidInput
 
+        if self.escalate_after_seconds is None:
+            object.__setattr__(self, "escalate_after_seconds", max(DEFAULT_ESCALATE_SECONDS, float(self.window_seconds)))
         if self.threshold < 1:
             raise InvalidInput(f"crash threshold must be at least 1, got {self.threshold}")
         if self.window_seconds <= 0:
@@ -195,7 +205,10 @@ class Detector:
             state = self.store.get_service(key)
 
         if state.halt is not None and not state.halt.get("applied"):
-            return Decision.from_dict(state.halt)   # decided earlier, actions not applied yet: retry them
+            if state.halt.get("action") != "scale_to_zero":
+                return Decision.from_dict(state.halt)   # decided earlier, actions not applied yet: retry them
+            _drop_old_scale_to_zero(self.store, key, state.halt)
+            state = self.store.get_service(key)
         if state.episode is not None and state.episode.get("pending"):
             return Decision.from_dict(state.episode["pending"])   # an alert decided earlier, not sent yet
 
@@ -325,8 +338,12 @@ class Detector:
         )
         changes = {"version": int(episode["version"]) + 1, "last_alert_at": t, "alerts": alerts}
         chain = episode.get("nudge")
-        if self._fails_to_start(crashes, crash) and (not chain or chain.get("stopped")):
+        # a chain whose step is overdue by more than a step's interval broke (its step failed to apply, e.g. the
+        # Lambda's async retries ran out, so the next one was never scheduled): it is restarted like a stopped one
+        overdue = bool(chain) and float(chain.get("due", t)) + NUDGE_INTERVALS[-1] < t
+        if self._fails_to_start(crashes, crash) and (not chain or chain.get("stopped") or overdue):
             changes["nudge"] = self._start_chain(decision, chain, episode["started_epoch"], t)
+            changes["nudge_pending"] = None   # the broken chain's undelivered step: its retry is stale now
         changes["pending"] = decision.as_dict()
         return decision if self.store.put_episode(key, {**episode, **changes}, episode["version"]) else None
 
@@ -396,7 +413,8 @@ class Detector:
             rollback_open = halt.get("action") == "rollback" and (
                 deployment is None or deployment.event_name != "SERVICE_DEPLOYMENT_COMPLETED"
                 or deployment.updated_at < _epoch(halt.get("decided_at", "")))
-            busy = (deployment is not None and deployment.event_name == "SERVICE_DEPLOYMENT_IN_PROGRESS") or rollback_open
+            in_progress = deployment is not None and deployment.event_name == "SERVICE_DEPLOYMENT_IN_PROGRESS"
+            busy = (in_progress and not self._own_deployment(key, state, ep, deployment.deployment_id)) or rollback_open
             if busy:
                 due = now + NUDGE_INTERVALS[min(done, len(NUDGE_INTERVALS) - 1)]
                 decision = Decision(action="nudge_deferred", via="none", nudge_seq=seq + 1, nudge_at=_iso(due), nudges=done,
@@ -413,6 +431,20 @@ class Detector:
                    "nudge_pending": decision.as_dict() if decision.action != "nudge_stopped" else None}
         return decision if self.store.put_episode(key, {**ep, **changes}, ep["version"]) else None
 
+    def _own_deployment(self, key: str, state: Any, ep: dict[str, Any], deployment_id: str) -> bool:
+        """The in-progress deployment is the chain's own: the one its last nudge started (UpdateService with
+        forceNewDeployment starts a deployment, and ECS announces it IN_PROGRESS), or one of the chain's
+        stable revision (e.g. the circuit breaker rolling a failed forced deployment back to it)."""
+        if deployment_id == ep.get("nudge_deployment"):
+            return True
+        task_definition = state.deployment_map.get(deployment_id)
+        if task_definition is None and self.resolve_deployment is not None:
+            cluster, service = key.split("/", 1)
+            task_definition = self.resolve_deployment(cluster, service, deployment_id)
+            if task_definition:
+                self.store.map_deployment(key, deployment_id, task_definition)
+        return task_definition == ep["task_definition"]
+
     def due_nudges(self, until: float) -> list[tuple[float, str, int, str]]:
         """(due, service key, seq, episode) of every chain step due by `until` (in-memory store only: the
         replay and the benchmark run the scheduler's part on the events' own clock)."""
@@ -424,8 +456,10 @@ class Detector:
                 due.append((float(chain["due"]), key, int(chain["seq"]), _iso(float(ep["started_epoch"]))))
         return sorted(due)
 
-    def run_due_nudges(self, until: float, running: Callable[[str, float], bool] | None = None) -> list[Decision]:
-        """Fire every nudge step due by `until`, in time order, marking each applied (replay/benchmark)."""
+    def run_due_nudges(self, until: float, running: Callable[[str, float], bool] | None = None,
+                       deploy: Callable[[Decision], "str | None"] | None = None) -> list[Decision]:
+        """Fire every nudge step due by `until`, in time order, marking each applied (replay/benchmark).
+        `deploy`: the stand-in for UpdateService of a `nudge`, returning the id of the deployment it started."""
         fired: list[Decision] = []
         while True:
             due = self.due_nudges(until)
@@ -435,7 +469,8 @@ class Detector:
             decision = self.nudge(key, seq, episode, at, running(key, at) if running else False)
             if decision is None:
                 return fired                              # cannot happen with one in-memory detector
-            mark_applied(self.store, decision)
+            started = deploy(decision) if deploy is not None and decision.action == "nudge" else None
+            mark_applied(self.store, decision, started)
             fired.append(decision)
 
 
@@ -444,14 +479,31 @@ EPISODE_ACTIONS = ("alert", "escalate")
 NUDGE_ACTIONS = ("nudge", "nudge_deferred", "nudge_stopped")
 
 
-def mark_applied(store: Store, decision: Decision) -> None:
-    """Record that a decision's actions were carried out (so it is not returned again)."""
+def mark_applied(store: Store, decision: Decision, deployment_id: str | None = None) -> None:
+    """Record that a decision's actions were carried out (so it is not returned again). `deployment_id`:
+    the deployment a `nudge` started (its own IN_PROGRESS then does not defer the chain's next step)."""
     if decision.action in EPISODE_ACTIONS:
         store.update_episode(decision.service, {"pending": None})
     elif decision.action in NUDGE_ACTIONS:
-        store.update_episode(decision.service, {"nudge_pending": None})
+        store.update_episode(decision.service, {"nudge_pending": None, **({"nudge_deployment": deployment_id} if deployment_id else {})})
     else:
         store.update_halt(decision.service, {"applied": True})
+
+
+def _drop_old_scale_to_zero(store: Store, key: str, halt: dict[str, Any]) -> None:
+    """An earlier version decided to scale `key` to zero and did not finish applying it: never do it now.
+    When its attempt may have got as far as scaling in (it records previous_desired_count first), the
+    marker is kept, marked applied and dropped, so `resume` restores that count; otherwise nothing was
+    changed on the service and the marker is removed (crashes keep counting: no resume time is recorded)."""
+    if halt.get("previous_desired_count"):
+        store.update_halt(key, {"applied": True, "dropped": "scale_to_zero is no longer carried out"})
+        what = "kept as applied: resume restores its desired count"
+    else:
+        store.clear_halt(key, 0.0)
+        what = "removed"
+    logger.warning("crashloop: a scale_to_zero halt of %s recorded by an earlier version (decided %s) was not carried out "
+                   "and never will be: the detector no longer stops a stable revision; marker %s",
+                   key, halt.get("decided_at", "?"), what)
 
 
 def _iso(epoch: float) -> str:

@@ -26,12 +26,14 @@ def config_from_env(env: Mapping[str, str] | None = None) -> DetectorConfig:
             window = float(env["CRASH_WINDOW_SECONDS"])
         else:
             window = float(env.get("CRASH_WINDOW_MINUTES", "10")) * 60
-        # default: an hour, or the crash window when that is longer (CrashloopWindowMinutes goes up to a day)
-        escalate = float(env["CRASH_ESCALATE_MINUTES"]) * 60 if env.get("CRASH_ESCALATE_MINUTES") else max(3600.0, window)
+        escalate = float(env["CRASH_ESCALATE_MINUTES"]) * 60 if env.get("CRASH_ESCALATE_MINUTES") else None   # DetectorConfig's default
     except ValueError as exc:
         raise InvalidInput(f"CRASH_THRESHOLD / CRASH_WINDOW_MINUTES / CRASH_ESCALATE_MINUTES must be numbers: {exc}") from None
+    # nudges need the schedule group and the scheduler's role: without them none can be scheduled, so no
+    # chain is started and the alert does not announce one
     return DetectorConfig(threshold=threshold, window_seconds=window, cluster=env.get("CLUSTER_NAME") or None,
-                          escalate_after_seconds=escalate)
+                          escalate_after_seconds=escalate,
+                          nudge=bool(env.get("NUDGE_SCHEDULE_GROUP") and env.get("NUDGE_SCHEDULER_ROLE_ARN")))
 
 
 def table_from_env(env: Mapping[str, str] | None = None) -> str:

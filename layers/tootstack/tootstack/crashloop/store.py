@@ -5,7 +5,7 @@ DynamoStore: one DynamoDB table (pk/sk strings, TTL attribute `expires_at`), for
 
 Every write is idempotent: a crash is keyed by its task ARN (a duplicate delivery, or a second STOPPED
 event for the same task, overwrites itself), deployment facts only move forward in `updatedAt`, and a
-halt is a conditional put (first writer wins; only a rollback can be escalated to scale_to_zero).
+halt is a conditional put (first writer wins).
 
 Items (DynamoStore):
   pk=CRASH#<cluster>/<service>#<task definition arn>  sk=<task arn>           a crash (TTL)
@@ -30,6 +30,7 @@ from tootstack.errors import DependencyUnavailable
 
 MAP_TTL_SECONDS = 30 * 24 * 3600
 EPISODE_TTL_GRACE_SECONDS = 24 * 3600
+UPDATE_EPISODE_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -104,10 +105,6 @@ def _newer(updated_at: float, event_name: str, current: Deployment | None) -> bo
     return (updated_at, _RANK.get(event_name, -1)) > (current.updated_at, _RANK.get(current.event_name, -1))
 
 
-def _may_replace_halt(current: dict[str, Any] | None, new: dict[str, Any]) -> bool:
-    return current is None or (current.get("action") == "rollback" and new.get("action") == "scale_to_zero")
-
-
 class MemoryStore:
     """In-process state: the same semantics as DynamoStore, no TTL (replays are finite)."""
 
@@ -142,7 +139,7 @@ class MemoryStore:
 
     def put_halt(self, key: str, halt: dict[str, Any]) -> bool:
         state = self.get_service(key)
-        if not _may_replace_halt(state.halt, halt):
+        if state.halt is not None:
             return False
         state.halt = dict(halt)
         return True
@@ -323,11 +320,7 @@ class DynamoStore:
         }
 
     def put_halt(self, key: str, halt: dict[str, Any]) -> bool:
-        item = self._halt_item(key, halt)
-        if halt["action"] == "scale_to_zero":  # only a rollback can be escalated
-            return self._conditional_put(item, "attribute_not_exists(pk) OR #a = :rollback",
-                                         {":rollback": self._s("rollback")}, {"#a": "action"})
-        return self._conditional_put(item, "attribute_not_exists(pk)")
+        return self._conditional_put(self._halt_item(key, halt), "attribute_not_exists(pk)")
 
     def get_halt(self, key: str) -> dict[str, Any] | None:
         """Only the halted marker (one GetItem: what `is_halted` needs, and all it needs IAM for)."""
@@ -365,6 +358,21 @@ class DynamoStore:
         return self._conditional_put(item, "version = :v", {":v": {"N": str(int(expected_version))}})
 
     def update_episode(self, key: str, changes: dict[str, Any]) -> None:
-        found = self._call("get_item", Key={"pk": self._s(f"SVC#{key}"), "sk": self._s("EPISODE")}, ConsistentRead=True).get("Item")
-        if found is not None:
-            self._call("put_item", Item=self._episode_item(key, {**json.loads(found["data"]["S"]), **changes}))
+        """Merge `changes` into the episode. Several writers share the item (a detector's compare-and-set
+        put_episode, another invocation marking its decision applied), so the put is conditional on the
+        item being the one read (its version and data); on a concurrent write it re-reads and merges again."""
+        from botocore.exceptions import ClientError
+
+        for _ in range(UPDATE_EPISODE_ATTEMPTS):
+            found = self._call("get_item", Key={"pk": self._s(f"SVC#{key}"), "sk": self._s("EPISODE")}, ConsistentRead=True).get("Item")
+            if found is None:
+                return
+            try:
+                self._call("put_item", Item=self._episode_item(key, {**json.loads(found["data"]["S"]), **changes}),
+                           ConditionExpression="version = :v AND #d = :d", ExpressionAttributeNames={"#d": "data"},
+                           ExpressionAttributeValues={":v": found["version"], ":d": found["data"]})
+                return
+            except ClientError:   # ConditionalCheckFailed: someone wrote the episode since it was read
+                continue
+        raise DependencyUnavailable(
+            f"DynamoDB episode of {key} on table {self.table_name} kept changing: {UPDATE_EPISODE_ATTEMPTS} attempts to update it failed")

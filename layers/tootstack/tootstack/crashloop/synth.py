@@ -313,7 +313,7 @@ def throttled_outage(detector: Any, start: datetime, minutes: float, *, service:
     """One service on its stable revision (one task) while secrets/image/ENI are unreachable from `start`
     for `minutes`: each launch stops with TaskFailedToStart and ECS's throttle (throttle_delay) spaces the
     next; a `nudge` decision of the detector (run on this clock with run_due_nudges) forces a new deployment:
-    a launch at once, back-off reset. The first launch after the outage reaches RUNNING (fed to the detector).
+    its SERVICE_DEPLOYMENT_IN_PROGRESS event (fed to the detector), a launch at once, back-off reset. The first launch after the outage reaches RUNNING (fed to the detector).
     Returns {"back_at", "down_after_end" (seconds from the outage's end to a RUNNING task), "events", "decisions"}.
     `detector` must use an in-memory store and already know the service's stable revision."""
     td = task_definition_arn(service, 1)
@@ -321,8 +321,20 @@ def throttled_outage(detector: Any, start: datetime, minutes: float, *, service:
     events: list[dict[str, Any]] = []
     decisions: list[Any] = []
     launch, failures, n = t0, 0, 0
+    deployment = "ecs-svc/1"
+
+    def deploy(nudge: Any) -> str:
+        """UpdateService(forceNewDeployment): ECS starts a deployment and announces it IN_PROGRESS."""
+        nonlocal deployment
+        deployment = f"ecs-svc/{2000000000000000000 + len(events)}"
+        event = deployment_event("SERVICE_DEPLOYMENT_IN_PROGRESS", service=service, deployment=deployment,
+                                 at=datetime.fromtimestamp(_epoch_of(nudge.decided_at), timezone.utc))
+        events.append(event)
+        detector.replay(event)
+        return deployment
+
     while launch < t0 + horizon_minutes * 60:
-        fired = detector.run_due_nudges(launch) if hasattr(detector, "run_due_nudges") else []   # a detector that never nudges
+        fired = detector.run_due_nudges(launch, deploy=deploy) if hasattr(detector, "run_due_nudges") else []   # a detector that never nudges
         decisions += fired
         forced = [d for d in fired if d.action == "nudge"]
         if forced:
@@ -330,13 +342,14 @@ def throttled_outage(detector: Any, start: datetime, minutes: float, *, service:
         n += 1
         at = datetime.fromtimestamp(launch, timezone.utc)
         if launch >= end:
-            event = task_running(service=service, task_definition=td, at=at + timedelta(seconds=30), task_id=f"run{n:029x}")
+            event = task_running(service=service, task_definition=td, at=at + timedelta(seconds=30), task_id=f"run{n:029x}",
+                                 deployment=deployment)
             events.append(event)
             decision = detector.replay(event)
             if decision is not None:
                 decisions.append(decision)
             return {"back_at": launch, "down_after_end": launch - end, "events": events, "decisions": decisions}
-        event = task_stopped("secrets", service=service, task_definition=td, deployment="ecs-svc/1", at=at + timedelta(seconds=20),
+        event = task_stopped("secrets", service=service, task_definition=td, deployment=deployment, at=at + timedelta(seconds=20),
                              container=service, task_id=f"fail{n:028x}")
         events.append(event)
         decision = detector.replay(event)
