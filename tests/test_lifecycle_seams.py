@@ -348,6 +348,20 @@ def test_core_bridge_holds_a_web_task_while_the_core_restarts_and_gives_the_mini
     assert release_bridge(ssm, autoscaling, ecs, cluster="c", record_parameter="/c/deploy/bridge") == {"Released": "nothing held"}
 
 
+def test_a_bridge_after_a_failed_deploy_keeps_the_minimum_from_before_the_first_bridge(core_and_web):
+    """A deploy whose core update failed leaves the record (its release never ran) and web's minimum at 1;
+    the next bridge must not record that 1, or its release gives back 1 and web keeps a burst task."""
+    from tootstack.deploy_guard import bridge, release_bridge
+
+    ecs, autoscaling, ssm, _, new = core_and_web
+    kwargs = dict(cluster="c", core="core", web="web", record_parameter="/c/deploy/bridge", wait=lambda s: None)
+    first = bridge(ecs, ssm, autoscaling, core_task_definition=new, **kwargs)
+    second = bridge(ecs, ssm, autoscaling, core_task_definition=new, **kwargs)
+    assert second["Bridged"] not in ("no", "", first["Bridged"]) and _web(ecs, autoscaling)[1] == 1
+    assert release_bridge(ssm, autoscaling, ecs, cluster="c", record_parameter="/c/deploy/bridge") == {"Released": "web"}
+    assert _web(ecs, autoscaling)[1] == 0
+
+
 def test_no_bridge_before_first_boot(core_and_web):
     from tootstack.deploy_guard import bridge
 
@@ -426,6 +440,34 @@ def test_deploy_guard_handler_answers_cloudformation(local_aws, response_url, mo
     assert "VersionWouldGoDown" in received[-1]["Reason"] and "MastodonImage=ghcr.io/mastodon/mastodon:v4.5.3" in received[-1]["Reason"]
     handler(dict(guard, RequestType="Delete", PhysicalResourceId="s-VersionGuard"), LambdaContext("deploy-guard"))
     assert received[-1]["Status"] == "SUCCESS"
+
+
+def test_deploy_guard_handler_releases_the_bridge_while_the_stack_rolls_back(core_and_web, response_url, monkeypatch):
+    """CloudFormation rolls CoreBridge back after the core went back to its old revision: the handler gives
+    web's minimum back (a new bridge there would be followed by no release)."""
+    import inspect
+
+    from tootstack.deploy_guard import bridge
+    from tootstack.local.aws import LambdaContext
+    from tootstack.local.template import LocalFunction
+
+    ecs, autoscaling, ssm, _, new = core_and_web
+    bridge(ecs, ssm, autoscaling, cluster="c", core="core", web="web", core_task_definition=new,
+           record_parameter="/s/deploy/bridge", wait=lambda s: None)
+    assert _web(ecs, autoscaling) == (1, 1)
+    url, received = response_url
+    monkeypatch.setenv("STACK_NAME", "s")
+    handler = LocalFunction("DeployGuardFunction", ROOT / "functions/deploy_guard", "app.handler", {}).entrypoint
+    # moto cannot put a stack into UPDATE_ROLLBACK_IN_PROGRESS: the stack-status lookup is the one thing replaced.
+    monkeypatch.setitem(inspect.unwrap(handler).__globals__, "_rolling_back", lambda stack_id: True)
+    event = dict(json.loads((ROOT / "events/deploy_guard.json").read_text()), ResponseURL=url, ResourceType="Custom::CoreBridge",
+                 LogicalResourceId="CoreBridge", ResourceProperties={
+                     "ClusterName": "c", "CoreService": "core", "BridgeService": "web",
+                     "CoreTaskDefinition": new, "RecordParameter": "/s/deploy/bridge"})
+    handler(event, LambdaContext("deploy-guard"))
+    assert received[-1]["Status"] == "SUCCESS" and received[-1]["Data"] == {"Bridged": "rollback"}
+    assert _web(ecs, autoscaling)[1] == 0
+    assert not ssm.get_parameters(Names=["/s/deploy/bridge"])["Parameters"]
 
 
 # --- the rehearsal's stack update follows CloudFormation --------------------------------------------------
