@@ -85,6 +85,35 @@ def test_a_rolled_back_upgrade_leaves_the_families_on_the_running_version(upgrad
         assert _latest(ecs, f"{STACK}-{role}") == (created[role], ["ghcr.io/mastodon/mastodon:v4.5.2"])
 
 
+def test_a_failed_pre_migration_leaves_the_families_on_the_running_version(upgrade_with_admin):
+    """Register made the new toolbox/admin revisions the families' latest; the pre-deployment migrations
+    failed, nothing was deployed: one-off, admin and first-boot tasks must run the old version again."""
+    aws, arn, ecs, created, _ = upgrade_with_admin
+    aws.tasks.on(f"{STACK}-toolbox", TaskResult(1, ["PG::UndefinedColumn"]))
+    services = {s["serviceName"]: s["taskDefinition"] for s in ecs.describe_services(cluster=STACK, services=["web", "streaming"])["services"]}
+    execution = aws.run_state_machine(arn, {"version": "v4.5.3"})
+    assert execution.status == "FAILED" and execution.error == "PreDeploymentMigrationFailed"
+    for role in ("toolbox", "admin"):
+        assert _latest(ecs, f"{STACK}-{role}") == (created[role], ["ghcr.io/mastodon/mastodon:v4.5.2"])
+    assert {s["serviceName"]: s["taskDefinition"] for s in ecs.describe_services(cluster=STACK, services=["web", "streaming"])["services"]} == services
+
+
+def test_a_register_failing_partway_leaves_the_families_on_the_running_version(local_aws, registries):
+    """A family Register cannot read (here: one that does not exist) fails it after the toolbox and admin
+    families got their new revisions: those are deregistered before the failure is answered."""
+    OUTCOMES.clear()
+    local_aws.ecs_outcome = lambda service, td: OUTCOMES.get(service, "COMPLETED")
+    aws, arn, ecs, toolbox, _ = _setup(local_aws, *registries, env_overrides={"TASK_FAMILIES": f"{STACK}-admin,{STACK}-missing"})
+    admin = ecs.register_task_definition(
+        family=f"{STACK}-admin", networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="512", memory="1024",
+        containerDefinitions=[{"name": "admin", "image": "ghcr.io/mastodon/mastodon:v4.5.2", "essential": True}],
+    )["taskDefinition"]["taskDefinitionArn"]
+    execution = aws.run_state_machine(arn, {"version": "v4.5.3"})
+    assert execution.status == "FAILED" and execution.error == "UpgradeFailed"
+    for family, before in ((f"{STACK}-toolbox", toolbox), (f"{STACK}-admin", admin)):
+        assert _latest(ecs, family) == (before, ["ghcr.io/mastodon/mastodon:v4.5.2"])
+
+
 # --- a stale upgrade lock never silences maintenance or blocks the next upgrade ----------------------
 def _maintenance(local_aws, lock_parameter):
     from tootstack.local.template import LocalFunction

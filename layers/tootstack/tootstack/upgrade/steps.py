@@ -259,17 +259,32 @@ def _check_recognised(service: str, td: dict[str, Any], cfg: UpgradeConfig) -> N
 
 
 def register(version: str, pinned: dict[str, str], *, ecs: Any, cfg: UpgradeConfig) -> dict[str, Any]:
+    """The plan: each service's current and new revision, and the toolbox/admin families' ones. A failure
+    partway deregisters the revisions it registered (a family's new revision is its latest at once: one-off,
+    admin and first-boot tasks would run the new image on the old schema), then raises."""
     current = _service_task_definitions(ecs, cfg)
     # One DescribeTaskDefinition per distinct task definition (services may share one).
     described = {arn: ecs.describe_task_definition(taskDefinition=arn, include=["TAGS"]) for arn in dict.fromkeys(current.values())}
     for service, arn in current.items():
         _check_recognised(service, described[arn]["taskDefinition"], cfg)
-    new_by_old = {arn: _pinned_revision(ecs, d, pinned, version, cfg) for arn, d in described.items()}
+    registered: list[str] = []
+
+    def pinned_revision(d: dict[str, Any]) -> str:
+        arn = _pinned_revision(ecs, d, pinned, version, cfg)
+        if arn != d["taskDefinition"]["taskDefinitionArn"]:
+            registered.append(arn)
+        return arn
+
     families: dict[str, dict[str, str]] = {}
-    for family in dict.fromkeys([cfg.toolbox_family, *cfg.task_families]):
-        latest = ecs.describe_task_definition(taskDefinition=family, include=["TAGS"])
-        families[family] = {"previous": latest["taskDefinition"]["taskDefinitionArn"],
-                            "target": _pinned_revision(ecs, latest, pinned, version, cfg)}
+    try:
+        new_by_old = {arn: pinned_revision(d) for arn, d in described.items()}
+        for family in dict.fromkeys([cfg.toolbox_family, *cfg.task_families]):
+            latest = ecs.describe_task_definition(taskDefinition=family, include=["TAGS"])
+            families[family] = {"previous": latest["taskDefinition"]["taskDefinitionArn"], "target": pinned_revision(latest)}
+    except Exception:
+        for arn in registered:
+            ecs.deregister_task_definition(taskDefinition=arn)
+        raise
     return {
         "previous": current,
         "target": {service: new_by_old[arn] for service, arn in current.items()},
