@@ -239,6 +239,17 @@ def _template():
     return load_template(ROOT / "template.yaml")
 
 
+def services_spec_digest(template):
+    """A digest of every ECS service's properties but DesiredCount (ServiceCounts.ServicesSpec): a
+    change to a service's literal properties must change ServiceCounts' properties too, or CloudFormation
+    would update the service with the count ServiceCounts answered last time."""
+    import hashlib
+
+    spec = {lid: {k: v for k, v in r.get("Properties", {}).items() if k != "DesiredCount"}
+            for lid, r in sorted(template.get("Resources", {}).items()) if r.get("Type") == "AWS::ECS::Service"}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def test_every_service_count_is_what_it_runs_now_and_servicecounts_reruns_with_any_service_change():
     """CloudFormation sends a present DesiredCount on every update of a service ("As soon as anything
     changes in the ECS Service Resource, CloudFormation overwrites the DesiredCount",
@@ -246,7 +257,6 @@ def test_every_service_count_is_what_it_runs_now_and_servicecounts_reruns_with_a
     (https://github.com/aws/aws-cdk/pull/13130: "when creating a service ... desired count of 1").
     So each service takes ServiceCounts' answer, and ServiceCounts' properties change whenever a
     service's properties change (every value they take from elsewhere, and a digest of the literals)."""
-    from tootstack.deploy_guard import services_spec_digest
     from tootstack.local.cfn_update import references
 
     template = _template()

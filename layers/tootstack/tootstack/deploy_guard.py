@@ -29,9 +29,9 @@ import uuid
 from typing import Any, Callable
 
 from tootstack.errors import DependencyUnavailable, InvalidInput, TootstackError
+from tootstack.upgrade.steps import VERSION_TAG
 from tootstack.upgrade.version import parse_version, version_of_image
 
-VERSION_TAG = "tootstack:mastodon-version"
 
 
 class VersionWouldGoDown(TootstackError):
@@ -198,13 +198,3 @@ def release_bridge(ssm: Any, autoscaling: Any, ecs: Any, *, cluster: str, record
     ssm.delete_parameter(Name=record_parameter)
     return {"Released": web}
 
-
-def services_spec_digest(template: dict[str, Any]) -> str:
-    """A digest of every ECS service's properties but DesiredCount (ServiceCounts.ServicesSpec): a
-    change to a service's literal properties must change ServiceCounts' properties too, or CloudFormation
-    would update the service with the count ServiceCounts answered last time."""
-    import hashlib
-
-    spec = {lid: {k: v for k, v in r.get("Properties", {}).items() if k != "DesiredCount"}
-            for lid, r in sorted(template.get("Resources", {}).items()) if r.get("Type") == "AWS::ECS::Service"}
-    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from tootstack.errors import DependencyUnavailable, InvalidInput, TootstackError
+from tootstack.errors import DependencyUnavailable, InvalidInput, TootstackError, aws_error_code
 from tootstack.upgrade.version import compare, parse_version, version_of_image
 
 VERSION_TAG = "tootstack:mastodon-version"
@@ -150,7 +150,7 @@ def holder_state(sfn: Any, held: dict[str, Any], any_execution_arn: str = "") ->
     try:
         return str(sfn.describe_execution(executionArn=arn)["status"])
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "ExecutionDoesNotExist":
+        if aws_error_code(exc) == "ExecutionDoesNotExist":
             return "GONE"
         raise DependencyUnavailable(f"cannot tell whether the upgrade lock's holder runs: {type(exc).__name__}") from None
     except BotoCoreError as exc:
