@@ -67,8 +67,8 @@ class Stack:
                          "REDIS_SECRET_ARN": self.secrets["redis"], "SMTP_SECRET_ARN": self.secrets["smtp"],
                          "SMTP_USER_NAME": "tootstack-smtp", "SES_REGION": REGION, "STACK_NAME": "tootstack",
                          "FIRST_BOOT_LOCK_PARAMETER": "/tootstack/first-boot/lock"}
-        self.bootstrap_fn = aws.create_function(
-            "tootstack-SecretsBootstrap", LocalFunction("SecretsBootstrapFunction", ROOT / "functions/secrets_bootstrap", "app.handler", {}), bootstrap_env)
+        self.bootstrap_fn_target = LocalFunction("SecretsBootstrapFunction", ROOT / "functions/secrets_bootstrap", "app.handler", {})
+        self.bootstrap_fn = aws.create_function("tootstack-SecretsBootstrap", self.bootstrap_fn_target, bootstrap_env)
         rotation_env = {"REDIS_SECRET_ARN": self.secrets["redis"], "REDIS_BACKEND": "acl", "REDIS_HOST": redis_server.host,
                         "REDIS_PORT": str(redis_server.port), "REDIS_TLS": "true", "REDIS_CA_FILE": redis_server.ca_file,
                         "CLUSTER_NAME": "tootstack", "SERVICE_NAMES": ",".join(SERVICES), "REDEPLOY_WAIT_SECONDS": "0"}
@@ -216,6 +216,37 @@ def test_two_first_boots_at_once_run_db_prepare_once(stack):
     assert [r.command for r in stack.aws.tasks.runs] == [["bundle", "exec", "rails", "db:prepare"]]
     stack.aws.tasks.on("tootstack-toolbox", plain)
     assert stack.aws.run_state_machine(stack.state_machine, {}).status == "SUCCEEDED"   # lock released
+
+
+def _lock_action_fails(stack, action):
+    """The bootstrap function, but its `action` on the lock raises as an SSM outage would (AWS itself is
+    what cannot fail here on demand)."""
+    from tootstack.errors import DependencyUnavailable
+
+    original = getattr(stack.bootstrap_fn_target, "entrypoint", stack.bootstrap_fn_target)
+
+    def handler(event, context):
+        if event.get("Action") == action:
+            raise DependencyUnavailable("cannot reach SSM")
+        return original(event, context)
+
+    stack.aws.update_route(stack.bootstrap_fn, {}, handler=handler)
+
+
+def test_a_lock_that_cannot_be_taken_is_not_reported_as_another_first_boot(stack):
+    _lock_action_fails(stack, "lock")
+    execution = stack.aws.run_state_machine(stack.state_machine, {})
+    assert execution.status == "FAILED" and execution.error == "FirstBoot.LockFailed", (execution.error, execution.cause)
+    assert "cannot reach SSM" in execution.cause and stack.aws.tasks.runs == []
+
+
+def test_a_release_that_fails_after_a_successful_first_boot_still_succeeds_and_the_next_run_recovers(stack):
+    _lock_action_fails(stack, "unlock")
+    execution = stack.aws.run_state_machine(stack.state_machine, {})
+    assert execution.status == "SUCCEEDED", (execution.error, execution.cause)
+    assert stack.desired() == SERVICES
+    stack.aws.update_route(stack.bootstrap_fn, {}, handler=stack.bootstrap_fn_target)
+    assert stack.aws.run_state_machine(stack.state_machine, {}).status == "SUCCEEDED"   # the stale lock is taken over
 
 
 def test_a_stopped_first_boot_does_not_block_the_next(stack):

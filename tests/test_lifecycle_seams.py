@@ -85,6 +85,35 @@ def test_a_rolled_back_upgrade_leaves_the_families_on_the_running_version(upgrad
         assert _latest(ecs, f"{STACK}-{role}") == (created[role], ["ghcr.io/mastodon/mastodon:v4.5.2"])
 
 
+def test_a_failed_pre_migration_leaves_the_families_on_the_running_version(upgrade_with_admin):
+    """Register made the new toolbox/admin revisions the families' latest; the pre-deployment migrations
+    failed, nothing was deployed: one-off, admin and first-boot tasks must run the old version again."""
+    aws, arn, ecs, created, _ = upgrade_with_admin
+    aws.tasks.on(f"{STACK}-toolbox", TaskResult(1, ["PG::UndefinedColumn"]))
+    services = {s["serviceName"]: s["taskDefinition"] for s in ecs.describe_services(cluster=STACK, services=["web", "streaming"])["services"]}
+    execution = aws.run_state_machine(arn, {"version": "v4.5.3"})
+    assert execution.status == "FAILED" and execution.error == "PreDeploymentMigrationFailed"
+    for role in ("toolbox", "admin"):
+        assert _latest(ecs, f"{STACK}-{role}") == (created[role], ["ghcr.io/mastodon/mastodon:v4.5.2"])
+    assert {s["serviceName"]: s["taskDefinition"] for s in ecs.describe_services(cluster=STACK, services=["web", "streaming"])["services"]} == services
+
+
+def test_a_register_failing_partway_leaves_the_families_on_the_running_version(local_aws, registries):
+    """A family Register cannot read (here: one that does not exist) fails it after the toolbox and admin
+    families got their new revisions: those are deregistered before the failure is answered."""
+    OUTCOMES.clear()
+    local_aws.ecs_outcome = lambda service, td: OUTCOMES.get(service, "COMPLETED")
+    aws, arn, ecs, toolbox, _ = _setup(local_aws, *registries, env_overrides={"TASK_FAMILIES": f"{STACK}-admin,{STACK}-missing"})
+    admin = ecs.register_task_definition(
+        family=f"{STACK}-admin", networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="512", memory="1024",
+        containerDefinitions=[{"name": "admin", "image": "ghcr.io/mastodon/mastodon:v4.5.2", "essential": True}],
+    )["taskDefinition"]["taskDefinitionArn"]
+    execution = aws.run_state_machine(arn, {"version": "v4.5.3"})
+    assert execution.status == "FAILED" and execution.error == "UpgradeFailed"
+    for family, before in ((f"{STACK}-toolbox", toolbox), (f"{STACK}-admin", admin)):
+        assert _latest(ecs, family) == (before, ["ghcr.io/mastodon/mastodon:v4.5.2"])
+
+
 # --- a stale upgrade lock never silences maintenance or blocks the next upgrade ----------------------
 def _maintenance(local_aws, lock_parameter):
     from tootstack.local.template import LocalFunction
@@ -210,6 +239,17 @@ def _template():
     return load_template(ROOT / "template.yaml")
 
 
+def services_spec_digest(template):
+    """A digest of every ECS service's properties but DesiredCount (ServiceCounts.ServicesSpec): a
+    change to a service's literal properties must change ServiceCounts' properties too, or CloudFormation
+    would update the service with the count ServiceCounts answered last time."""
+    import hashlib
+
+    spec = {lid: {k: v for k, v in r.get("Properties", {}).items() if k != "DesiredCount"}
+            for lid, r in sorted(template.get("Resources", {}).items()) if r.get("Type") == "AWS::ECS::Service"}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def test_every_service_count_is_what_it_runs_now_and_servicecounts_reruns_with_any_service_change():
     """CloudFormation sends a present DesiredCount on every update of a service ("As soon as anything
     changes in the ECS Service Resource, CloudFormation overwrites the DesiredCount",
@@ -217,7 +257,6 @@ def test_every_service_count_is_what_it_runs_now_and_servicecounts_reruns_with_a
     (https://github.com/aws/aws-cdk/pull/13130: "when creating a service ... desired count of 1").
     So each service takes ServiceCounts' answer, and ServiceCounts' properties change whenever a
     service's properties change (every value they take from elsewhere, and a digest of the literals)."""
-    from tootstack.deploy_guard import services_spec_digest
     from tootstack.local.cfn_update import references
 
     template = _template()
@@ -348,6 +387,20 @@ def test_core_bridge_holds_a_web_task_while_the_core_restarts_and_gives_the_mini
     assert release_bridge(ssm, autoscaling, ecs, cluster="c", record_parameter="/c/deploy/bridge") == {"Released": "nothing held"}
 
 
+def test_a_bridge_after_a_failed_deploy_keeps_the_minimum_from_before_the_first_bridge(core_and_web):
+    """A deploy whose core update failed leaves the record (its release never ran) and web's minimum at 1;
+    the next bridge must not record that 1, or its release gives back 1 and web keeps a burst task."""
+    from tootstack.deploy_guard import bridge, release_bridge
+
+    ecs, autoscaling, ssm, _, new = core_and_web
+    kwargs = dict(cluster="c", core="core", web="web", record_parameter="/c/deploy/bridge", wait=lambda s: None)
+    first = bridge(ecs, ssm, autoscaling, core_task_definition=new, **kwargs)
+    second = bridge(ecs, ssm, autoscaling, core_task_definition=new, **kwargs)
+    assert second["Bridged"] not in ("no", "", first["Bridged"]) and _web(ecs, autoscaling)[1] == 1
+    assert release_bridge(ssm, autoscaling, ecs, cluster="c", record_parameter="/c/deploy/bridge") == {"Released": "web"}
+    assert _web(ecs, autoscaling)[1] == 0
+
+
 def test_no_bridge_before_first_boot(core_and_web):
     from tootstack.deploy_guard import bridge
 
@@ -426,6 +479,34 @@ def test_deploy_guard_handler_answers_cloudformation(local_aws, response_url, mo
     assert "VersionWouldGoDown" in received[-1]["Reason"] and "MastodonImage=ghcr.io/mastodon/mastodon:v4.5.3" in received[-1]["Reason"]
     handler(dict(guard, RequestType="Delete", PhysicalResourceId="s-VersionGuard"), LambdaContext("deploy-guard"))
     assert received[-1]["Status"] == "SUCCESS"
+
+
+def test_deploy_guard_handler_releases_the_bridge_while_the_stack_rolls_back(core_and_web, response_url, monkeypatch):
+    """CloudFormation rolls CoreBridge back after the core went back to its old revision: the handler gives
+    web's minimum back (a new bridge there would be followed by no release)."""
+    import inspect
+
+    from tootstack.deploy_guard import bridge
+    from tootstack.local.aws import LambdaContext
+    from tootstack.local.template import LocalFunction
+
+    ecs, autoscaling, ssm, _, new = core_and_web
+    bridge(ecs, ssm, autoscaling, cluster="c", core="core", web="web", core_task_definition=new,
+           record_parameter="/s/deploy/bridge", wait=lambda s: None)
+    assert _web(ecs, autoscaling) == (1, 1)
+    url, received = response_url
+    monkeypatch.setenv("STACK_NAME", "s")
+    handler = LocalFunction("DeployGuardFunction", ROOT / "functions/deploy_guard", "app.handler", {}).entrypoint
+    # moto cannot put a stack into UPDATE_ROLLBACK_IN_PROGRESS: the stack-status lookup is the one thing replaced.
+    monkeypatch.setitem(inspect.unwrap(handler).__globals__, "_rolling_back", lambda stack_id: True)
+    event = dict(json.loads((ROOT / "events/deploy_guard.json").read_text()), ResponseURL=url, ResourceType="Custom::CoreBridge",
+                 LogicalResourceId="CoreBridge", ResourceProperties={
+                     "ClusterName": "c", "CoreService": "core", "BridgeService": "web",
+                     "CoreTaskDefinition": new, "RecordParameter": "/s/deploy/bridge"})
+    handler(event, LambdaContext("deploy-guard"))
+    assert received[-1]["Status"] == "SUCCESS" and received[-1]["Data"] == {"Bridged": "rollback"}
+    assert _web(ecs, autoscaling)[1] == 0
+    assert not ssm.get_parameters(Names=["/s/deploy/bridge"])["Parameters"]
 
 
 # --- the rehearsal's stack update follows CloudFormation --------------------------------------------------

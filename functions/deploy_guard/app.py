@@ -6,6 +6,7 @@ Custom::VersionGuard    {ClusterName, Services: [names], VersionParameter, Image
                          TaskDefinitions: [...]} -> FAILED with the samconfig.toml values to set when the
                          images are older than the running version (skipped while the stack rolls back)
 Custom::CoreBridge      {ClusterName, CoreService, BridgeService, CoreTaskDefinition, RecordParameter}
+                         (while the stack rolls back: releases the bridge instead, Data {Bridged: rollback})
 Custom::CoreBridgeRelease {ClusterName, RecordParameter, Token}
 Delete is a no-op for every type. Data and reasons carry names, counts and versions, never a secret.
 """
@@ -46,6 +47,12 @@ def step(resource_type: str, request_type: str, props: dict, stack_id: str = "")
         return deploy_guard.check_version(dict(props.get("Images") or {}), running, where)
     autoscaling = _client("application-autoscaling")
     if resource_type == "Custom::CoreBridge":
+        # A rollback runs after the core went back to its old revision (CoreBridgeRelease, then CoreService,
+        # are rolled back first): bridging again would leave a record no release follows, web's minimum at 1.
+        if stack_id and _rolling_back(stack_id):
+            deploy_guard.release_bridge(ssm, autoscaling, ecs, cluster=cluster,
+                                        record_parameter=props["RecordParameter"])
+            return {"Bridged": "rollback"}
         return deploy_guard.bridge(ecs, ssm, autoscaling, cluster=cluster, core=props["CoreService"], web=props["BridgeService"],
                                    core_task_definition=props["CoreTaskDefinition"], record_parameter=props["RecordParameter"],
                                    poll_seconds=float(os.environ.get("BRIDGE_POLL_SECONDS", "10")))

@@ -15,7 +15,8 @@ on create). These custom resources run inside every deploy, in dependency order:
 - `Custom::CoreBridge` (after web, before the core): when the deploy changes the core task definition
   of a running core (stop-first: one scheduler), web's autoscaling minimum goes to 1 and the deploy
   waits for a web task, which serves while the core restarts; `Custom::CoreBridgeRelease` (after the
-  core) gives the minimum back. The same bridge the upgrade state machine builds.
+  core) gives the minimum back. The same bridge the upgrade state machine builds. While the stack rolls
+  back, `Custom::CoreBridge` gives the minimum back instead of bridging (the handler decides).
 
 The pure functions below take boto3 clients; the handler maps request types onto them.
 """
@@ -28,9 +29,9 @@ import uuid
 from typing import Any, Callable
 
 from tootstack.errors import DependencyUnavailable, InvalidInput, TootstackError
+from tootstack.upgrade.steps import VERSION_TAG
 from tootstack.upgrade.version import parse_version, version_of_image
 
-VERSION_TAG = "tootstack:mastodon-version"
 
 
 class VersionWouldGoDown(TootstackError):
@@ -141,7 +142,9 @@ def bridge(ecs: Any, ssm: Any, autoscaling: Any, *, cluster: str, core: str, web
            max_polls: int = 60) -> dict[str, str]:
     """Before CloudFormation moves a running core to `core_task_definition`: one web task serving, held by
     web's autoscaling minimum (recorded in `record_parameter` for the release). A core that is not
-    running, or already on that task definition (nothing restarts), needs no bridge."""
+    running, or already on that task definition (nothing restarts), needs no bridge. A record still held
+    (a deploy failed between bridge and release) keeps its minimum: only the token changes, so the
+    release gives back what web had before the first bridge, not the bridge's own 1."""
     found = {s["serviceName"]: s for s in ecs.describe_services(cluster=cluster, services=[core, web]).get("services", [])
              if s.get("status") == "ACTIVE"}
     if core not in found or web not in found:
@@ -151,14 +154,20 @@ def bridge(ecs: Any, ssm: Any, autoscaling: Any, *, cluster: str, core: str, web
         return {"Bridged": "no", "Reason": "the core is not running (before first boot)"}
     if live["taskDefinition"] == core_task_definition:
         return {"Bridged": "no", "Reason": "the core task definition does not change"}
-    record: dict[str, Any] = {"service": web, "token": uuid.uuid4().hex}
     target = _scalable_target(autoscaling, cluster, web)
-    if target is not None:
-        record["min"] = target["MinCapacity"]
-        if target["MinCapacity"] < 1:
-            _set_min(autoscaling, target, 1)
+    try:   # a bridge still held (a deploy failed before its release) names what web had before any bridge
+        held = json.loads(ssm.get_parameter(Name=record_parameter)["Parameter"]["Value"])
+    except ssm.exceptions.ParameterNotFound:
+        held = None
+    if isinstance(held, dict) and held.get("service") == web and ("min" in held or "desired" in held):
+        record: dict[str, Any] = {k: held[k] for k in ("service", "min", "desired") if k in held}
+    elif target is not None:
+        record = {"service": web, "min": target["MinCapacity"]}
     else:
-        record["desired"] = found[web]["desiredCount"]
+        record = {"service": web, "desired": found[web]["desiredCount"]}
+    record["token"] = uuid.uuid4().hex
+    if target is not None and target["MinCapacity"] < 1:
+        _set_min(autoscaling, target, 1)
     ssm.put_parameter(Name=record_parameter, Value=json.dumps(record), Type="String", Overwrite=True)
     if found[web]["desiredCount"] < 1:
         ecs.update_service(cluster=cluster, service=web, desiredCount=1)
@@ -189,13 +198,3 @@ def release_bridge(ssm: Any, autoscaling: Any, ecs: Any, *, cluster: str, record
     ssm.delete_parameter(Name=record_parameter)
     return {"Released": web}
 
-
-def services_spec_digest(template: dict[str, Any]) -> str:
-    """A digest of every ECS service's properties but DesiredCount (ServiceCounts.ServicesSpec): a
-    change to a service's literal properties must change ServiceCounts' properties too, or CloudFormation
-    would update the service with the count ServiceCounts answered last time."""
-    import hashlib
-
-    spec = {lid: {k: v for k, v in r.get("Properties", {}).items() if k != "DesiredCount"}
-            for lid, r in sorted(template.get("Resources", {}).items()) if r.get("Type") == "AWS::ECS::Service"}
-    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]

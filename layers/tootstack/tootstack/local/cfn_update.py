@@ -54,7 +54,7 @@ def plan(old: dict[str, Any], new: dict[str, Any], modified: list[str], added: l
     """Every resource CloudFormation would update (text changed, or it refers to a resource replaced by
     this update), in dependency order. `extra_edges`: logical id -> ids it must follow (dependencies
     through resources the rehearsal stands in for)."""
-    refs = {lid: (references(r.get("Properties", {})) | references(r.get("Condition", ""))) & set(new) for lid, r in new.items()}
+    refs = {lid: references(r.get("Properties", {})) & set(new) for lid, r in new.items()}
     changed = set(modified) | set(added)
     grew = True
     while grew:

@@ -1,7 +1,7 @@
 """Rehearsal stage "redeploy": the operator's year after the upgrade, in the order real life brings it.
 
-The earlier stages deployed the stack, ran first boot (db-setup), created the admin and upgraded to
-v4.5.3. With samconfig.toml as the README leaves it (no flag), this stage goes on:
+The earlier stages deployed the stack, ran first boot (db-setup), created the admin and upgraded from
+v4.5.2 to the template's default release (MastodonImage's default tag). With samconfig.toml as the README leaves it (no flag), this stage goes on:
 
   sam deploy of the same template and parameters -> a one-off `rails db:migrate:status` -> Redis
   rotation -> sam deploy of the next tootstack release (same parameters: refused, the images are older

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from tootstack.errors import DependencyUnavailable, InvalidInput, TootstackError
+from tootstack.errors import DependencyUnavailable, InvalidInput, TootstackError, aws_error_code
 from tootstack.upgrade.version import compare, parse_version, version_of_image
 
 VERSION_TAG = "tootstack:mastodon-version"
@@ -150,7 +150,7 @@ def holder_state(sfn: Any, held: dict[str, Any], any_execution_arn: str = "") ->
     try:
         return str(sfn.describe_execution(executionArn=arn)["status"])
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "ExecutionDoesNotExist":
+        if aws_error_code(exc) == "ExecutionDoesNotExist":
             return "GONE"
         raise DependencyUnavailable(f"cannot tell whether the upgrade lock's holder runs: {type(exc).__name__}") from None
     except BotoCoreError as exc:
@@ -259,17 +259,32 @@ def _check_recognised(service: str, td: dict[str, Any], cfg: UpgradeConfig) -> N
 
 
 def register(version: str, pinned: dict[str, str], *, ecs: Any, cfg: UpgradeConfig) -> dict[str, Any]:
+    """The plan: each service's current and new revision, and the toolbox/admin families' ones. A failure
+    partway deregisters the revisions it registered (a family's new revision is its latest at once: one-off,
+    admin and first-boot tasks would run the new image on the old schema), then raises."""
     current = _service_task_definitions(ecs, cfg)
     # One DescribeTaskDefinition per distinct task definition (services may share one).
     described = {arn: ecs.describe_task_definition(taskDefinition=arn, include=["TAGS"]) for arn in dict.fromkeys(current.values())}
     for service, arn in current.items():
         _check_recognised(service, described[arn]["taskDefinition"], cfg)
-    new_by_old = {arn: _pinned_revision(ecs, d, pinned, version, cfg) for arn, d in described.items()}
+    registered: list[str] = []
+
+    def pinned_revision(d: dict[str, Any]) -> str:
+        arn = _pinned_revision(ecs, d, pinned, version, cfg)
+        if arn != d["taskDefinition"]["taskDefinitionArn"]:
+            registered.append(arn)
+        return arn
+
     families: dict[str, dict[str, str]] = {}
-    for family in dict.fromkeys([cfg.toolbox_family, *cfg.task_families]):
-        latest = ecs.describe_task_definition(taskDefinition=family, include=["TAGS"])
-        families[family] = {"previous": latest["taskDefinition"]["taskDefinitionArn"],
-                            "target": _pinned_revision(ecs, latest, pinned, version, cfg)}
+    try:
+        new_by_old = {arn: pinned_revision(d) for arn, d in described.items()}
+        for family in dict.fromkeys([cfg.toolbox_family, *cfg.task_families]):
+            latest = ecs.describe_task_definition(taskDefinition=family, include=["TAGS"])
+            families[family] = {"previous": latest["taskDefinition"]["taskDefinitionArn"], "target": pinned_revision(latest)}
+    except Exception:
+        for arn in registered:
+            ecs.deregister_task_definition(taskDefinition=arn)
+        raise
     return {
         "previous": current,
         "target": {service: new_by_old[arn] for service, arn in current.items()},
