@@ -302,6 +302,10 @@ def _outcome(decisions):
     return sorted((d.service, d.action, d.task_definition, d.target_task_definition or "") for _, d in decisions)
 
 
+def _alerted(decisions):
+    return {(d.service, d.task_definition) for _, d in decisions if d.action in ("alert", "escalate")}
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mixed_traces(), st.randoms(use_true_random=False), st.integers(2, 4))
 def test_duplicate_and_out_of_order_delivery_changes_nothing(trace, rnd, threshold):
@@ -314,7 +318,14 @@ def test_duplicate_and_out_of_order_delivery_changes_nothing(trace, rnd, thresho
     delivered = list(shuffled)
     for dup in duplicates:   # at-least-once: a copy may come again at any later point
         delivered.insert(rnd.randint(0, len(delivered)), dup)
-    assert _outcome(_feed(Detector(config), setup + delivered)) == _outcome(in_order)
+    delivered_decisions = _feed(Detector(config), setup + delivered)
+    # What changes a service (rollbacks) is exactly the same whatever the order. Alerts change nothing: a crash
+    # delivered after the alert of a later crash is folded into that episode (a late copy), so in a shuffled
+    # order two bursts 10+ minutes apart may make one alert instead of two; every crash-looping revision is
+    # still alerted on.
+    assert _outcome(d for d in delivered_decisions if d[1].action == "rollback") == \
+        _outcome(d for d in in_order if d[1].action == "rollback")
+    assert _alerted(delivered_decisions) == _alerted(in_order)
 
 
 def test_the_escalation_period_defaults_to_an_hour_or_the_window_when_longer():
