@@ -51,9 +51,14 @@ def test_oneoff_runs_the_latest_revision_of_the_toolbox_family(oneoff_stack):
 
 @pytest.fixture
 def upgrade_with_admin(local_aws, registries):
+    return _upgrade_with_admin(local_aws, registries, f"{STACK}-admin")
+
+
+def _upgrade_with_admin(local_aws, registries, task_families):
+    """The upgrade state machine with a toolbox and an admin family on v4.5.2 (TASK_FAMILIES as given)."""
     OUTCOMES.clear()
     local_aws.ecs_outcome = lambda service, td: OUTCOMES.get(service, "COMPLETED")
-    aws, arn, ecs, toolbox, ecr = _setup(local_aws, *registries, env_overrides={"TASK_FAMILIES": f"{STACK}-admin"})
+    aws, arn, ecs, toolbox, ecr = _setup(local_aws, *registries, env_overrides={"TASK_FAMILIES": task_families})
     admin = ecs.register_task_definition(
         family=f"{STACK}-admin", networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="512", memory="1024",
         containerDefinitions=[{"name": "admin", "image": "ghcr.io/mastodon/mastodon:v4.5.2", "essential": True}],
@@ -101,13 +106,8 @@ def test_a_failed_pre_migration_leaves_the_families_on_the_running_version(upgra
 def test_a_register_failing_partway_leaves_the_families_on_the_running_version(local_aws, registries):
     """A family Register cannot read (here: one that does not exist) fails it after the toolbox and admin
     families got their new revisions: those are deregistered before the failure is answered."""
-    OUTCOMES.clear()
-    local_aws.ecs_outcome = lambda service, td: OUTCOMES.get(service, "COMPLETED")
-    aws, arn, ecs, toolbox, _ = _setup(local_aws, *registries, env_overrides={"TASK_FAMILIES": f"{STACK}-admin,{STACK}-missing"})
-    admin = ecs.register_task_definition(
-        family=f"{STACK}-admin", networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="512", memory="1024",
-        containerDefinitions=[{"name": "admin", "image": "ghcr.io/mastodon/mastodon:v4.5.2", "essential": True}],
-    )["taskDefinition"]["taskDefinitionArn"]
+    aws, arn, ecs, families, _ = _upgrade_with_admin(local_aws, registries, f"{STACK}-admin,{STACK}-missing")
+    toolbox, admin = families["toolbox"], families["admin"]
     execution = aws.run_state_machine(arn, {"version": "v4.5.3"})
     assert execution.status == "FAILED" and execution.error == "UpgradeFailed"
     for family, before in ((f"{STACK}-toolbox", toolbox), (f"{STACK}-admin", admin)):
