@@ -26,7 +26,7 @@ setup-python:
 	$(PYTHON) -m pip install -q --disable-pip-version-check --no-deps -e .
 	# bytecode for the editable install, as pip writes it for what it installs into site-packages (even where
 	# PYTHONDONTWRITEBYTECODE keeps imports from writing it): short commands such as `tootstack mirror` start faster
-	$(PYTHON) -m compileall -q layers/tootstack
+	$(PYTHON) -m compileall -q layers/tootstack dev
 
 test: lint unit ## gates, then the whole pytest suite
 

@@ -38,9 +38,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "layers" / "tootstack"))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1] / d) for d in ("layers/tootstack", "dev")]
 
-from tootstack.crashloop import synth  # noqa: E402
+from tootstack_dev.crashloop import synth  # noqa: E402
 from tootstack.crashloop.detector import Detector, DetectorConfig  # noqa: E402
 from tootstack.crashloop.models import parse_event  # noqa: E402
 from tootstack.crashloop.store import MemoryStore  # noqa: E402

@@ -33,9 +33,9 @@ import time
 from pathlib import Path
 
 import tootstack
-from tootstack.local.images import DEFAULT_PLATFORMS, push_image
-from tootstack.local.registry import Registry
-from tootstack.local.skopeo import policy_file, skopeo_copy_argv, skopeo_env
+from tootstack_dev.local.images import DEFAULT_PLATFORMS, push_image
+from tootstack_dev.local.registry import Registry
+from tootstack_dev.local.skopeo import policy_file, skopeo_copy_argv, skopeo_env
 from tootstack.mirror.copier import mirror_image
 
 MIB = 1 << 20
@@ -99,7 +99,7 @@ def shape_spec(shape: str, layer_mb: int) -> tuple[tuple[str, ...], bool, list[i
 
 
 def ours_argv(hub: Registry, ecr: Registry, repo: str, src_repo: str) -> list[str]:
-    return [sys.executable, "-m", "tootstack.mirror", "--plain-http", "--json",
+    return [sys.executable, "-m", "tootstack_dev.mirror", "--plain-http", "--json",
             f"{hub.host_port}/{src_repo}:{TAG}", f"{ecr.host_port}/{repo}:{TAG}"]
 
 

@@ -17,7 +17,7 @@ import json
 import pytest
 
 from tootstack.errors import TootstackError
-from tootstack.local.aws import TaskResult
+from tootstack_dev.local.aws import TaskResult
 from tootstack.oneoff import admin
 from tootstack.oneoff.admin import PENDING_PLACEHOLDER, user_secret_name
 

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from tootstack import cli
-from tootstack.cost.model import estimate, load_prices, split_capacity
-from tootstack.local.template import load_template, project_root
+from tootstack_dev import cli
+from tootstack_dev.cost.model import estimate, load_prices, split_capacity
+from tootstack_dev.local.template import load_template, project_root
 
 ROOT = project_root()
 FIXTURE = ROOT / "tests/data/cost_template.yaml"
@@ -231,8 +231,8 @@ def test_template_evaluator_resolves_the_roles_sam_generates():
     """With registry credentials configured, policies attach to MirrorFunctionRole/UpgradeFunctionRole, which
     SAM generates (`<Function>Role`, sam-specification-generated-resources-function.html): the evaluator
     (cost, the rehearsal's scalable targets) must resolve them instead of failing on an undefined name."""
-    from tootstack.cost.template_eval import TemplateEvaluator
-    from tootstack.local.template import load_template, project_root
+    from tootstack_dev.cost.template_eval import TemplateEvaluator
+    from tootstack_dev.local.template import load_template, project_root
 
     template = load_template(project_root() / "template.yaml")
     arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:registry-AbCdEf"

@@ -10,14 +10,14 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from tootstack import cli
-from tootstack.crashloop import synth
+from tootstack_dev import cli
+from tootstack_dev.crashloop import synth
 from tootstack.crashloop.actions import HALT_TAG, halt_record, is_halted
 from tootstack.crashloop.detector import Detector
 from tootstack.crashloop.store import Crash, Deployment, DynamoStore
 from tootstack.errors import DependencyUnavailable
-from tootstack.local.template import LocalFunction, project_root
-from tootstack.local.aws import LambdaContext
+from tootstack_dev.local.template import LocalFunction, project_root
+from tootstack_dev.local.aws import LambdaContext
 
 ROOT = project_root()
 REGION = "us-east-1"

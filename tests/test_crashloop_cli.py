@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tootstack import cli
-from tootstack.crashloop import synth
+from tootstack_dev import cli
+from tootstack_dev.crashloop import synth
 
 DATA = Path(__file__).parent / "data" / "ecs_events"
 E = synth.EPOCH
@@ -98,7 +98,7 @@ def test_missing_file_and_bad_options_exit_2(tmp_path, capsys):
 
 def test_replay_from_stdin_as_a_subprocess():
     text = "\n".join(json.dumps(synth.task_stopped("elb_health_check", at=E + timedelta(seconds=i))) for i in range(3))
-    proc = subprocess.run([sys.executable, "-m", "tootstack.cli", "crashloop", "replay", "-"], input=text,
+    proc = subprocess.run([sys.executable, "-m", "tootstack_dev.cli", "crashloop", "replay", "-"], input=text,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["action"] == "alert"

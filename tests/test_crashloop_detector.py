@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tootstack.crashloop import synth
+from tootstack_dev.crashloop import synth
 from tootstack.crashloop.classify import CRASH_KINDS, classify
 from tootstack.crashloop.detector import Detector, DetectorConfig, window_reached
 from tootstack.crashloop.models import EcsDeploymentStateChangeEvent, parse_event

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tootstack import cli
-from tootstack.crashloop import synth
+from tootstack_dev import cli
+from tootstack_dev.crashloop import synth
 from tootstack.crashloop.detector import NUDGE_INTERVALS, Detector, DetectorConfig, mark_applied
 from tootstack.crashloop.store import MemoryStore
 
@@ -268,7 +268,7 @@ def test_the_nudge_resources_are_least_privilege():
     """The scheduler's role may only invoke the detector, assumed only by this account's schedules of the
     nudge group; the detector may create schedules only in that group and pass only that role, only to
     EventBridge Scheduler (iam:PassedToService)."""
-    from tootstack.local.template import load_template, project_root
+    from tootstack_dev.local.template import load_template, project_root
 
     resources = load_template(project_root() / "template.yaml")["Resources"]
     [invoke] = resources["CrashloopNudgeSchedulerPolicy"]["Properties"]["PolicyDocument"]["Statement"]

@@ -12,7 +12,7 @@ from datetime import timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tootstack.crashloop import synth
+from tootstack_dev.crashloop import synth
 from tootstack.crashloop.detector import Detector, DetectorConfig
 from tootstack.crashloop.models import parse_event
 from tootstack.crashloop.store import MemoryStore

@@ -2,14 +2,14 @@
 the cluster/table/topic/function and Redis itself and still runs the real detector handler end to end,
 against a real redis-server it makes unreachable (SIGSTOP) and brings back."""
 
-from tootstack.local.template import project_root
-from tootstack.rehearsal import crashloop_stage
-from tootstack.rehearsal.context import RehearsalContext
-from tootstack.rehearsal.stages import STAGE_MODULES
+from tootstack_dev.local.template import project_root
+from tootstack_dev.rehearsal import crashloop_stage
+from tootstack_dev.rehearsal.context import RehearsalContext
+from tootstack_dev.rehearsal.stages import STAGE_MODULES
 
 
 def test_stage_is_registered():
-    assert "tootstack.rehearsal.crashloop_stage" in STAGE_MODULES
+    assert "tootstack_dev.rehearsal.crashloop_stage" in STAGE_MODULES
     assert crashloop_stage.NAME == "crashloop"
 
 

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from tootstack.local.aws import TaskResult
-from tootstack.local.template import LocalFunction
+from tootstack_dev.local.aws import TaskResult
+from tootstack_dev.local.template import LocalFunction
 from tootstack.oneoff.admin import PENDING_PLACEHOLDER, user_secret_name
 
 from tests.fixtures.oneoff import ROOT, SecretScan, client, run_admin_script
@@ -221,7 +221,7 @@ def test_pending_secret_of_another_request_changes_nothing(admin_stack, caplog, 
         # Another execution staged its own password after this one: ECS would inject that one.
         sm.put_secret_value(SecretId=admin_stack.pending_arn, SecretString=json.dumps(
             {"username": "alice", "password": "other-execution-password-123456", "request": "other-execution"}))
-        from tootstack.local.aws import resolve_secret_reference
+        from tootstack_dev.local.aws import resolve_secret_reference
         task_run.secrets = {s: resolve_secret_reference(v, admin_stack.aws.region) for s, v in (
             ("ADMIN_PASSWORD", f"{admin_stack.pending_arn}:password::"),
             ("ADMIN_PENDING_USERNAME", f"{admin_stack.pending_arn}:username::"),

@@ -8,12 +8,12 @@ published 2026-10-29 together with the 4.5 branch's v4.5.20); earlier 4.7 releas
 
 import pytest
 
-from tootstack.local.images import push_image
-from tootstack.local.registry import Registry
-from tootstack.local.template import load_template, project_root
-from tootstack.rehearsal import upgrade_stage
-from tootstack.rehearsal.deploy import _samconfig_overrides
-from tootstack.rehearsal.context import RehearsalContext
+from tootstack_dev.local.images import push_image
+from tootstack_dev.local.registry import Registry
+from tootstack_dev.local.template import load_template, project_root
+from tootstack_dev.rehearsal import upgrade_stage
+from tootstack_dev.rehearsal.deploy import _samconfig_overrides
+from tootstack_dev.rehearsal.context import RehearsalContext
 from tootstack.upgrade.version import parse_version, version_of_image
 
 from tests.test_upgrade import SERVICES, VERSION, _images, _live, _setup

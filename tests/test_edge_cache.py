@@ -3,11 +3,11 @@
 
 import pytest
 
-from tootstack.cost.template_eval import TemplateEvaluator
-from tootstack.local.template import load_template, project_root
-from tootstack.rehearsal import edge_cache_stage
-from tootstack.rehearsal.edge_cache_stage import MASTODON_REQUESTS, behaviour_for, evaluate, pattern_regex
-from tootstack.rehearsal.stages import STAGE_MODULES
+from tootstack_dev.cost.template_eval import TemplateEvaluator
+from tootstack_dev.local.template import load_template, project_root
+from tootstack_dev.rehearsal import edge_cache_stage
+from tootstack_dev.rehearsal.edge_cache_stage import MASTODON_REQUESTS, behaviour_for, evaluate, pattern_regex
+from tootstack_dev.rehearsal.stages import STAGE_MODULES
 
 ROOT = project_root()
 TEMPLATE = load_template(ROOT / "template.yaml")
@@ -85,5 +85,5 @@ def test_without_cloudfront_nothing_is_cached_at_the_edge():
 
 
 def test_the_rehearsal_lists_the_paths_after_deploy():
-    assert STAGE_MODULES.index("tootstack.rehearsal.edge_cache_stage") == STAGE_MODULES.index("tootstack.rehearsal.deploy") + 1
+    assert STAGE_MODULES.index("tootstack_dev.rehearsal.edge_cache_stage") == STAGE_MODULES.index("tootstack_dev.rehearsal.deploy") + 1
     assert edge_cache_stage.NAME == "edge-cache"

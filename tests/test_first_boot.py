@@ -8,12 +8,12 @@ import logging
 
 import pytest
 
-from tootstack.local.aws import TaskResult
-from tootstack.local.template import LocalFunction, project_root
+from tootstack_dev.local.aws import TaskResult
+from tootstack_dev.local.template import LocalFunction, project_root
 from tootstack.redis_auth.backends import AclBackend
 from tootstack.redis_auth.credentials import Credential, Endpoint, works
 from tootstack.redis_auth.entry import handler_with_backend
-from tootstack.rehearsal.first_boot_stage import secret_version_values
+from tootstack_dev.rehearsal.first_boot_stage import secret_version_values
 
 ROOT = project_root()
 REGION = "us-east-1"

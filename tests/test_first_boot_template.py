@@ -3,7 +3,7 @@ schedule on the Redis secret, secrets retained, nothing secret in outputs or pla
 
 import re
 
-from tootstack.local.template import load_template, project_root
+from tootstack_dev.local.template import load_template, project_root
 
 ROOT = project_root()
 TEMPLATE = load_template(ROOT / "template.yaml")

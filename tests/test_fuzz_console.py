@@ -27,8 +27,8 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from tootstack.errors import InvalidInput
-from tootstack.local.aws import LambdaContext, LocalAws
-from tootstack.local.template import LocalFunction, project_root
+from tootstack_dev.local.aws import LambdaContext, LocalAws
+from tootstack_dev.local.template import LocalFunction, project_root
 from tootstack.mirror.auth import parse_source_credentials
 from tootstack.oneoff.admin import EMAIL_RE, PENDING_PLACEHOLDER, ROLES
 

@@ -27,9 +27,9 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from tootstack.errors import InvalidInput
-from tootstack.local.aws import LambdaContext, LocalAws
-from tootstack.local.redis import RedisServer
-from tootstack.local.template import LocalFunction, project_root
+from tootstack_dev.local.aws import LambdaContext, LocalAws
+from tootstack_dev.local.redis import RedisServer
+from tootstack_dev.local.template import LocalFunction, project_root
 from tootstack.redis_auth import entry
 from tootstack.redis_auth.backends import AclBackend
 from tootstack.redis_auth.credentials import Endpoint

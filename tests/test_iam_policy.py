@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from tootstack.iam.check import check_calls, fits_documented_format, wildcard_only
-from tootstack.iam.policy import condition_matches, evaluate, resource_matches, statements_of
-from tootstack.iam.record import Principal, acting_as
+from tootstack_dev.iam.check import check_calls, fits_documented_format, wildcard_only
+from tootstack_dev.iam.policy import condition_matches, evaluate, resource_matches, statements_of
+from tootstack_dev.iam.record import Principal, acting_as
 
 ACCOUNT = "123456789012"
 
@@ -91,7 +91,7 @@ def test_set_operators_on_multivalued_keys():
 
 
 def test_an_unknown_set_operator_is_refused_not_guessed():
-    from tootstack.iam.policy import UnsupportedCondition
+    from tootstack_dev.iam.policy import UnsupportedCondition
 
     with pytest.raises(UnsupportedCondition):
         condition_matches({"ForEachValue:StringEquals": {"aws:TagKeys": "env"}}, {"aws:TagKeys": ["env"]})
@@ -172,8 +172,8 @@ def test_calls_without_a_principal_are_not_recorded(local_aws):
 
 
 def test_an_unknown_resource_derivation_is_a_failure_not_a_pass(local_aws):
-    from tootstack.iam.check import Resolver, Unmapped, resources_of
-    from tootstack.iam.record import Call
+    from tootstack_dev.iam.check import Resolver, Unmapped, resources_of
+    from tootstack_dev.iam.record import Call
 
     with pytest.raises(Unmapped):
         resources_of(Call(Principal("function", "f", "r"), "kinesis:PutRecord", {}, "us-east-1"), Resolver("us-east-1", ACCOUNT))
@@ -196,7 +196,7 @@ def _iam(**changes):
     ({"stale_justifications": ["R#S"]}, 0),   # noted: a statement only other parameters exercise
 ])
 def test_iam_report_reads_a_rehearsal_report_and_fails_on_findings(tmp_path, capsys, changes, code):
-    from tootstack import cli
+    from tootstack_dev import cli
 
     path = tmp_path / "report.json"
     path.write_text(json.dumps({"ok": True, "iam": _iam(**changes)}))
@@ -207,7 +207,7 @@ def test_iam_report_reads_a_rehearsal_report_and_fails_on_findings(tmp_path, cap
 
 
 def test_iam_report_without_findings_is_a_usage_error(tmp_path, capsys):
-    from tootstack import cli
+    from tootstack_dev import cli
 
     path = tmp_path / "report.json"
     path.write_text(json.dumps({"ok": False, "stages": []}))

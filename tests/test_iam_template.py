@@ -1,7 +1,7 @@
 """template.yaml's grants: no statement grants an action with resource-level permissions on "*"."""
 
-from tootstack.iam.check import wildcard_only
-from tootstack.local.template import load_template, project_root
+from tootstack_dev.iam.check import wildcard_only
+from tootstack_dev.local.template import load_template, project_root
 
 TEMPLATE = load_template(project_root() / "template.yaml")
 

@@ -10,8 +10,8 @@ int("４") == 4; re's \\d matches both unless re.ASCII (https://docs.python.org/
 import pytest
 
 from tootstack.errors import InvalidInput
-from tootstack.local.aws import LambdaContext
-from tootstack.local.template import LocalFunction, project_root
+from tootstack_dev.local.aws import LambdaContext
+from tootstack_dev.local.template import LocalFunction, project_root
 from tootstack.maintenance import Settings, gate
 from tootstack.upgrade.version import parse_version
 

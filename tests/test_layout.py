@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from tootstack import cli
-from tootstack.local.template import load_template, local_functions, project_root
+from tootstack_dev import cli
+from tootstack_dev.local.template import load_template, local_functions, project_root
 
 ROOT = project_root()
 TEMPLATE = load_template(ROOT / "template.yaml")
@@ -40,12 +40,12 @@ def test_every_state_machine_file_is_deployed():
 
 
 def test_cli_help_lists_every_command():
-    proc = subprocess.run([sys.executable, "-m", "tootstack.cli", "--help"], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "tootstack_dev.cli", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0
     commands = cli.build_parser()._subparsers._group_actions[0].choices  # noqa: SLF001 - introspecting argparse
     for name in commands:
         assert name in proc.stdout
-        sub = subprocess.run([sys.executable, "-m", "tootstack.cli", name, "--help"], capture_output=True, text=True)
+        sub = subprocess.run([sys.executable, "-m", "tootstack_dev.cli", name, "--help"], capture_output=True, text=True)
         assert sub.returncode == 0 and "usage: tootstack" in sub.stdout
 
 

@@ -7,8 +7,8 @@ import json
 import boto3
 import pytest
 
-from tootstack.local.aws import TaskResult
-from tootstack.local.template import load_template, project_root
+from tootstack_dev.local.aws import TaskResult
+from tootstack_dev.local.template import load_template, project_root
 
 from tests.test_upgrade import OUTCOMES, STACK, _setup, registries  # noqa: F401 - registries is a fixture
 
@@ -116,7 +116,7 @@ def test_a_register_failing_partway_leaves_the_families_on_the_running_version(l
 
 # --- a stale upgrade lock never silences maintenance or blocks the next upgrade ----------------------
 def _maintenance(local_aws, lock_parameter):
-    from tootstack.local.template import LocalFunction
+    from tootstack_dev.local.template import LocalFunction
 
     ecs = boto3.client("ecs", region_name="us-east-1")
     network = {k: v for k, v in _network().items()}
@@ -257,7 +257,7 @@ def test_every_service_count_is_what_it_runs_now_and_servicecounts_reruns_with_a
     (https://github.com/aws/aws-cdk/pull/13130: "when creating a service ... desired count of 1").
     So each service takes ServiceCounts' answer, and ServiceCounts' properties change whenever a
     service's properties change (every value they take from elsewhere, and a digest of the literals)."""
-    from tootstack.local.cfn_update import references
+    from tootstack_dev.local.cfn_update import references
 
     template = _template()
     resources = template["Resources"]
@@ -454,8 +454,8 @@ def response_url():
 def test_deploy_guard_handler_answers_cloudformation(local_aws, response_url, monkeypatch):
     """The sample event (events/deploy_guard.json) and a refused VersionGuard, through the real handler:
     counts as Data, a refusal as FAILED with the values to set, Delete a no-op."""
-    from tootstack.local.aws import LambdaContext
-    from tootstack.local.template import LocalFunction
+    from tootstack_dev.local.aws import LambdaContext
+    from tootstack_dev.local.template import LocalFunction
 
     url, received = response_url
     monkeypatch.setenv("STACK_NAME", "s")
@@ -487,8 +487,8 @@ def test_deploy_guard_handler_releases_the_bridge_while_the_stack_rolls_back(cor
     import inspect
 
     from tootstack.deploy_guard import bridge
-    from tootstack.local.aws import LambdaContext
-    from tootstack.local.template import LocalFunction
+    from tootstack_dev.local.aws import LambdaContext
+    from tootstack_dev.local.template import LocalFunction
 
     ecs, autoscaling, ssm, _, new = core_and_web
     bridge(ecs, ssm, autoscaling, cluster="c", core="core", web="web", core_task_definition=new,
@@ -514,7 +514,7 @@ def test_update_plan_follows_replacements_in_dependency_order():
     """A task definition is replaced on update (a new revision: what refers to it is updated too); a service
     is updated in place (its Ref/GetAtt values stay: what refers to it is not); dependencies order the
     updates, including those through stood-in resources (`extra_edges`)."""
-    from tootstack.local.cfn_update import plan
+    from tootstack_dev.local.cfn_update import plan
 
     def resources(image):
         return {
@@ -531,7 +531,7 @@ def test_update_plan_follows_replacements_in_dependency_order():
 
 
 def test_the_redeploy_check_sees_an_unbridged_core_restart():
-    from tootstack.rehearsal.redeploy_stage import serving_gaps
+    from tootstack_dev.rehearsal.redeploy_stage import serving_gaps
 
     restart = {"service": "core", "desired": 1, "previous": "core:1", "task_definition": "core:2"}
     assert serving_gaps([dict(restart, running={"core": 1, "web": 1})]) == []

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tootstack.errors import TootstackError
-from tootstack.local.aws import TaskResult
+from tootstack_dev.local.aws import TaskResult
 
 DEFINITION = Path(__file__).parent / "data" / "harness_runtask.asl.json"
 

@@ -25,7 +25,7 @@ def test_tls_server_refuses_plaintext_and_verifies_certificate(redis_tls):
 
 
 def test_password_protected_default_user():
-    from tootstack.local.redis import RedisServer
+    from tootstack_dev.local.redis import RedisServer
 
     with RedisServer(password="s3cret-default-pass") as server:
         with pytest.raises(redis.exceptions.AuthenticationError):

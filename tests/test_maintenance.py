@@ -7,8 +7,8 @@ import pytest
 
 from tootstack.crashloop import HALT_TAG
 from tootstack.errors import InvalidInput
-from tootstack.local.aws import TaskResult
-from tootstack.local.template import LocalFunction, project_root
+from tootstack_dev.local.aws import TaskResult
+from tootstack_dev.local.template import LocalFunction, project_root
 from tootstack.maintenance import Settings, build_plan
 
 from tests.fixtures.ecs import cluster_with_network

@@ -6,11 +6,11 @@ import tracemalloc
 
 import pytest
 
-from tootstack import cli
+from tootstack_dev import cli
 from tootstack.errors import DependencyUnavailable, InvalidInput
-from tootstack.local.faultproxy import FaultProxy
-from tootstack.local.images import push_image
-from tootstack.local.network import free_port
+from tootstack_dev.local.faultproxy import FaultProxy
+from tootstack_dev.local.images import push_image
+from tootstack_dev.local.network import free_port
 from tootstack.mirror import mirror_image, parse_ref
 from tootstack.mirror.client import AuthenticationError, DigestMismatch, ImageNotFound, MirrorError, RegistryClient, RetryPolicy
 from tootstack.mirror.copier import Mirror
@@ -325,7 +325,7 @@ def test_cli_errors_exit_non_zero_with_a_clear_message(hub, ecr, capsys):
 # -- interoperability with skopeo ---------------------------------------------------------------
 
 def test_skopeo_copy_all_gives_the_same_digests_as_ours(hub, ecr):
-    from tootstack.local.skopeo import skopeo_copy
+    from tootstack_dev.local.skopeo import skopeo_copy
 
     pushed = push_image(hub, "mastodon/mastodon", "v4.5.2", [300_000, 20_000])
     ours, _ = mirror(hub, "mastodon/mastodon:v4.5.2", ecr, "ours/mastodon:v4.5.2")
@@ -372,14 +372,14 @@ def test_expired_bearer_token_is_renewed_before_the_next_request(hub):
 
 
 def test_standalone_entry_point_copies_with_env_credentials(hub, ecr):
-    """`python -m tootstack.mirror` (what the benchmark and scheduled jobs run), credentials from the environment."""
+    """`python -m tootstack_dev.mirror` (what the benchmark and scheduled jobs run), credentials from the environment."""
     import os
     import subprocess
     import sys
 
     pushed = push_image(hub, "mastodon/mastodon", "v4.5.2", [30_000])
     env = dict(os.environ, TOOTSTACK_SRC_CREDS=hub.creds, TOOTSTACK_DEST_CREDS=ecr.creds)
-    proc = subprocess.run([sys.executable, "-m", "tootstack.mirror", "--plain-http", "--json",
+    proc = subprocess.run([sys.executable, "-m", "tootstack_dev.mirror", "--plain-http", "--json",
                            f"{hub.host_port}/mastodon/mastodon:v4.5.2", f"{ecr.host_port}/mastodon"],
                           env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
@@ -463,7 +463,7 @@ def test_cli_cold_run_reuses_the_warm_checks_answers_and_token(hub, ecr, capsys)
 
 
 def test_standalone_warm_run_does_not_load_httpx(hub, ecr):
-    """`python -m tootstack.mirror` on a warm destination answers from the stdlib check alone."""
+    """`python -m tootstack_dev.mirror` on a warm destination answers from the stdlib check alone."""
     import os
     import subprocess
     import sys
@@ -471,7 +471,7 @@ def test_standalone_warm_run_does_not_load_httpx(hub, ecr):
     push_image(hub, "mastodon/mastodon", "v4.5.2", [10_000])
     mirror(hub, "mastodon/mastodon:v4.5.2", ecr, "mastodon:v4.5.2")
     env = dict(os.environ, TOOTSTACK_SRC_CREDS=hub.creds, TOOTSTACK_DEST_CREDS=ecr.creds)
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "tootstack.mirror", "--plain-http", "--json",
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "tootstack_dev.mirror", "--plain-http", "--json",
                            f"{hub.host_port}/mastodon/mastodon:v4.5.2", f"{ecr.host_port}/mastodon"],
                           env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -10,9 +10,9 @@ import threading
 
 import pytest
 
-from tootstack.local.faultproxy import FaultProxy
-from tootstack.local.images import push_image
-from tootstack.local.registry import Registry
+from tootstack_dev.local.faultproxy import FaultProxy
+from tootstack_dev.local.images import push_image
+from tootstack_dev.local.registry import Registry
 from tootstack.mirror.challenge import ACCEPT
 from tootstack.mirror.client import MirrorError, RegistryClient, RetryPolicy
 from tootstack.mirror.copier import MANIFEST_BLOB_RETRIES, Mirror, mirror_image

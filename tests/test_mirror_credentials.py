@@ -19,9 +19,9 @@ import pytest
 from moto import mock_aws
 
 from tootstack.errors import InvalidInput
-from tootstack.local.aws import LambdaContext
-from tootstack.local.images import push_image
-from tootstack.local.template import LocalFunction, project_root
+from tootstack_dev.local.aws import LambdaContext
+from tootstack_dev.local.images import push_image
+from tootstack_dev.local.template import LocalFunction, project_root
 from tootstack.mirror.auth import AuthFailed, RegistryAuth, credentials_for, parse_source_credentials, registry_key
 from tootstack.mirror.challenge import realm_problem
 

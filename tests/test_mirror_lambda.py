@@ -7,11 +7,11 @@ import pytest
 from moto import mock_aws
 
 from tootstack.errors import InvalidInput
-from tootstack.local.images import push_image
-from tootstack.local.registry import Registry
-from tootstack.local.template import LocalFunction, load_template, project_root
+from tootstack_dev.local.images import push_image
+from tootstack_dev.local.registry import Registry
+from tootstack_dev.local.template import LocalFunction, load_template, project_root
 from tootstack.mirror.service import parse_jobs
-from tootstack.local.aws import LambdaContext
+from tootstack_dev.local.aws import LambdaContext
 
 ROOT = project_root()
 ECR_PASSWORD = "123456789012-auth-token"     # what moto's ecr:GetAuthorizationToken hands out

@@ -14,9 +14,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from tests.test_mirror import creds
-from tootstack import cli
-from tootstack.local.faultproxy import FaultProxy
-from tootstack.local.images import push_image
+from tootstack_dev import cli
+from tootstack_dev.local.faultproxy import FaultProxy
+from tootstack_dev.local.images import push_image
 from tootstack.mirror import parse_ref, quickcopy
 from tootstack.mirror.challenge import ACCEPT
 from tootstack.mirror.quickcopy import quick_copy
@@ -50,13 +50,13 @@ def _quick(src_host, src_reg, dst_reg, ref="mastodon/mastodon:v4.5.2", dest_repo
 
 @pytest.mark.parametrize("index", [True, False], ids=["two-platform index", "single-platform manifest"])
 def test_cli_cold_copy_without_httpx(registry_token, registry_basic, index):
-    """A cold `python -m tootstack.mirror` copies every manifest and blob and never imports httpx."""
+    """A cold `python -m tootstack_dev.mirror` copies every manifest and blob and never imports httpx."""
     hub, ecr = registry_token, registry_basic
     platforms = ("linux/amd64", "linux/arm64") if index else ("linux/amd64",)
     pushed = push_image(hub, "mastodon/mastodon", "v4.5.2", [300_000, 20_000], platforms=platforms, index=index)
     env = dict(os.environ, TOOTSTACK_SRC_CREDS=hub.creds, TOOTSTACK_DEST_CREDS=ecr.creds)
     mark = hub.mark()
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "tootstack.mirror", "--plain-http", "--json",
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "tootstack_dev.mirror", "--plain-http", "--json",
                            f"{hub.host_port}/mastodon/mastodon:v4.5.2", f"{ecr.host_port}/mastodon"],
                           env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -6,13 +6,13 @@ import pytest
 from moto import mock_aws
 
 from tootstack.errors import TootstackError
-from tootstack.local.faultproxy import FaultProxy
-from tootstack.rehearsal import mirror_stage
-from tootstack.rehearsal.stages import STAGE_MODULES
+from tootstack_dev.local.faultproxy import FaultProxy
+from tootstack_dev.rehearsal import mirror_stage
+from tootstack_dev.rehearsal.stages import STAGE_MODULES
 
 
 def test_stage_is_registered():
-    assert "tootstack.rehearsal.mirror_stage" in STAGE_MODULES and mirror_stage.NAME == "mirror"
+    assert "tootstack_dev.rehearsal.mirror_stage" in STAGE_MODULES and mirror_stage.NAME == "mirror"
 
 
 def test_stage_mirrors_and_proves_a_warm_run(registry_token, registry_basic):

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tootstack.local.images import push_image
+from tootstack_dev.local.images import push_image
 from tootstack.mirror import mirror_image
 from tootstack.mirror.warmcheck import _Connection, _Unexpected
 
@@ -99,18 +99,18 @@ def test_connection_refuses_what_is_not_http(server):
 
 
 def test_warm_run_loads_neither_httpx_nor_http_client(registry_token, registry_basic):
-    """A warm `python -m tootstack.mirror` imports no HTTP client library at all, nor the other commands' modules."""
+    """A warm `python -m tootstack_dev.mirror` imports no HTTP client library at all, nor the other commands' modules."""
     hub, ecr = registry_token, registry_basic
     push_image(hub, "mastodon/mastodon", "v4.5.2", [10_000])
     mirror_image(f"{hub.host_port}/mastodon/mastodon:v4.5.2", f"{ecr.host_port}/mastodon:v4.5.2",
                  src_creds=(hub.username, hub.password), dest_creds=(ecr.username, ecr.password), plain_http=True)
     env = dict(os.environ, TOOTSTACK_SRC_CREDS=hub.creds, TOOTSTACK_DEST_CREDS=ecr.creds)
     args = ["--plain-http", "--json", f"{hub.host_port}/mastodon/mastodon:v4.5.2", f"{ecr.host_port}/mastodon"]
-    for entry in (["-m", "tootstack.mirror"], ["-m", "tootstack.cli", "mirror"]):
+    for entry in (["-m", "tootstack_dev.mirror"], ["-m", "tootstack_dev.cli", "mirror"]):
         proc = subprocess.run([sys.executable, "-X", "importtime", *entry, *args], env=env, capture_output=True,
                               text=True, timeout=60)
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert json.loads(proc.stdout)["source_requests"] == {"GET": 0, "HEAD": 2}
         imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
         assert "tootstack.mirror.warmcheck" in imported
-        assert not {"httpx", "http.client", "email.parser", "tootstack.local.template", "tootstack.rehearsal.cli"} & imported
+        assert not {"httpx", "http.client", "email.parser", "tootstack_dev.local.template", "tootstack_dev.rehearsal.cli"} & imported

@@ -270,7 +270,7 @@ def test_script_fits_in_a_runtask_override():
 # --- sample events --------------------------------------------------------------------------------
 
 def test_sample_events_run_through_the_handlers(local_aws, monkeypatch):
-    from tootstack.local.template import LocalFunction
+    from tootstack_dev.local.template import LocalFunction
 
     sm = client("secretsmanager")
     pending = sm.create_secret(Name="s/admin-staging", SecretString=json.dumps(admin.PENDING_PLACEHOLDER))["ARN"]
@@ -278,7 +278,7 @@ def test_sample_events_run_through_the_handlers(local_aws, monkeypatch):
     monkeypatch.setenv("ADMIN_PENDING_SECRET_ARN", pending)
     create = LocalFunction("SampleCreateAdmin", ROOT / "functions/create_admin", "app.handler", {}).entrypoint
     oneoff = LocalFunction("SampleRunOneOff", ROOT / "functions/run_oneoff", "app.handler", {}).entrypoint
-    from tootstack.local.aws import LambdaContext
+    from tootstack_dev.local.aws import LambdaContext
 
     prepared = create(json.loads((ROOT / "events/create_admin.json").read_text()), LambdaContext("create-admin"))
     assert prepared["username"] == "alice" and prepared["secret_arn"].split(":secret:")[1].startswith("s/admin/alice-")

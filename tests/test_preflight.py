@@ -6,8 +6,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from tootstack.local.template import LocalFunction, project_root
-from tootstack.local.aws import LambdaContext
+from tootstack_dev.local.template import LocalFunction, project_root
+from tootstack_dev.local.aws import LambdaContext
 
 ROOT = project_root()
 

@@ -13,7 +13,7 @@ import pytest
 
 from tootstack.autoscale.queue_latency import parse_service_queues, queue_latencies, service_latencies
 from tootstack.errors import InvalidInput
-from tootstack.local.template import LocalFunction, project_root
+from tootstack_dev.local.template import LocalFunction, project_root
 
 ROOT = project_root()
 NOW = 1_800_000_000.0

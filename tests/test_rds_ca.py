@@ -11,7 +11,7 @@ import re
 
 from cryptography import x509
 
-from tootstack.local.template import load_template, project_root
+from tootstack_dev.local.template import load_template, project_root
 
 ROOT = project_root()
 TEMPLATE = load_template(ROOT / "template.yaml")

@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from tootstack.first_boot import execution_name
-from tootstack.local.template import LocalFunction, project_root
+from tootstack_dev.local.template import LocalFunction, project_root
 from tootstack.redis_auth.credentials import Credential, Endpoint, works
 
 ROOT = project_root()

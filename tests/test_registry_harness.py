@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from tootstack.errors import InvalidInput
-from tootstack.local.registry import Registry
+from tootstack_dev.local.registry import Registry
 from tootstack.mirror.auth import AuthFailed
 
 

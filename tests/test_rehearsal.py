@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
-from tootstack import cli
-from tootstack.local.template import load_template, project_root
-from tootstack.rehearsal import runner
+from tootstack_dev import cli
+from tootstack_dev.local.template import load_template, project_root
+from tootstack_dev.rehearsal import runner
 
 ROOT = project_root()
 
@@ -18,7 +18,7 @@ def full_rehearsal(tmp_path_factory):
     """One real `tootstack rehearse --report` run (a subprocess, as an operator runs it)."""
     report_path = tmp_path_factory.mktemp("rehearsal") / "report.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "tootstack.cli", "rehearse", "--report", str(report_path)],
+        [sys.executable, "-m", "tootstack_dev.cli", "rehearse", "--report", str(report_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=240,
     )
     report = json.loads(report_path.read_text()) if report_path.exists() else None
@@ -45,7 +45,7 @@ def test_rehearsal_passes_and_reports_every_stage(full_rehearsal):
 
 def _default_release() -> str:
     """The release the upgrade stage moves to: the template's MastodonImage default."""
-    from tootstack.local.template import load_template, project_root
+    from tootstack_dev.local.template import load_template, project_root
     from tootstack.upgrade.version import version_of_image
 
     return version_of_image(load_template(project_root() / "template.yaml")["Parameters"]["MastodonImage"]["Default"])
@@ -82,7 +82,7 @@ def test_rehearsal_reports_which_mastodon_paths_the_edge_caches(full_rehearsal):
 
 
 def test_failed_stage_fails_the_rehearsal(monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(runner, "STAGE_MODULES", ["tootstack.rehearsal.deploy", "tests.data.failing_stage"])
+    monkeypatch.setattr(runner, "STAGE_MODULES", ["tootstack_dev.rehearsal.deploy", "tests.data.failing_stage"])
     report_path = tmp_path / "r.json"
     code = cli.main(["rehearse", "--quiet", "--report", str(report_path), "--root", str(ROOT)])
     assert code == 1
@@ -102,7 +102,7 @@ def test_bad_parameter_is_a_usage_error(capsys):
 def test_micro_profile_without_cloudfront_rehearses_cleanly():
     """The cheapest profile, ALB only: every stage ok, nothing but the report on stdout, no log noise."""
     proc = subprocess.run(
-        [sys.executable, "-m", "tootstack.cli", "rehearse", "--quiet", "-p", "Profile=micro", "-p", "UseCloudFront=false"],
+        [sys.executable, "-m", "tootstack_dev.cli", "rehearse", "--quiet", "-p", "Profile=micro", "-p", "UseCloudFront=false"],
         cwd=ROOT, capture_output=True, text=True, timeout=240,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -122,7 +122,7 @@ def test_micro_with_a_samconfig_from_before_rehearses_the_year():
     ignored, first boot starts the core, the Redis rotation redeploys the running services, the upgrade
     and the later sam deploy bridge the core's stop-first restart, and the redeploy year is ok."""
     proc = subprocess.run(
-        [sys.executable, "-m", "tootstack.cli", "rehearse", "--quiet", "-p", "Profile=micro", "-p", "ServicesLaunched=true"],
+        [sys.executable, "-m", "tootstack_dev.cli", "rehearse", "--quiet", "-p", "Profile=micro", "-p", "ServicesLaunched=true"],
         cwd=ROOT, capture_output=True, text=True, timeout=240,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

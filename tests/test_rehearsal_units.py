@@ -9,8 +9,8 @@ import pytest
 from moto import mock_aws
 
 from tootstack.errors import InvalidInput
-from tootstack.rehearsal.standins import StandIn, moto_models, substitute
-from tootstack.rehearsal.translate import package, sam_transform
+from tootstack_dev.rehearsal.standins import StandIn, moto_models, substitute
+from tootstack_dev.rehearsal.translate import package, sam_transform
 
 
 def _template():
@@ -35,7 +35,7 @@ def s3():
 
 
 def test_package_uploads_code_and_inlines_definitions(s3, tmp_path):
-    from tootstack.local.template import project_root
+    from tootstack_dev.local.template import project_root
 
     root = project_root()
     packaged = package(_template(), root, s3, "art")
@@ -56,7 +56,7 @@ def test_package_names_a_missing_directory(s3, tmp_path):
 
 
 def test_sam_transform_yields_plain_cloudformation(s3):
-    from tootstack.local.template import project_root
+    from tootstack_dev.local.template import project_root
 
     packaged = package(_template(), project_root(), s3, "art")
     cfn = sam_transform(packaged, "us-east-1", "123456789012")
@@ -105,7 +105,7 @@ def test_moto_models_knows_what_it_creates():
 
 
 def test_definition_substitutions_are_applied_as_cloudformation_does():
-    from tootstack.rehearsal.deploy import apply_definition_substitutions
+    from tootstack_dev.rehearsal.deploy import apply_definition_substitutions
 
     template = {"Resources": {
         "Machine": {"Type": "AWS::StepFunctions::StateMachine", "Properties": {

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from tootstack.local.aws import TaskResult
-from tootstack.local.template import LocalFunction
+from tootstack_dev.local.aws import TaskResult
+from tootstack_dev.local.template import LocalFunction
 from tootstack.oneoff.redact import WITHHELD
 
 from tests.fixtures.oneoff import ROOT, SecretScan

@@ -10,10 +10,10 @@ import pytest
 from moto import mock_aws
 
 from tootstack.errors import InvalidInput
-from tootstack.local.template import LocalFunction, project_root
+from tootstack_dev.local.template import LocalFunction, project_root
 from tootstack.secrets import generate
 from tootstack.secrets.bootstrap import BootstrapConfig, run_bootstrap
-from tootstack.local.aws import LambdaContext
+from tootstack_dev.local.aws import LambdaContext
 
 ROOT = project_root()
 REGION = "us-east-1"

@@ -97,8 +97,8 @@ import boto3  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
 from tootstack.crashloop import HALT_TAG  # noqa: E402
-from tootstack.local.template import LocalFunction, project_root  # noqa: E402
-from tootstack.local.aws import LambdaContext
+from tootstack_dev.local.template import LocalFunction, project_root  # noqa: E402
+from tootstack_dev.local.aws import LambdaContext
 
 ROOT = project_root()
 

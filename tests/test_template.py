@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from tootstack.local.template import load_template, project_root
+from tootstack_dev.local.template import load_template, project_root
 
 ROOT = project_root()
 TEMPLATE = load_template(ROOT / "template.yaml")

@@ -6,10 +6,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from tootstack.local.template import load_template, project_root
-from tootstack.rehearsal.context import RehearsalContext
-from tootstack.rehearsal.deploy import create_stack
-from tootstack.rehearsal.standins import StandIn, substitute
+from tootstack_dev.local.template import load_template, project_root
+from tootstack_dev.rehearsal.context import RehearsalContext
+from tootstack_dev.rehearsal.deploy import create_stack
+from tootstack_dev.rehearsal.standins import StandIn, substitute
 
 ROOT = project_root()
 REGION = "us-east-1"
@@ -17,7 +17,7 @@ DOMAIN = "social.rehearsal.test"
 
 
 def deploy(parameters):
-    """The rehearsal's own stack creation (tootstack.rehearsal.deploy.create_stack) with `parameters` over the
+    """The rehearsal's own stack creation (tootstack_dev.rehearsal.deploy.create_stack) with `parameters` over the
     rehearsal's samconfig values; no Redis stand-in."""
     ctx = RehearsalContext(root=ROOT, stack_name="tootstack", region=REGION, parameters=dict(parameters), progress=lambda line: None)
     ctx.sam_template = load_template(ROOT / "template.yaml")

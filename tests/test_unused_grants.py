@@ -1,7 +1,7 @@
 """What nothing uses is not granted or documented: the task role has no SES actions, the mirror docs show no
 `docker.io/tootsuite` image."""
 
-from tootstack.local.template import load_template, project_root
+from tootstack_dev.local.template import load_template, project_root
 
 ROOT = project_root()
 TEMPLATE = load_template(ROOT / "template.yaml")

@@ -8,10 +8,10 @@ import pytest
 
 from tootstack.crashloop import HALT_TAG
 from tootstack.errors import InvalidInput
-from tootstack.local.aws import TaskResult
-from tootstack.local.images import push_image
-from tootstack.local.registry import Registry
-from tootstack.local.template import LocalFunction, project_root
+from tootstack_dev.local.aws import TaskResult
+from tootstack_dev.local.images import push_image
+from tootstack_dev.local.registry import Registry
+from tootstack_dev.local.template import LocalFunction, project_root
 from tootstack.upgrade import steps
 from tootstack.upgrade.version import compare, parse_version, version_of_image
 

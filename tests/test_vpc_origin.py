@@ -12,9 +12,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from tootstack.cost.model import estimate
-from tootstack.cost.template_eval import ResourceRef, TemplateEvaluator
-from tootstack.local.template import load_template, project_root
+from tootstack_dev.cost.model import estimate
+from tootstack_dev.cost.template_eval import ResourceRef, TemplateEvaluator
+from tootstack_dev.local.template import load_template, project_root
 
 ROOT = project_root()
 TEMPLATE = load_template(ROOT / "template.yaml")

@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.postgres import PostgresServer
-from tootstack.local.redis import RedisServer
-from tootstack.local.template import load_template, project_root
+from tootstack_dev.local.redis import RedisServer
+from tootstack_dev.local.template import load_template, project_root
 
 ROOT = project_root()
 NODE_DIR = ROOT / "tests" / "contract" / "node"
@@ -65,8 +65,8 @@ def _deploy() -> Stack:
     import boto3
     from moto import mock_aws
 
-    from tootstack.rehearsal.context import RehearsalContext
-    from tootstack.rehearsal.deploy import create_stack
+    from tootstack_dev.rehearsal.context import RehearsalContext
+    from tootstack_dev.rehearsal.deploy import create_stack
 
     with mock_aws():
         ctx = RehearsalContext(root=ROOT, stack_name="tootstack", region=REGION, parameters={}, progress=lambda line: None)

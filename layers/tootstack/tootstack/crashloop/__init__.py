@@ -13,7 +13,7 @@ from importlib import import_module
 from typing import Any
 
 # Loaded on first use: the Parser models cost ~0.15 s to import, which every `tootstack` command
-# (the CLI imports tootstack.crashloop.cli to register its sub-command) would otherwise pay.
+# (the CLI imports tootstack_dev.crashloop.cli to register its sub-command) would otherwise pay.
 _EXPORTS = {
     "HALT_TAG": "actions", "is_halted": "actions",
     "Decision": "detector", "Detector": "detector", "DetectorConfig": "detector",

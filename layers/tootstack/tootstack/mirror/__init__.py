@@ -4,7 +4,7 @@
     result = mirror_image("ghcr.io/mastodon/mastodon:v4.7.4", "123.dkr.ecr.eu-west-1.amazonaws.com/mastodon:v4.7.4",
                           dest_creds=("AWS", token))
 
-Names are imported on first use, so `python -m tootstack.mirror` can set up its process before httpx loads.
+Names are imported on first use, so `python -m tootstack_dev.mirror` can set up its process before httpx loads.
 """
 
 from typing import Any

@@ -1,0 +1,1 @@
+"""The mirror command (`tootstack mirror`, `python -m tootstack_dev.mirror`); the copier itself is tootstack.mirror."""
