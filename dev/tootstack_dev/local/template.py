@@ -1,4 +1,5 @@
-"""Read template.yaml and find the local code behind its functions (for in-process invocation)."""
+"""Read template.yaml (composed with its local nested templates) and find the local code behind its
+functions (for in-process invocation)."""
 
 from __future__ import annotations
 
@@ -29,9 +30,14 @@ def project_root(start: Path | None = None) -> Path:
     raise InvalidInput("cannot find template.yaml: run from the project directory or set TOOTSTACK_ROOT")
 
 
-def load_template(path: Path) -> dict[str, Any]:
+def load_template(path: Path, compose: bool = True) -> dict[str, Any]:
     """Parse a CloudFormation/SAM YAML template, short-form intrinsics (!Ref, !Sub, ...) included. The parse
-    (about 0.3 s for template.yaml) is done once per file version; each caller gets its own copy."""
+    (about 0.3 s for template.yaml) is done once per file version; each caller gets its own copy.
+
+    `compose` (the default): every AWS::Serverless::Application whose Location is a local template is
+    replaced by that template's resources, as one template (`compose_template`): what the rehearsal
+    deploys, the cost model prices, the IAM check reads and the tests assert. `compose=False`: the file
+    alone (the root's own layout, the migration test)."""
     import copy
 
     path = Path(path)
@@ -39,7 +45,12 @@ def load_template(path: Path) -> dict[str, Any]:
         stat = path.stat()
     except FileNotFoundError as exc:
         raise InvalidInput(f"template not found: {path}") from exc
-    return copy.deepcopy(_parsed(str(path.resolve()), stat.st_mtime_ns, stat.st_size))
+    template = copy.deepcopy(_parsed(str(path.resolve()), stat.st_mtime_ns, stat.st_size))
+    if compose:
+        from tootstack_dev.local.compose import compose_template
+
+        template = compose_template(template, path.resolve().parent)
+    return template
 
 
 @functools.lru_cache(maxsize=8)
