@@ -59,6 +59,7 @@ class Stack:
     containers: list[Container]
     declared: set[tuple[str, str]]  # (task definition logical id, container name) in the translated template
     buckets: dict[str, dict]        # logical id -> translated properties of every S3 bucket
+    composed: dict[str, dict]       # instance of a nested template -> {Location, Resources} (load_template)
 
 
 def _deploy() -> Stack:
@@ -102,7 +103,8 @@ def _deploy() -> Stack:
                     entry_point=list(c.get("entryPoint", [])), command=list(c.get("command", [])),
                     secret_values=values))
         buckets = {lid: r.get("Properties", {}) for lid, r in translated.items() if r["Type"] == "AWS::S3::Bucket"}
-    return Stack(containers, declared, buckets)
+        composed = ctx.sam_template.get("Metadata", {}).get("tootstack:composed", {})
+    return Stack(containers, declared, buckets, composed)
 
 
 @pytest.fixture(scope="session")

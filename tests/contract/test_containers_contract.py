@@ -83,6 +83,16 @@ def test_every_container_definition_of_the_template_is_covered(stack):
     assert len({tuple(c.entry_point) for c in stack.containers}) == 1  # one script: the property tests cover all
 
 
+def test_every_task_definition_is_an_instance_of_the_mastodon_task(stack):
+    """The containers above are the task module's (templates/mastodon-task.yaml) as each role instantiates
+    it: no task definition of the stack is written anywhere else, so covering these covers the one
+    definition in every role (core's three containers, web, both Sidekiq, toolbox, admin)."""
+    from_module = {rid for instance in stack.composed.values() if instance["Location"] == "templates/mastodon-task.yaml"
+                   for rid in instance["Resources"]}
+    assert {c.logical_id for c in stack.containers} == from_module
+    assert len(from_module) == 6
+
+
 def test_every_container_reaches_postgres_encrypted_with_the_certificate_verified(stack, database, node_clients):
     postgres = database
     for c in stack.containers:
