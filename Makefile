@@ -4,6 +4,8 @@ export AWS_DEFAULT_REGION ?= us-east-1
 PYTHON ?= python3
 APT_PACKAGES := redis-server docker-registry skopeo apache2-utils ruby postgresql ruby-pg ruby-redis
 STATE_MACHINES := $(wildcard statemachines/*.asl.json)
+# the root and the parts it composes (AWS::Serverless::Application with a local Location)
+TEMPLATES := template.yaml $(wildcard templates/*.yaml)
 
 .PHONY: setup setup-apt setup-python setup-node test lint unit rehearse build bench clean
 
@@ -30,10 +32,10 @@ setup-python:
 
 test: lint unit ## gates, then the whole pytest suite
 
-lint: ## cfn-lint, sam validate --lint, checkov, statelint: any finding fails
-	cfn-lint template.yaml
+lint: ## cfn-lint and checkov on every template file, sam validate --lint on the root, statelint: any finding fails
+	cfn-lint $(TEMPLATES)
 	sam validate --lint --template template.yaml
-	checkov --quiet --compact --skip-download --framework cloudformation -f template.yaml
+	checkov --quiet --compact --skip-download --framework cloudformation $(addprefix -f ,$(TEMPLATES))
 	@if [ -n "$(STATE_MACHINES)" ]; then statelint $(STATE_MACHINES); fi
 
 unit:
