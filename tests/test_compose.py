@@ -149,3 +149,12 @@ def test_sam_package_writes_the_task_module_without_aliases():
     assert not re.search(r"(^|\s)[&*]id\d+", packaged) and "RAILS_ENVIRONMENT" not in packaged
     assert yaml_parse(packaged) == yaml_parse(text)
     assert packaged.count('exec "$@"') == 3   # the entry point in each of core's three containers
+
+
+def test_every_root_parameter_is_in_exactly_one_interface_group():
+    """AWS::CloudFormation::Interface ParameterGroups (the console's order for the root's parameters):
+    https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-cloudformation-interface.html"""
+    root = load_template(ROOT / "template.yaml", compose=False)
+    grouped = [p for group in root["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"]
+               for p in group["Parameters"]]
+    assert sorted(grouped) == sorted(root["Parameters"])
