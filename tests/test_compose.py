@@ -96,6 +96,13 @@ def test_a_part_reading_aws_stackname_is_refused(tmp_path):
         _compose(tmp_path, {"Role": "a", "Name": "n"}, part=part)
 
 
+def test_a_section_of_the_root_keeps_its_logical_ids(tmp_path):
+    part = "Metadata: {tootstack:compose: {KeepLogicalIds: true}}\n" + PART
+    resources = _compose(tmp_path, {"Role": "a", "Name": "n"}, part=part)["Resources"]
+    assert {"Thing", "Other", "User"} == set(resources) and resources["Other"]["DependsOn"] == ["Thing"]
+    assert resources["User"]["Properties"]["TopicArn"] == {"Ref": "Thing"}
+
+
 def test_compose_false_reads_the_root_alone(tmp_path):
     _compose(tmp_path, {"Role": "a", "Name": "n"})
     assert set(load_template(tmp_path / "template.yaml", compose=False)["Resources"]) == {"One", "User"}

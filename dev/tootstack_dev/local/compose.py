@@ -29,7 +29,8 @@ from typing import Any
 from tootstack.errors import InvalidInput
 
 APPLICATION = "AWS::Serverless::Application"
-COMPOSED_KEY = "tootstack:composed"   # under the composed template's Metadata: instance -> part, resources
+COMPOSED_KEY = "tootstack:composed"
+COMPOSE_KEY = "tootstack:compose"     # a part's Metadata: {KeepLogicalIds: true} for a section of the root   # under the composed template's Metadata: instance -> part, resources
 
 _SUB_VAR = re.compile(r"\$\{([^}!]+)\}")
 
@@ -68,8 +69,9 @@ def compose_template(template: dict[str, Any], base_dir: Path) -> dict[str, Any]
                 raise InvalidInput(f"{lid}: composed logical ID {new_id} is already a resource of the root")
         new_resources.update(part_resources)
         for name, body in part_conditions.items():
-            if name in template.setdefault("Conditions", {}):
-                raise InvalidInput(f"{lid}: composed condition {name} is already a condition of the root")
+            existing = template.setdefault("Conditions", {}).get(name)
+            if existing is not None and existing != body:
+                raise InvalidInput(f"{lid}: composed condition {name} differs from the root's condition of that name")
             template["Conditions"][name] = body
         outputs[lid] = part_outputs
         members[lid] = list(part_resources)
@@ -111,8 +113,12 @@ def _instantiate(instance: str, resource: dict[str, Any], part: dict[str, Any], 
         if existing is not None and existing != body:
             raise InvalidInput(f"{instance}: mapping {name} of {part_path.name} differs from the root's")
         root["Mappings"][name] = body
-    ids = {lid: instance + lid for lid in part.get("Resources", {})}
-    conditions = {name: instance + name for name in part.get("Conditions", {})}
+    # A section of the root (Metadata tootstack:compose KeepLogicalIds, instantiated once) keeps the logical
+    # IDs its resources had in the root; a module instantiated per role prefixes them with the instance.
+    keep = bool(part.get("Metadata", {}).get(COMPOSE_KEY, {}).get("KeepLogicalIds"))
+    prefix = "" if keep else instance
+    ids = {lid: prefix + lid for lid in part.get("Resources", {})}
+    conditions = {name: prefix + name for name in part.get("Conditions", {})}
     rename = _Renamer(instance, values, ids, conditions, part_path.name)
     rename.decide(part.get("Conditions", {}))
     instance_condition = resource.get("Condition")
