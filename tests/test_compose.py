@@ -140,6 +140,13 @@ def test_control_a_pasted_container_is_counted():
     assert len(re.findall(r"\bName: S3_BUCKET\b", pasted)) == 2
 
 
+def test_every_part_takes_at_most_60_parameters():
+    """"The maximum number of parameters that a nested application can have is 60"
+    (https://docs.aws.amazon.com/serverless-application-model/latest/developerguide/serverless-sam-template-nested-applications.html)."""
+    counts = {p.name: len(load_template(p, compose=False).get("Parameters", {})) for p in TEMPLATE_FILES[1:]}
+    assert counts and max(counts.values()) <= 60, counts
+
+
 def test_every_part_fits_in_1500_lines():
     assert {p.name: len(p.read_text().splitlines()) <= 1500 for p in TEMPLATE_FILES[1:]} == {p.name: True for p in TEMPLATE_FILES[1:]}
 
