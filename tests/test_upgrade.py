@@ -12,6 +12,7 @@ from tootstack_dev.local.aws import TaskResult
 from tootstack_dev.local.images import push_image
 from tootstack_dev.local.registry import Registry
 from tootstack_dev.local.template import LocalFunction, project_root
+from tootstack import locks
 from tootstack.upgrade import steps
 from tootstack.upgrade.version import compare, parse_version, version_of_image
 
@@ -394,7 +395,7 @@ def test_mirror_step_mounts_shared_layers_from_the_repository_it_mirrored_first(
 
 
 def test_an_unreadable_upgrade_lock_is_an_error_never_unlocked():
-    """read_lock (the upgrade, the maintenance gate) turns an SSM failure into DependencyUnavailable."""
+    """locks.read_lock (the upgrade, the maintenance gate, first boot) turns an SSM failure into DependencyUnavailable."""
     from botocore.exceptions import ClientError
 
     from tootstack.errors import DependencyUnavailable
@@ -404,7 +405,7 @@ def test_an_unreadable_upgrade_lock_is_an_error_never_unlocked():
             raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "GetParameter")
 
     with pytest.raises(DependencyUnavailable, match="AccessDeniedException|ClientError"):
-        steps.read_lock(_Denied(), "/s/upgrade/lock")
+        locks.read_lock(_Denied(), "/s/upgrade/lock")
 
 
 @pytest.mark.parametrize("dest", [{"user": "registry"}, {"username": "registry"}, {"auth": "not base64!"}, "registry:pw"])
