@@ -63,6 +63,7 @@ def start_stand_ins(ctx: RehearsalContext, stack: ExitStack) -> str:
     ctx.redis = stack.enter_context(RedisServer(tls=True))
     ctx.hub = stack.enter_context(Registry(auth="token"))
     ctx.ecr = stack.enter_context(Registry(auth="basic"))
+    ctx.aws.use_ecr_registry(ctx.ecr)   # ecr:GetAuthorizationToken names it, as ECR names the account's registry
     return (
         f"redis-server (TLS) on {ctx.redis.host}:{ctx.redis.port}; "
         f"docker-registry 'Docker Hub' (token auth) on {ctx.hub.host_port}; "

@@ -17,6 +17,7 @@ from tootstack.errors import DependencyUnavailable, InvalidInput, TootstackError
 from tootstack.upgrade.version import compare, parse_version, version_of_image
 
 VERSION_TAG = "tootstack:mastodon-version"
+GUARD_POLL_SECONDS = 30   # the state machine's wait between two checks of a rollout (at most max_checks of them)
 REGISTER_KEYS = ("family", "taskRoleArn", "executionRoleArn", "networkMode", "containerDefinitions", "volumes",
                  "placementConstraints", "requiresCompatibilities", "cpu", "memory", "pidMode", "ipcMode",
                  "proxyConfiguration", "ephemeralStorage", "runtimePlatform")
