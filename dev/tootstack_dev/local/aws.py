@@ -639,7 +639,7 @@ class LocalAws:
         """moto 5.2: UpdateSecretVersionStage moving AWSCURRENT (the rotation protocol's finishSecret)
         leaves the secret's default version on the old one, so GetSecretValue without VersionStage, and
         the ECS `secrets` the TaskSimulator resolves, return the old value. In AWS they return AWSCURRENT.
-        (Added by the issue-5 helper: rotation cannot be rehearsed without it.)"""
+        The Redis password rotation cannot be rehearsed without it."""
         from moto.secretsmanager.models import SecretsManagerBackend
 
         original = SecretsManagerBackend.update_secret_version_stage
