@@ -35,7 +35,7 @@ def run(ctx: RehearsalContext) -> str:
     ctx.physical_ids = {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in resources}
     # Stand-ins that are real moto resources (secrets, certificates) are addressable like deployed ones.
     ctx.physical_ids.update({s["logical_id"]: s["ref"] for s in ctx.skipped if s.get("ref", "").startswith("arn:")})
-    ctx.extras["resources"] = [
+    ctx.resources = [
         {"logical_id": r["LogicalResourceId"], "type": r["ResourceType"], "physical_id": r["PhysicalResourceId"]}
         for r in resources
     ]
@@ -59,12 +59,10 @@ def create_stack(ctx: RehearsalContext) -> tuple[dict[str, Any], int, TemplateEv
     packaged = package(ctx.sam_template, ctx.root, s3, ARTIFACT_BUCKET)
     transformed = sam_transform(packaged, ctx.region, ACCOUNT_ID)
     conditional = {lid: r["Condition"] for lid, r in transformed.get("Resources", {}).items() if "Condition" in r}
-    ctx.extras["stand_ins"] = {}
-    # the translated template before stand-ins replace what moto lacks (substitute() edits it in place):
-    # the edge-cache stage reads its distribution, the redeploy stage compares it with the next deploy's
-    ctx.extras["translated_template"] = copy.deepcopy(transformed)
+    ctx.stand_ins = {}
+    ctx.translated_template = copy.deepcopy(transformed)   # substitute() edits `transformed` in place
     cfn_template, ctx.skipped = substitute(transformed, default_stand_ins(ctx.redis, ctx.region, ctx.stack_name),
-                                           ctx.extras["stand_ins"])
+                                           ctx.stand_ins)
     substituted = apply_definition_substitutions(cfn_template)
     # moto's CloudFormation leaves `{{resolve:secretsmanager:...}}` as literal text (RDS gets the reference
     # string, which nothing can read back); resolving it here would put the password into moto's stored

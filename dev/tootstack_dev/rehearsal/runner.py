@@ -114,9 +114,7 @@ def rehearse(
             report.stages.append(result)
             progress(f"[{module.NAME}] {result.status} in {result.seconds:.1f}s: {result.detail}")
         report.skipped_resources = ctx.skipped
-        report.resources = ctx.extras.get("resources", [])
-        report.edge_cache = ctx.extras.get("edge_cache", [])
-        report.iam = ctx.extras.get("iam", {})
+        report.resources, report.edge_cache, report.iam = ctx.resources, ctx.edge_cache, ctx.iam
     report.seconds = time.monotonic() - started
     return report
 

@@ -54,10 +54,13 @@ def run(ctx) -> str:
         sm.put_secret_value(SecretId=secret, SecretString=credentials)
     else:
         secret = sm.create_secret(Name=f"{ctx.stack_name}/rehearsal/mirror-credentials", SecretString=credentials)["ARN"]
-    # The upgrade's sources and destinations, as the template would set them for registries at these addresses.
+    # The upgrade's sources and destinations, as the template would set them for registries at these addresses:
+    # the stack's ECR repositories (their deployed URIs) on the "ECR" stand-in.
+    deployed = boto3.client("lambda", region_name=ctx.region).get_function_configuration(
+        FunctionName=function)["Environment"]["Variables"]
     ctx.aws.update_route(function, {
         "IMAGE_SOURCES": f"mastodon={hub.host_port}/mastodon/mastodon,streaming={hub.host_port}/mastodon/mastodon-streaming",
-        "IMAGE_DESTINATIONS": f"mastodon={ecr.host_port}/mastodon,streaming={ecr.host_port}/mastodon-streaming",
+        "IMAGE_DESTINATIONS": _on_registry(deployed["IMAGE_DESTINATIONS"], ecr.host_port),
         "MIRROR_CREDENTIALS_SECRET_ARN": secret,
     })
 
@@ -77,7 +80,7 @@ def run(ctx) -> str:
             raise TootstackError(f"upgrade {source} -> {target}: {done.status} {done.error}: {done.cause}")
         if (done.output or {}).get("previous") != source:
             raise TootstackError(f"the upgrade started from {(done.output or {}).get('previous')}, not the deployed {source}")
-        ctx.extras["upgrade_output"] = done.output or {}
+        ctx.upgrade_output = done.output or {}
         if migrations != ["pre", "post"]:
             raise TootstackError(f"migrations ran as {migrations}, expected pre then post")
         pinned = {}
@@ -100,6 +103,12 @@ def run(ctx) -> str:
             raise TootstackError(f"downgrade not refused: {downgrade.status} {downgrade.error}")
     return (f"{source} -> {target}: {len(pinned)} services on task definitions pinned to mirrored digests, migrations "
             f"pre -> post, version recorded, lock released{bridged}; downgrade back to {source} refused")
+
+
+def _on_registry(pairs: str, registry: str) -> str:
+    """`role=<registry>/<repository>,...` with every repository moved to `registry`."""
+    return ",".join(f"{role}={registry}/{uri.split('/', 1)[1]}" for role, uri in
+                    (item.split("=", 1) for item in pairs.split(",") if "=" in item))
 
 
 def _web_scalable_target(ctx, ecs) -> str | None:
