@@ -190,3 +190,12 @@ def test_the_layer_requirements_cover_its_third_party_imports():
             third_party.add(distribution.get(name, name))
     assert third_party - provided <= requirements, third_party - provided - requirements
     assert requirements <= third_party | {"aws-lambda-powertools"}   # nothing shipped that nothing imports
+
+
+def test_the_package_lists_its_capabilities():
+    """tootstack.__all__ names every capability module of the layer, and only those (a new one is listed)."""
+    import tootstack
+
+    modules = {p.stem if p.is_file() else p.name for p in LAYER.iterdir()
+               if (p.suffix == ".py" and p.stem != "__init__") or (p / "__init__.py").is_file()}
+    assert set(tootstack.__all__) == modules
