@@ -54,10 +54,8 @@ def create_stack(ctx: RehearsalContext) -> tuple[dict[str, Any], int, TemplateEv
     the rehearsal's parameters. Returns (the stack, how many state machines got their substitutions, the
     template's evaluator for these parameters); a stack that is not CREATE_COMPLETE is an error with reasons."""
     ctx.progress("translating template.yaml (SAM transform, offline packaging)")
-    s3 = boto3.client("s3", region_name=ctx.region)
-    s3.create_bucket(Bucket=ARTIFACT_BUCKET)
-    packaged = package(ctx.sam_template, ctx.root, s3, ARTIFACT_BUCKET)
-    transformed = sam_transform(packaged, ctx.region, ACCOUNT_ID)
+    boto3.client("s3", region_name=ctx.region).create_bucket(Bucket=ARTIFACT_BUCKET)
+    transformed = translate(ctx, ctx.sam_template)
     conditional = {lid: r["Condition"] for lid, r in transformed.get("Resources", {}).items() if "Condition" in r}
     ctx.stand_ins = {}
     ctx.translated_template = copy.deepcopy(transformed)   # substitute() edits `transformed` in place
@@ -91,6 +89,13 @@ def create_stack(ctx: RehearsalContext) -> tuple[dict[str, Any], int, TemplateEv
         ]
         raise TootstackError(f"stack is {stack['StackStatus']}: {'; '.join(reasons) or 'no reason given'}")
     return stack, substituted, evaluator
+
+
+def translate(ctx: RehearsalContext, sam: dict[str, Any]) -> dict[str, Any]:
+    """`sam` (template.yaml as parsed, or a later release's) as CloudFormation gets it from `sam deploy`: local
+    code zipped into the artifact bucket of the emulated S3, then the SAM transform, offline."""
+    s3 = boto3.client("s3", region_name=ctx.region)
+    return sam_transform(package(sam, ctx.root, s3, ARTIFACT_BUCKET), ctx.region, ACCOUNT_ID)
 
 
 def _mirror_credentials_parameter(ctx: RehearsalContext) -> None:

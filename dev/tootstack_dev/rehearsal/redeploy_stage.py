@@ -35,9 +35,8 @@ from tootstack_dev.local.aws import TaskResult
 from tootstack_dev.local.cfn_update import plan, references
 from tootstack_dev.rehearsal.day2_common import toolbox_behavior
 from tootstack_dev.rehearsal.custom_resources import CloudFormationRequests, CustomResourceFailed, resolved_properties
-from tootstack_dev.rehearsal.deploy import ACCOUNT_ID, ARTIFACT_BUCKET, apply_definition_substitutions
+from tootstack_dev.rehearsal.deploy import apply_definition_substitutions, translate
 from tootstack_dev.rehearsal.standins import StandIn, default_stand_ins, substitute
-from tootstack_dev.rehearsal.translate import package, sam_transform
 
 NAME = "redeploy"
 CORE, WEB = "core", "web"
@@ -102,7 +101,7 @@ def _sam_deploy(ctx: Any, cloudformation: CloudFormationRequests, edit: Callable
     if edit is not None:
         edit(sam)
     parameters = {**ctx.parameters, **(overrides or {})}
-    transformed = sam_transform(package(sam, ctx.root, boto3.client("s3", region_name=region), ARTIFACT_BUCKET), region, ACCOUNT_ID)
+    transformed = translate(ctx, sam)
     previous: dict[str, Any] = ctx.stand_ins
     base = default_stand_ins(ctx.redis, region, ctx.stack_name)
     physical_now = {r["LogicalResourceId"]: r["PhysicalResourceId"]
