@@ -16,7 +16,7 @@ import boto3
 
 from tootstack.redis_auth.backends import AclBackend
 from tootstack.redis_auth.credentials import Credential, Endpoint, works
-from tootstack.redis_auth.entry import handler_with_backend
+from tootstack_dev.local.redis import rotation_handler
 
 SECRET_IDS = ("AppSecrets", "DatabaseSecret", "RedisSecret", "SmtpSecret")
 
@@ -61,7 +61,7 @@ def route_redis_functions(ctx: Any) -> str:
     stand_in = {"REDIS_CA_FILE": ctx.redis.ca_file or "", "REDIS_TLS": "true" if ctx.redis.tls else "false"}
     ctx.aws.update_route(probe_name, stand_in)
     ctx.aws.update_route(rotation_name, {**stand_in, "REDIS_BACKEND": "acl", "REDEPLOY_WAIT_SECONDS": "5"},
-                         handler=handler_with_backend(lambda: AclBackend(ctx.redis.admin_client)))
+                         handler=rotation_handler(lambda: AclBackend(ctx.redis.admin_client)))
     ctx.redis_routed = rotation_name
     return rotation_name
 
