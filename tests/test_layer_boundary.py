@@ -190,6 +190,12 @@ def test_the_layer_requirements_cover_its_third_party_imports():
             third_party.add(distribution.get(name, name))
     assert third_party - provided <= requirements, third_party - provided - requirements
     assert requirements <= third_party | {"aws-lambda-powertools"}   # nothing shipped that nothing imports
+    # pyproject's runtime dependencies (the local install) are the layer's plus boto3, which Lambda provides
+    import tomllib
+
+    declared = {re.split(r"[\[=<>]", d)[0].strip().lower()
+                for d in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]}
+    assert declared == requirements | {"boto3"}
 
 
 def test_the_package_lists_its_capabilities():
