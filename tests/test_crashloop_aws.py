@@ -62,7 +62,7 @@ class Env:
         queue_arn = self.sqs.get_queue_attributes(QueueUrl=self.queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         self.sns.subscribe(TopicArn=self.topic, Protocol="sqs", Endpoint=queue_arn)
         self.env = {"CRASHLOOP_TABLE": TABLE, "ALERT_TOPIC_ARN": self.topic, "CLUSTER_NAME": "tootstack",
-                    "CRASH_THRESHOLD": "3", "CRASH_WINDOW_SECONDS": "600", "POWERTOOLS_SERVICE_NAME": "tootstack"}
+                    "CRASH_THRESHOLD": "3", "CRASH_WINDOW_MINUTES": "10", "POWERTOOLS_SERVICE_NAME": "tootstack"}
 
     def service(self):
         return self.ecs.describe_services(cluster="tootstack", services=["web"])["services"][0]
@@ -425,7 +425,7 @@ def test_config_from_env():
     from tootstack.errors import InvalidInput
 
     assert config_from_env({"CRASH_THRESHOLD": "4", "CRASH_WINDOW_MINUTES": "5"}).window_seconds == 300
-    assert config_from_env({"CRASH_WINDOW_SECONDS": "90", "CRASH_WINDOW_MINUTES": "5"}).window_seconds == 90
+    assert config_from_env({"CRASH_WINDOW_MINUTES": "1.5"}).window_seconds == 90
     assert config_from_env({}).threshold == 3 and config_from_env({}).window_seconds == 600
     with pytest.raises(InvalidInput, match="CRASH_THRESHOLD"):
         config_from_env({"CRASH_THRESHOLD": "three"})

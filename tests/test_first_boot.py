@@ -12,7 +12,7 @@ from tootstack_dev.local.aws import TaskResult
 from tootstack_dev.local.template import LocalFunction, project_root
 from tootstack.redis_auth.backends import AclBackend
 from tootstack.redis_auth.credentials import Credential, Endpoint, works
-from tootstack.redis_auth.entry import handler_with_backend
+from tootstack_dev.local.redis import rotation_handler
 from tootstack_dev.rehearsal.first_boot_stage import secret_version_values
 
 ROOT = project_root()
@@ -73,7 +73,7 @@ class Stack:
                         "REDIS_PORT": str(redis_server.port), "REDIS_TLS": "true", "REDIS_CA_FILE": redis_server.ca_file,
                         "CLUSTER_NAME": "tootstack", "SERVICE_NAMES": ",".join(SERVICES), "REDEPLOY_WAIT_SECONDS": "0"}
         self.backend = AclBackend(redis_server.admin_client, persist=False)
-        self.rotation_fn = aws.create_function("tootstack-RedisRotation", handler_with_backend(lambda: self.backend), rotation_env)
+        self.rotation_fn = aws.create_function("tootstack-RedisRotation", rotation_handler(lambda: self.backend), rotation_env)
         self.mirror_calls = []
         mirror_arn = ""
         if mirror:

@@ -62,7 +62,7 @@ def world():
         ecs.create_service(cluster="tootstack", serviceName="web", desiredCount=2,
                            taskDefinition=td["taskDefinition"]["taskDefinitionArn"])
         for key, value in {"CRASHLOOP_TABLE": TABLE, "CLUSTER_NAME": "tootstack", "CRASH_THRESHOLD": "100000",
-                           "CRASH_WINDOW_SECONDS": "600", "STACK_NAME": "fz", "REPOSITORIES": json.dumps({"mastodon-zz9": "x"}),
+                           "CRASH_WINDOW_MINUTES": "10", "STACK_NAME": "fz", "REPOSITORIES": json.dumps({"mastodon-zz9": "x"}),
                            "PARAMETER_PREFIX": "/fz/images", "POWERTOOLS_SERVICE_NAME": "tootstack"}.items():
             patch.setenv(key, value)
         redis_secret = sm.create_secret(Name="fz/redis", SecretString=json.dumps(

@@ -427,30 +427,6 @@ def test_the_core_moves_only_between_the_bridge_and_its_release():
 
 
 # --- the deploy guard handler as CloudFormation invokes it -------------------------------------------------
-@pytest.fixture
-def response_url():
-    import threading
-    from http.server import BaseHTTPRequestHandler, HTTPServer
-
-    received = []
-
-    class Responses(BaseHTTPRequestHandler):
-        def do_PUT(self):  # noqa: N802 - http.server's naming
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Responses)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/response", received
-    server.shutdown()
-    server.server_close()
-
-
 def test_deploy_guard_handler_answers_cloudformation(local_aws, response_url, monkeypatch):
     """The sample event (events/deploy_guard.json) and a refused VersionGuard, through the real handler:
     counts as Data, a refusal as FAILED with the values to set, Delete a no-op."""

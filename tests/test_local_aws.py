@@ -173,3 +173,46 @@ def test_update_route_merges_environment_and_keeps_the_handler(local_aws):
     assert seen[-1]["A"] == "1" and seen[-1]["B"] == "3"
     with pytest.raises(TootstackError, match="not routed"):
         local_aws.update_route("nope", {})
+
+
+def test_wait_states_of_an_emulated_state_machine_pass_in_emulated_time(local_aws):
+    """emulate_time: the Wait state's seconds are recorded, not slept (the upgrade's guard polls every 30 s);
+    a state machine not given to it still waits (moto's own Wait), which the timeout shows."""
+    import time
+
+    definition = {"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 3600, "Next": "P"},
+                                             "P": {"Type": "Pass", "End": True}}}
+    emulated = local_aws.create_state_machine("emulated", definition)
+    local_aws.emulate_time(emulated)
+    started = time.monotonic()
+    assert local_aws.run_state_machine(emulated, {}, timeout=30).status == "SUCCEEDED"
+    assert time.monotonic() - started < 30 and local_aws.waited == [3600]
+    waiting = local_aws.create_state_machine("waiting", definition)
+    with pytest.raises(TootstackError, match="still RUNNING"):
+        local_aws.run_state_machine(waiting, {}, timeout=1)
+    assert local_aws.waited == [3600]
+    sfn = local_aws.client("stepfunctions")
+    for execution in sfn.list_executions(stateMachineArn=waiting)["executions"]:
+        sfn.stop_execution(executionArn=execution["executionArn"])
+
+
+def test_moto_ecr_names_the_local_registry_only_while_asked():
+    """moto 5.2's GetAuthorizationToken answers https://<account>.dkr.ecr.<region>.amazonaws.com with
+    AWS:<account>-auth-token (moto/ecr/responses.py); inside ecr_registry() it names the local registry."""
+    import base64
+    from types import SimpleNamespace
+
+    import boto3
+    from moto import mock_aws
+
+    from tootstack_dev.local.ecr import ecr_registry
+
+    registry = SimpleNamespace(url="http://127.0.0.1:5000", username="ecr-user", password="pw")
+    with mock_aws():
+        ecr = boto3.client("ecr", region_name="us-east-1")
+        with ecr_registry(registry):
+            data = ecr.get_authorization_token()["authorizationData"][0]
+            assert data["proxyEndpoint"] == "http://127.0.0.1:5000"
+            assert base64.b64decode(data["authorizationToken"]).decode() == "ecr-user:pw"
+        data = ecr.get_authorization_token()["authorizationData"][0]
+        assert data["proxyEndpoint"] == "https://123456789012.dkr.ecr.us-east-1.amazonaws.com"

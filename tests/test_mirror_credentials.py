@@ -19,6 +19,7 @@ import pytest
 from moto import mock_aws
 
 from tootstack.errors import InvalidInput
+from tootstack_dev.local.ecr import ecr_registry
 from tootstack_dev.local.aws import LambdaContext
 from tootstack_dev.local.images import push_image
 from tootstack_dev.local.template import LocalFunction, project_root
@@ -136,13 +137,12 @@ def test_mirror_lambda_sends_docker_hub_credentials_to_no_other_registry(monkeyp
     threading.Thread(target=server.serve_forever, daemon=True).start()
     foreign = f"127.0.0.1:{server.server_port}"
     try:
-        with mock_aws():
+        with mock_aws(), ecr_registry(registry_basic):
             secret = boto3.client("secretsmanager").create_secret(
                 Name="hub-creds", SecretString=json.dumps({"username": "hubuser", "password": SECRET}))
             monkeypatch.setenv("REPOSITORIES", json.dumps({"mastodon": "tootstack-mastodon"}))
             monkeypatch.setenv("PARAMETER_PREFIX", "/tootstack/images")
             monkeypatch.setenv("SOURCE_CREDENTIALS_SECRET_ARN", secret["ARN"])
-            monkeypatch.setenv("MIRROR_REGISTRY_OVERRIDE", registry_basic.host_port)
             fn = LocalFunction("CredsMirrorFunction", ROOT / "functions/mirror", "app.handler", {})
             with pytest.raises(Exception):  # noqa: B017 - the foreign registry refuses: any mirror error
                 fn.entrypoint({"images": [{"source": f"{foreign}/mastodon/mastodon:v4.5.2", "repository": "mastodon"}]},

@@ -1,6 +1,7 @@
 """The mirror Lambda through its real handler and sample event: ECR login and SSM in moto, real registries."""
 
 import json
+from contextlib import ExitStack
 
 import boto3
 import pytest
@@ -12,6 +13,7 @@ from tootstack_dev.local.registry import Registry
 from tootstack_dev.local.template import LocalFunction, load_template, project_root
 from tootstack.mirror.service import parse_jobs
 from tootstack_dev.local.aws import LambdaContext
+from tootstack_dev.local.ecr import ecr_registry
 
 ROOT = project_root()
 ECR_PASSWORD = "123456789012-auth-token"     # what moto's ecr:GetAuthorizationToken hands out
@@ -33,11 +35,11 @@ def ecr_standin():
 @pytest.fixture
 def handler(monkeypatch, registry_token, ecr_standin):
     """The handler with env as the template sets it; ghcr.io stands at the token registry."""
-    with mock_aws():
+    with mock_aws(), ExitStack() as stack:
         monkeypatch.setenv("REPOSITORIES", json.dumps(REPOS))
         monkeypatch.setenv("PARAMETER_PREFIX", "/tootstack/images")
         monkeypatch.setenv("SOURCE_CREDENTIALS_SECRET_ARN", "")
-        monkeypatch.setenv("MIRROR_REGISTRY_OVERRIDE", ecr_standin.host_port)
+        stack.enter_context(ecr_registry(ecr_standin))   # moto's ECR names the stand-in as the account's registry
         secret = boto3.client("secretsmanager").create_secret(
             Name="hub-creds", SecretString=json.dumps({"auths": {registry_token.host_port: {
                 "username": registry_token.username, "password": registry_token.password}}}))

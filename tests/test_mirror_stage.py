@@ -16,12 +16,12 @@ def test_stage_is_registered():
 
 
 def test_stage_mirrors_and_proves_a_warm_run(registry_token, registry_basic):
-    ctx = SimpleNamespace(hub=registry_token, ecr=registry_basic, extras={}, region="us-east-1", stack_name="rehearsal")
+    ctx = SimpleNamespace(hub=registry_token, ecr=registry_basic, mirrored_images={}, region="us-east-1", stack_name="rehearsal")
     with mock_aws():
         detail = mirror_stage.run(ctx)
     assert "0 source GETs" in detail and "2 multi-arch images" in detail
-    assert set(ctx.extras["mirrored_images"]) == {"mastodon", "mastodon-streaming"}
-    assert all("@sha256:" in ref for ref in ctx.extras["mirrored_images"].values())
+    assert set(ctx.mirrored_images) == {"mastodon", "mastodon-streaming"}
+    assert all("@sha256:" in ref for ref in ctx.mirrored_images.values())
 
 
 def test_stage_fails_when_the_copy_is_corrupted(registry_token, registry_basic):
@@ -31,4 +31,4 @@ def test_stage_fails_when_the_copy_is_corrupted(registry_token, registry_basic):
                               password=registry_token.password, client=registry_token.client,
                               mark=registry_token.mark, requests_since=registry_token.requests_since)
         with mock_aws(), pytest.raises(TootstackError):
-            mirror_stage.run(SimpleNamespace(hub=hub, ecr=registry_basic, extras={}, region="us-east-1", stack_name="r"))
+            mirror_stage.run(SimpleNamespace(hub=hub, ecr=registry_basic, mirrored_images={}, region="us-east-1", stack_name="r"))

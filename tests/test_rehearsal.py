@@ -147,3 +147,18 @@ def test_every_rehearsed_aws_call_is_allowed_and_every_unused_statement_justifie
     assert [u["statement"] for u in iam["unused_statements"] if not u["justification"]] == []
     assert iam["stale_justifications"] == []   # a statement justified as unused that a call did use
     assert "RunOneOffFunctionRole" in roles and "RunOneOffStateMachineRole" in roles
+
+
+@pytest.mark.xdist_group("rehearsal")
+def test_the_redeploy_answers_custom_resources_through_their_functions(full_rehearsal):
+    """The redeploy stage's `sam deploy` sends each custom resource CloudFormation's request through the deployed
+    function its ServiceToken names, as CloudFormation does: what only the handlers' entries call shows in
+    their roles' calls. DeployGuardFunction asks CloudFormation whether the stack rolls back before guarding
+    the version (functions/deploy_guard/app.py); MirrorFunction logs in to the registry ECR names
+    (functions/mirror/app.py), where running the mirror library in the stage's place would not."""
+    _, report = full_rehearsal
+    calls = {(c["role"], c["action"]) for c in report["iam"]["distinct_calls"]}
+    assert ("DeployGuardFunctionRole", "cloudformation:DescribeStacks") in calls
+    assert ("DeployGuardFunctionRole", "ssm:PutParameter") in calls         # CoreBridge's record
+    assert ("DeployGuardFunctionRole", "ssm:DeleteParameter") in calls      # CoreBridgeRelease
+    assert ("MirrorFunctionRole", "ecr:GetAuthorizationToken") in calls

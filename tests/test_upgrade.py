@@ -12,6 +12,7 @@ from tootstack_dev.local.aws import TaskResult
 from tootstack_dev.local.images import push_image
 from tootstack_dev.local.registry import Registry
 from tootstack_dev.local.template import LocalFunction, project_root
+from tootstack import locks
 from tootstack.upgrade import steps
 from tootstack.upgrade.version import compare, parse_version, version_of_image
 
@@ -60,23 +61,21 @@ def _setup(local_aws, registry_plain, registry_basic, services=None, desired=Non
     for name, role in services.items():
         ecs.create_service(cluster=STACK, serviceName=name, taskDefinition=register(f"{STACK}-{name}", role),
                            desiredCount=(desired or {}).get(name, 1))
-    secret = boto3.client("secretsmanager", region_name="us-east-1").create_secret(
-        Name=f"{STACK}/mirror", SecretString=json.dumps({"dest": {"username": registry_basic.username,
-                                                                   "password": registry_basic.password}}))["ARN"]
+    local_aws.use_ecr_registry(registry_basic)   # the account's ECR registry, as ecr:GetAuthorizationToken names it
     env = {
         "CLUSTER_NAME": STACK, "SERVICE_NAMES": ",".join(services), "SCHEDULER_SERVICE": "scheduler",
         "TOOLBOX_FAMILY": f"{STACK}-toolbox", "UPGRADE_LOCK_PARAMETER": LOCK, "VERSION_PARAMETER": VERSION,
         "IMAGE_SOURCES": f"mastodon={registry_plain.host_port}/mastodon/mastodon,"
                          f"streaming={registry_plain.host_port}/mastodon/mastodon-streaming",
         "IMAGE_DESTINATIONS": f"mastodon={registry_basic.host_port}/mastodon,streaming={registry_basic.host_port}/mastodon-streaming",
-        "MIRROR_CREDENTIALS_SECRET_ARN": secret, "MIRROR_PLAIN_HTTP": "true", "GUARD_POLL_SECONDS": "0",
-        "GUARD_MAX_CHECKS": "5", "STACK_NAME": STACK, **(env_overrides or {}),
+        "STACK_NAME": STACK, **(env_overrides or {}),
     }
     fn = LocalFunction("UpgradeFunction", ROOT / "functions/upgrade", "app.handler", {})
     arn = local_aws.create_state_machine_from_file(
         ROOT / "statemachines/upgrade.asl.json", "upgrade",
         {"UpgradeFunctionArn": local_aws.create_function("upgrade", fn, env), **network},
     )
+    local_aws.emulate_time(arn)   # the guard's 30 s waits between checks pass at once
     return local_aws, arn, ecs, toolbox, registry_basic
 
 
@@ -394,7 +393,7 @@ def test_mirror_step_mounts_shared_layers_from_the_repository_it_mirrored_first(
 
 
 def test_an_unreadable_upgrade_lock_is_an_error_never_unlocked():
-    """read_lock (the upgrade, the maintenance gate) turns an SSM failure into DependencyUnavailable."""
+    """locks.read_lock (the upgrade, the maintenance gate, first boot) turns an SSM failure into DependencyUnavailable."""
     from botocore.exceptions import ClientError
 
     from tootstack.errors import DependencyUnavailable
@@ -404,20 +403,37 @@ def test_an_unreadable_upgrade_lock_is_an_error_never_unlocked():
             raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "GetParameter")
 
     with pytest.raises(DependencyUnavailable, match="AccessDeniedException|ClientError"):
-        steps.read_lock(_Denied(), "/s/upgrade/lock")
+        locks.read_lock(_Denied(), "/s/upgrade/lock")
 
 
-@pytest.mark.parametrize("dest", [{"user": "registry"}, {"username": "registry"}, {"auth": "not base64!"}, "registry:pw"])
-def test_a_malformed_dest_in_the_mirror_credentials_secret_is_a_clear_invalid_input(monkeypatch, dest):
-    """The upgrade Lambda reads the destination credentials with the mirror's own validator
-    (tootstack.mirror.auth.credential_pair): a `dest` without string username/password is InvalidInput naming
-    'dest', not a KeyError/TypeError from indexing the raw JSON."""
+@pytest.mark.parametrize("secret", [{"dest": {"username": "registry", "password": "pw"}},
+                                    {"source": {"auths": {}}, "dest": {"username": "r", "password": "p"}}])
+def test_the_mirror_credentials_secret_names_no_destination(monkeypatch, secret):
+    """The upgrade's destination is the account's ECR registry, its credentials ECR's token: the secret holds
+    source credentials only, in the mirror's shapes (tootstack.mirror.auth.parse_source_credentials). A
+    `dest` key (the rehearsal once pointed the upgrade at its registries with one) is refused, never used."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("upgrade_app_under_test", ROOT / "functions/upgrade/app.py")
     app = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(app)
     monkeypatch.setenv("MIRROR_CREDENTIALS_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:1:secret:up/mirror")
-    monkeypatch.setattr(app.parameters, "get_secret", lambda *args, **kwargs: {"dest": dest})
-    with pytest.raises(InvalidInput, match="mirror credentials secret 'dest'"):
+    monkeypatch.setattr(app.parameters, "get_secret", lambda *args, **kwargs: secret)
+    with pytest.raises(InvalidInput, match="source credentials must be"):
         app._mirror_credentials()
+
+
+def test_the_upgrade_mirrors_into_the_registry_ecr_names_with_its_scheme(local_aws, registry_basic):
+    """ecr:GetAuthorizationToken's proxyEndpoint (https://<account>.dkr.ecr.<region>.amazonaws.com in AWS,
+    https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_AuthorizationData.html) decides how the
+    destination is reached: moto's own answer is https, a local registry named by the emulation is http."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("upgrade_app_scheme", ROOT / "functions/upgrade/app.py")
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    assert app._mirror_credentials() == {"keyed_src_creds": {}, "dest_creds": ("AWS", "123456789012-auth-token"),
+                                         "plain_http": False}
+    local_aws.use_ecr_registry(registry_basic)
+    assert app._mirror_credentials() == {"keyed_src_creds": {},
+                                         "dest_creds": (registry_basic.username, registry_basic.password), "plain_http": True}

@@ -54,8 +54,7 @@ def step(resource_type: str, request_type: str, props: dict, stack_id: str = "")
                                         record_parameter=props["RecordParameter"])
             return {"Bridged": "rollback"}
         return deploy_guard.bridge(ecs, ssm, autoscaling, cluster=cluster, core=props["CoreService"], web=props["BridgeService"],
-                                   core_task_definition=props["CoreTaskDefinition"], record_parameter=props["RecordParameter"],
-                                   poll_seconds=float(os.environ.get("BRIDGE_POLL_SECONDS", "10")))
+                                   core_task_definition=props["CoreTaskDefinition"], record_parameter=props["RecordParameter"])
     if resource_type == "Custom::CoreBridgeRelease":
         return deploy_guard.release_bridge(ssm, autoscaling, ecs, cluster=cluster, record_parameter=props["RecordParameter"])
     raise ValueError(f"unknown resource type {resource_type!r}")

@@ -16,7 +16,7 @@ from tootstack.crashloop import is_halted
 from tootstack.errors import InvalidInput
 from tootstack.maintenance import Settings, gate, skips
 from tootstack.clients import ClientCache
-from tootstack.upgrade.steps import holder_state, read_lock
+from tootstack.locks import holder_state, read_lock
 
 logger = Logger()
 tracer = Tracer(patch_modules=tracing.AWS)  # only the clients this handler calls

@@ -19,7 +19,7 @@ from tootstack.cfn_custom import problems, properties, respond
 from tootstack.clients import ClientCache
 from tootstack.errors import InvalidInput, TootstackError
 from tootstack.mirror.auth import parse_source_credentials
-from tootstack.mirror.service import ecr_login, parse_jobs, repositories_from_env, run_jobs
+from tootstack.mirror.service import ecr_endpoint, parse_jobs, repositories_from_env, run_jobs
 
 logger = Logger()
 tracer = Tracer(patch_modules=tracing.REGISTRY)  # only the clients this handler calls
@@ -38,13 +38,9 @@ def _source_credentials() -> dict[str, tuple[str, str]]:
     return parse_source_credentials(parameters.get_secret(secret_arn, transform="json", max_age=300))
 
 
-def _mirror(entries, plain_http: bool = False) -> list[dict]:
+def _mirror(entries) -> list[dict]:
     jobs = parse_jobs(entries, repositories_from_env())
-    registry, dest_creds = ecr_login(_client("ecr"))
-    # Local rehearsal only: the "ECR" stand-in is a docker-registry on loopback behind plain HTTP.
-    override = os.environ.get("MIRROR_REGISTRY_OVERRIDE")
-    if override:
-        registry, plain_http = override, True
+    registry, dest_creds, plain_http = ecr_endpoint(_client("ecr"))   # the account's registry, as ECR names it
     results = run_jobs(jobs, registry, dest_creds, _client("ssm"), os.environ["PARAMETER_PREFIX"],
                        src_creds=_source_credentials(), plain_http=plain_http)
     for r in results:

@@ -38,7 +38,6 @@ def _config() -> steps.UpgradeConfig:
         lock_parameter=os.environ["UPGRADE_LOCK_PARAMETER"],
         version_parameter=os.environ["VERSION_PARAMETER"],
         images={role: {"source": sources[role], "dest": dests[role]} for role in sources if role in dests},
-        max_checks=int(os.environ.get("GUARD_MAX_CHECKS", "60")),
         deployed_image=os.environ.get("DEPLOYED_IMAGE", ""),
         deployed_streaming_image=os.environ.get("DEPLOYED_STREAMING_IMAGE", ""),
         bridge_service=os.environ.get("BRIDGE_SERVICE", ""),
@@ -47,23 +46,16 @@ def _config() -> steps.UpgradeConfig:
 
 
 def _mirror_credentials() -> dict:
-    """Source: each registry host gets only its own credentials from the secret (the mirror's
-    MirrorSourceCredentialsSecretArn shapes, tootstack.mirror.auth.parse_source_credentials), anonymous
-    otherwise; destination: the ECR token, or the secret's `dest` (local rehearsal registries)."""
-    from tootstack.mirror.auth import credential_pair, parse_source_credentials
+    """Source: each registry host gets only its own credentials from the secret MIRROR_CREDENTIALS_SECRET_ARN
+    (the mirror's MirrorSourceCredentialsSecretArn shapes, tootstack.mirror.auth.parse_source_credentials),
+    anonymous otherwise; destination: the account's ECR registry, its token and scheme as ECR names them."""
+    from tootstack.mirror.auth import parse_source_credentials
+    from tootstack.mirror.service import ecr_endpoint
 
-    kwargs = {"plain_http": os.environ.get("MIRROR_PLAIN_HTTP") == "true"}
     secret_id = os.environ.get("MIRROR_CREDENTIALS_SECRET_ARN")
-    creds = dict(parameters.get_secret(secret_id, transform="json", max_age=60) if secret_id else {})
-    dest = creds.pop("dest", None)
-    kwargs["keyed_src_creds"] = parse_source_credentials(creds.get("source", creds))
-    if dest:
-        kwargs["dest_creds"] = credential_pair(dest, "'dest'", what="mirror credentials secret")
-    else:
-        from tootstack.mirror.service import ecr_login
-
-        _, kwargs["dest_creds"] = ecr_login(_client("ecr"))
-    return kwargs
+    keyed = parse_source_credentials(parameters.get_secret(secret_id, transform="json", max_age=60) if secret_id else {})
+    _, dest_creds, plain_http = ecr_endpoint(_client("ecr"))
+    return {"keyed_src_creds": keyed, "dest_creds": dest_creds, "plain_http": plain_http}
 
 
 def _mirror_image(source: str, destination: str, keyed_src_creds: dict, **kwargs):
@@ -91,7 +83,7 @@ def handler(event: dict, context: LambdaContext) -> dict:
         result = steps.prepare(event.get("input"), execution, ecs=ecs, ssm=ssm, cfg=cfg, is_halted=halted,
                                sfn=_client("stepfunctions"), execution_arn=event.get("execution_arn", ""),
                                autoscaling=_client("application-autoscaling"))
-        result["poll_seconds"] = int(os.environ.get("GUARD_POLL_SECONDS", "30"))
+        result["poll_seconds"] = steps.GUARD_POLL_SECONDS
     elif action == "mirror":
         tracer.patch(tracing.REGISTRY_CLIENT)   # the registry client's calls, traced from this step on
         result = steps.mirror(event["version"], cfg, _mirror_image, **_mirror_credentials())

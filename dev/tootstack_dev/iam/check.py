@@ -177,6 +177,11 @@ def resources_of(call: Call, resolve: Resolver) -> tuple[list[str], dict[str, An
         return [base + "scalable-target/0123456789abcdef0123456789abcdef"], context
     if service == "cloudwatch" and p.get("Namespace"):
         context["cloudwatch:namespace"] = p["Namespace"]
+    if service == "cloudformation" and p.get("StackName"):
+        # a stack's ARN is arn:aws:cloudformation:<region>:<account>:stack/<name>/<id>; a call naming the stack
+        # by name is authorised against that ARN, whatever its id
+        name = p["StackName"]
+        return [name if name.startswith("arn:") else base + f"stack/{name}/*"], context
     if service == "s3" and p.get("Bucket"):
         return [f"arn:aws:s3:::{p['Bucket']}" + (f"/{p['Key']}" if p.get("Key") else "")], context
     if wildcard_only(call.action):

@@ -49,7 +49,7 @@ IDENTIFYING = frozenset({
     "ServiceNamespace", "ResourceId", "ResourceIds", "ScalableDimension", "PolicyName",
     "Bucket", "Key", "TopicArn", "AlarmNames", "AlarmName", "Namespace", "EmailIdentity", "Identity", "Source",
     "ResourceArn", "ResourceARN", "RoleArn", "RoleName", "Rule", "Ids", "GroupIds", "SubnetIds",
-    "TableName", "UserName", "createAction",
+    "TableName", "UserName", "createAction", "StackName",
     "role", "which", "passed_to",  # explicit records (iam:PassRole)
 })
 

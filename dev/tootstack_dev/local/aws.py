@@ -356,6 +356,9 @@ class LocalAws:
         from tootstack_dev.local.cfn_update import UpdateFidelity
 
         self.cfn_update = UpdateFidelity()   # CloudFormation's update order and propagation on moto's update_stack
+        # The seconds of every Step Functions Wait state passed: emulated time, recorded and not slept.
+        self.waited: list[int] = []
+        self.emulated_time: set[str] = set()
         self._routes: dict[str, _Route] = {}
         self._mock: Any = None
         self._patches: list[tuple[Any, str, Any]] = []
@@ -475,6 +478,7 @@ class LocalAws:
         self._patch(LambdaSimpleBackend, "invoke", invoke)
         self._patch_execution_principal()
         self._patch_log_group_arn()
+        self._patch_wait_states()
         self._patch(StateTaskServiceEcs, "_eval_service_task", eval_service_task)
         self._patch(StateTaskServiceEcs, "_build_sync_resolver", build_sync_resolver)
 
@@ -492,6 +496,36 @@ class LocalAws:
                 return original(worker)
 
         self._patch(ExecutionWorker, "_execution_logic", execution_logic)
+
+    def _patch_wait_states(self) -> None:
+        """A Wait state of a state machine given to `emulate_time` passes in emulated time: its seconds are
+        recorded (`waited`), not slept, so it runs at its production polling interval (the upgrade's guard
+        waits 30 s between checks) without the wall-clock wait. Other state machines wait as moto does."""
+        from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+
+        harness, original = self, WaitFunction._wait_interval
+
+        def wait_interval(function: Any, env: Any, wait_seconds: int) -> None:
+            machine = env.states.context_object.context_object_data.get("StateMachine", {}).get("Id")
+            if machine not in harness.emulated_time:
+                return original(function, env, wait_seconds)
+            harness.waited.append(int(wait_seconds))
+            return None
+
+        self._patch(WaitFunction, "_wait_interval", wait_interval)
+
+    def emulate_time(self, state_machine_arn: str) -> None:
+        """This state machine's Wait states pass in emulated time (recorded in `waited`, not slept)."""
+        self.emulated_time.add(state_machine_arn)
+
+    def use_ecr_registry(self, registry: Any) -> None:
+        """From now on ecr:GetAuthorizationToken names `registry` (a local registry) as the account's ECR
+        registry (tootstack_dev.local.ecr), as long as this emulation runs."""
+        from tootstack_dev.local.ecr import ecr_registry
+
+        named = ecr_registry(registry)
+        named.__enter__()
+        self._cleanups.append(lambda: named.__exit__(None, None, None))
 
     def _patch_log_group_arn(self) -> None:
         """`!GetAtt LogGroup.Arn` is `arn:aws:logs:<region>:<account>:log-group:<name>:*` in CloudFormation
@@ -605,7 +639,7 @@ class LocalAws:
         """moto 5.2: UpdateSecretVersionStage moving AWSCURRENT (the rotation protocol's finishSecret)
         leaves the secret's default version on the old one, so GetSecretValue without VersionStage, and
         the ECS `secrets` the TaskSimulator resolves, return the old value. In AWS they return AWSCURRENT.
-        (Added by the issue-5 helper: rotation cannot be rehearsed without it.)"""
+        The Redis password rotation cannot be rehearsed without it."""
         from moto.secretsmanager.models import SecretsManagerBackend
 
         original = SecretsManagerBackend.update_secret_version_stage

@@ -88,6 +88,7 @@ class UpdateFidelity:
         self.hooks: dict[tuple[str, str], Hook] = {}
         self.extra_edges: dict[str, set[str]] = {}
         self.updated: list[str] = []     # logical ids updated by the last update, in order
+        self.resources_map: Any = None   # moto's resources of the update in progress (what the hooks resolve against)
 
     def install(self, patch: Callable[[Any, str, Any], None]) -> None:
         import moto.cloudformation.parsing as parsing
@@ -107,6 +108,7 @@ class UpdateFidelity:
         def parse_and_update_resource(logical_id: str, resource_json: dict, resources_map: Any, account_id: str, region_name: str) -> Any:
             if resources_map[logical_id] is None:   # its Condition is false: never created, nothing to update
                 return None
+            fidelity.resources_map = resources_map
             before = fidelity.hooks.get(("before", logical_id))
             if before is not None:
                 before(logical_id)

@@ -138,3 +138,19 @@ class RedisServer:
 
         if self._process is not None:
             self._process.send_signal(signal.SIGCONT)
+
+
+def rotation_handler(backend_factory: Any) -> Any:
+    """The rotation function's handler with its Redis backend given (`backend_factory()`: the ACL backend on
+    the harness's privileged connection), everything else from the routed function's environment as in
+    Lambda. Product code takes the backend as an argument (tootstack.redis_auth.entry.rotation_from_env); this
+    wiring belongs to the emulation, not to the layer."""
+    import os
+
+    from tootstack.redis_auth.entry import handle, rotation_from_env
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, str]:
+        remaining = context.get_remaining_time_in_millis() / 1000 if hasattr(context, "get_remaining_time_in_millis") else None
+        return handle(event, rotation_from_env(os.environ, remaining_seconds=remaining, backend=backend_factory()))
+
+    return handler

@@ -35,7 +35,7 @@ def run(ctx: RehearsalContext) -> str:
     ctx.physical_ids = {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in resources}
     # Stand-ins that are real moto resources (secrets, certificates) are addressable like deployed ones.
     ctx.physical_ids.update({s["logical_id"]: s["ref"] for s in ctx.skipped if s.get("ref", "").startswith("arn:")})
-    ctx.extras["resources"] = [
+    ctx.resources = [
         {"logical_id": r["LogicalResourceId"], "type": r["ResourceType"], "physical_id": r["PhysicalResourceId"]}
         for r in resources
     ]
@@ -54,17 +54,13 @@ def create_stack(ctx: RehearsalContext) -> tuple[dict[str, Any], int, TemplateEv
     the rehearsal's parameters. Returns (the stack, how many state machines got their substitutions, the
     template's evaluator for these parameters); a stack that is not CREATE_COMPLETE is an error with reasons."""
     ctx.progress("translating template.yaml (SAM transform, offline packaging)")
-    s3 = boto3.client("s3", region_name=ctx.region)
-    s3.create_bucket(Bucket=ARTIFACT_BUCKET)
-    packaged = package(ctx.sam_template, ctx.root, s3, ARTIFACT_BUCKET)
-    transformed = sam_transform(packaged, ctx.region, ACCOUNT_ID)
+    boto3.client("s3", region_name=ctx.region).create_bucket(Bucket=ARTIFACT_BUCKET)
+    transformed = translate(ctx, ctx.sam_template)
     conditional = {lid: r["Condition"] for lid, r in transformed.get("Resources", {}).items() if "Condition" in r}
-    ctx.extras["stand_ins"] = {}
-    # the translated template before stand-ins replace what moto lacks (substitute() edits it in place):
-    # the edge-cache stage reads its distribution, the redeploy stage compares it with the next deploy's
-    ctx.extras["translated_template"] = copy.deepcopy(transformed)
+    ctx.stand_ins = {}
+    ctx.translated_template = copy.deepcopy(transformed)   # substitute() edits `transformed` in place
     cfn_template, ctx.skipped = substitute(transformed, default_stand_ins(ctx.redis, ctx.region, ctx.stack_name),
-                                           ctx.extras["stand_ins"])
+                                           ctx.stand_ins)
     substituted = apply_definition_substitutions(cfn_template)
     # moto's CloudFormation leaves `{{resolve:secretsmanager:...}}` as literal text (RDS gets the reference
     # string, which nothing can read back); resolving it here would put the password into moto's stored
@@ -93,6 +89,13 @@ def create_stack(ctx: RehearsalContext) -> tuple[dict[str, Any], int, TemplateEv
         ]
         raise TootstackError(f"stack is {stack['StackStatus']}: {'; '.join(reasons) or 'no reason given'}")
     return stack, substituted, evaluator
+
+
+def translate(ctx: RehearsalContext, sam: dict[str, Any]) -> dict[str, Any]:
+    """`sam` (template.yaml as parsed, or a later release's) as CloudFormation gets it from `sam deploy`: local
+    code zipped into the artifact bucket of the emulated S3, then the SAM transform, offline."""
+    s3 = boto3.client("s3", region_name=ctx.region)
+    return sam_transform(package(sam, ctx.root, s3, ARTIFACT_BUCKET), ctx.region, ACCOUNT_ID)
 
 
 def _mirror_credentials_parameter(ctx: RehearsalContext) -> None:

@@ -148,13 +148,13 @@ def evaluate(resources: dict[str, Any], requests: list[tuple[str, str]] = MASTOD
 def run(ctx) -> str:
     # The translated template as CloudFormation would get it: moto has no CloudFront VPC origin, so the deployed
     # copy (ctx.cfn_template) holds stand-ins where the distribution's pieces were.
-    translated = ctx.extras.get("translated_template") or ctx.cfn_template
+    translated = ctx.translated_template or ctx.cfn_template
     resources = TemplateEvaluator(translated, ctx.parameters, region=ctx.region, stack_name=ctx.stack_name).resources()
     results = evaluate(resources)
     if results is None:
-        ctx.extras["edge_cache"] = []
+        ctx.edge_cache = []
         return "no CloudFront distribution (UseCloudFront=false): every request reaches the ALB, nothing is cached"
-    ctx.extras["edge_cache"] = [asdict(r) for r in results]
+    ctx.edge_cache = [asdict(r) for r in results]
     blind = [r.path for r in results if r.origin == "alb" and not r.host_forwarded]
     if blind:
         raise TootstackError(f"Host does not reach Mastodon for {', '.join(blind)}")

@@ -16,7 +16,7 @@ import boto3
 
 from tootstack.redis_auth.backends import AclBackend
 from tootstack.redis_auth.credentials import Credential, Endpoint, works
-from tootstack.redis_auth.entry import handler_with_backend
+from tootstack_dev.local.redis import rotation_handler
 
 SECRET_IDS = ("AppSecrets", "DatabaseSecret", "RedisSecret", "SmtpSecret")
 
@@ -55,13 +55,13 @@ def mastodon_connects(ctx: Any, username: str, password: str) -> bool:
 def route_redis_functions(ctx: Any) -> str:
     """Re-route the rotation function (ACL backend, privileged harness connection) and the probe
     (trusting the stand-in CA); idempotent. Returns the rotation function's name."""
-    if ctx.extras.get("redis_routed"):
-        return ctx.extras["redis_routed"]
+    if ctx.redis_routed:
+        return ctx.redis_routed
     rotation_name, probe_name = ctx.physical("RedisRotationFunction"), ctx.physical("RedisProbeFunction")
     stand_in = {"REDIS_CA_FILE": ctx.redis.ca_file or "", "REDIS_TLS": "true" if ctx.redis.tls else "false"}
     ctx.aws.update_route(probe_name, stand_in)
     ctx.aws.update_route(rotation_name, {**stand_in, "REDIS_BACKEND": "acl", "REDEPLOY_WAIT_SECONDS": "5"},
-                         handler=handler_with_backend(lambda: AclBackend(ctx.redis.admin_client)))
-    ctx.extras["redis_routed"] = rotation_name
+                         handler=rotation_handler(lambda: AclBackend(ctx.redis.admin_client)))
+    ctx.redis_routed = rotation_name
     return rotation_name
 

@@ -41,7 +41,7 @@ def run(ctx: RehearsalContext) -> str:
     roles = task_roles(ctx)
     report = check_calls(list(ctx.aws.iam_calls.calls), ctx.region, ACCOUNT_ID, ctx.stack_name, ctx.sam_template,
                          lambda family, which: roles.get((family, which)), ctx.cfn_template)
-    ctx.extras["iam"] = report.as_dict()
+    ctx.iam = report.as_dict()
     if report.unallowed:
         lines = "; ".join(f"{u['role']} {u['action']} on {u['resource']}: {u['reason']}" for u in report.unallowed[:20])
         raise TootstackError(f"{len(report.unallowed)} call(s) their role does not allow: {lines}")

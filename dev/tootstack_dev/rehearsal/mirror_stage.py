@@ -73,7 +73,7 @@ def run(ctx) -> str:
     served = {method for method, _, _ in hub.requests_since(mark)}
     if served - {"HEAD"}:
         raise TootstackError(f"warm mirror: the source registry served {sorted(served)}, expected HEAD only")
-    ctx.extras["mirrored_images"] = {r["repository"]: r["image"] for r in results}
+    ctx.mirrored_images = {r["repository"]: r["image"] for r in results}
     return (f"{len(results)} multi-arch images mirrored hub->ecr ({blobs} blobs, {nbytes // 1024} KiB), digests "
             f"verified, pinned refs in SSM {prefix}/*; warm rerun: 0 source GETs, {heads} HEADs")
 

@@ -13,10 +13,11 @@ admin families run the upgraded image digest, the recorded version never went do
 was not skipped.
 
 `sam deploy` is emulated the way CloudFormation updates a stack: the template is translated again, the
-custom resources moto does not run are answered by their handlers' code at their place in the update
-(tootstack.deploy_guard: ServiceCounts before the services, VersionGuard before any service moves,
-CoreBridge before the core, CoreBridgeRelease after it), and moto's update_stack applies the rest in
-dependency order (tootstack_dev.local.cfn_update).
+custom resources moto does not run are sent CloudFormation's request through their deployed functions
+(DeployGuardFunction: ServiceCounts before the services, VersionGuard before any service moves, CoreBridge
+before the core, CoreBridgeRelease after it; MirrorFunction: ImageMirror when its sources change), each
+answering on its ResponseURL (tootstack_dev.rehearsal.custom_resources), and moto's update_stack applies
+the rest in dependency order (tootstack_dev.local.cfn_update).
 """
 
 from __future__ import annotations
@@ -29,15 +30,13 @@ from typing import Any, Callable
 
 import boto3
 
-from tootstack import deploy_guard
-from tootstack_dev.iam.record import Principal, acting_as
 from tootstack.errors import TootstackError
 from tootstack_dev.local.aws import TaskResult
 from tootstack_dev.local.cfn_update import plan, references
 from tootstack_dev.rehearsal.day2_common import toolbox_behavior
-from tootstack_dev.rehearsal.deploy import ACCOUNT_ID, ARTIFACT_BUCKET, apply_definition_substitutions
-from tootstack_dev.rehearsal.standins import default_stand_ins, substitute
-from tootstack_dev.rehearsal.translate import package, sam_transform
+from tootstack_dev.rehearsal.custom_resources import CloudFormationRequests, CustomResourceFailed, resolved_properties
+from tootstack_dev.rehearsal.deploy import apply_definition_substitutions, translate
+from tootstack_dev.rehearsal.standins import StandIn, default_stand_ins, substitute
 
 NAME = "redeploy"
 CORE, WEB = "core", "web"
@@ -78,63 +77,70 @@ def _stood_in_edges(transformed: dict[str, Any], stood_in: set[str]) -> dict[str
     return edges
 
 
-def _image_mirror(ctx: Any, parameters: dict[str, str], defaults: dict[str, str]) -> Callable[[str, dict[str, Any]], Any]:
-    """Custom::ImageMirror on a redeploy: unchanged sources give what they gave before (CloudFormation does
-    not run it again); a changed source is mirrored for real (upstream ghcr.io/mastodon/* is the "Docker
-    Hub" stand-in) and the task definitions take `<ecr>/<repository>@<digest>`, as MirrorFunction answers."""
-    from tootstack.mirror import mirror_image
-    from tootstack_dev.rehearsal.mirror_stage import stand_in
-    from tootstack_dev.rehearsal.standins import StandIn
-
-    def factory(logical_id: str, resource: dict[str, Any]) -> Any:
-        images = (resource.get("Properties") or {}).get("Images") or []
-        sources = {i["Name"]: parameters.get(i["Source"]["Ref"], "") if isinstance(i.get("Source"), dict) else i.get("Source")
-                   for i in images}
-        last = ctx.extras.setdefault("image_mirror", {"sources": {n: ctx.parameters.get(n, defaults.get(n, "")) for n in sources},
-                                                      "attributes": None})
-        if sources == last["sources"]:
-            return StandIn("unchanged: not run again", ref=f"rehearsal-standin-{logical_id}",
-                           attributes=last["attributes"] or stand_in(logical_id, resource).attributes)
-        attributes = {}
-        for image in images:
-            name, source = image["Name"], sources[image["Name"]]
-            upstream = source.split("/", 1)[1] if source.startswith("ghcr.io/") else source
-            tag = upstream.rsplit(":", 1)[1]
-            result = mirror_image(f"{ctx.hub.host_port}/{upstream}", f"{ctx.ecr.host_port}/{image['Repository']}:{tag}",
-                                  src_creds=(ctx.hub.username, ctx.hub.password), dest_creds=(ctx.ecr.username, ctx.ecr.password),
-                                  plain_http=True)
-            attributes[name] = f"{ctx.ecr.host_port}/{image['Repository']}@{result.digest}"
-        last.update(sources=sources, attributes=attributes)
-        return StandIn("mirrored by its handler's code into the ECR stand-in", ref=f"rehearsal-standin-{logical_id}",
-                       attributes=attributes)
-
-    return factory
+def _via_hub(ctx: Any, source: str) -> str:
+    """The "Docker Hub" stand-in serves the upstream registries' repositories (ghcr.io/mastodon/* and Docker
+    Hub's): a source image as the rehearsal's network reaches it."""
+    upstream = source.split("/", 1)[1] if source.split("/", 1)[0] in ("ghcr.io", "docker.io") else source
+    return f"{ctx.hub.host_port}/{upstream}"
 
 
 def sam_deploy(ctx: Any, edit: Callable[[dict[str, Any]], None] | None = None, overrides: dict[str, str] | None = None) -> dict[str, Any]:
     """`sam deploy` of template.yaml (changed by `edit`, as a later tootstack release would) with the stack's
-    parameters (plus `overrides`). Raises DeployRefused when a custom resource fails it (nothing changed)."""
+    parameters (plus `overrides`). The custom resources run through their deployed functions, as CloudFormation
+    invokes them (tootstack_dev.rehearsal.custom_resources). Raises DeployRefused when one fails the deploy
+    (nothing changed)."""
+    with CloudFormationRequests(ctx) as cloudformation:
+        return _sam_deploy(ctx, cloudformation, edit, overrides)
+
+
+def _sam_deploy(ctx: Any, cloudformation: CloudFormationRequests, edit: Callable[[dict[str, Any]], None] | None,
+                overrides: dict[str, str] | None) -> dict[str, Any]:
     region, stack = ctx.region, ctx.stack_name
-    cfn, ecs = boto3.client("cloudformation", region_name=region), boto3.client("ecs", region_name=region)
-    ssm, autoscaling = boto3.client("ssm", region_name=region), boto3.client("application-autoscaling", region_name=region)
+    cfn = boto3.client("cloudformation", region_name=region)
     sam = copy.deepcopy(ctx.sam_template)
     if edit is not None:
         edit(sam)
     parameters = {**ctx.parameters, **(overrides or {})}
-    transformed = sam_transform(package(sam, ctx.root, boto3.client("s3", region_name=region), ARTIFACT_BUCKET), region, ACCOUNT_ID)
-    previous: dict[str, Any] = ctx.extras.get("stand_ins", {})
+    transformed = translate(ctx, sam)
+    previous: dict[str, Any] = ctx.stand_ins
     base = default_stand_ins(ctx.redis, region, ctx.stack_name)
+    physical_now = {r["LogicalResourceId"]: r["PhysicalResourceId"]
+                    for r in cfn.list_stack_resources(StackName=stack)["StackResourceSummaries"]}
+
+    def physical(name: str) -> str | None:   # what a Ref to a deployed (or stood-in) resource gives now
+        return physical_now.get(name) or (previous[name].ref if name in previous else None)
+
+    def properties(lid: str, template: dict[str, Any] = transformed, values: dict[str, str] = parameters,
+                   ref: Callable[[str], str | None] = physical, attribute: Callable[[str, str], Any] | None = None) -> Any:
+        return resolved_properties(template, values, region, stack, lid, ref, attribute)
 
     def kept(factory: Callable[[str, dict[str, Any]], Any]) -> Callable[[str, dict[str, Any]], Any]:
         # A resource CloudFormation does not update keeps what it had (the same certificate, secret, counts).
         return lambda lid, resource: previous[lid] if lid in previous else factory(lid, resource)
 
+    answered: dict[str, Any] = {}   # each custom resource runs once per deploy, however often the plan is made
+
+    def through_function(lid: str, resource: dict[str, Any]) -> Any:
+        if lid not in answered:
+            props = properties(lid)
+            if resource["Type"] == "Custom::ImageMirror":   # the upstream registries, as the rehearsal reaches them
+                props["Images"] = [dict(i, Source=_via_hub(ctx, i["Source"])) for i in props.get("Images", [])]
+            before = properties(lid, ctx.translated_template, ctx.parameters) \
+                if lid in ctx.translated_template.get("Resources", {}) else None
+            data = cloudformation.request(lid, resource, props, "Update" if before is not None else "Create", before)
+            if resource["Type"] == "Custom::ServiceCounts":
+                data = {k: int(v) for k, v in data.items()}
+            answered[lid] = StandIn(f"answered by its function ({resource['Type']}): {data}", ref=f"{stack}-{lid}",
+                                    attributes=data)
+        return answered[lid]
+
     factories = {rtype: kept(factory) for rtype, factory in base.items()}
-    defaults = {k: str(v.get("Default", "")) for k, v in transformed.get("Parameters", {}).items()}
-    resolved = {**defaults, **parameters}
-    factories["Custom::ImageMirror"] = _image_mirror(ctx, resolved, defaults)
-    old = ctx.extras.setdefault("deployed_template", ctx.cfn_template)
-    old_transformed = ctx.extras.get("translated_template", {}).get("Resources", {})
+    mirror_id = next((lid for lid, r in transformed["Resources"].items() if r.get("Type") == "Custom::ImageMirror"), None)
+    if mirror_id is not None and mirror_id in ctx.translated_template.get("Resources", {}) and \
+            properties(mirror_id) != properties(mirror_id, ctx.translated_template, ctx.parameters):
+        factories["Custom::ImageMirror"] = through_function   # its sources changed: CloudFormation runs it again
+    old = ctx.cfn_template
+    old_transformed = ctx.translated_template.get("Resources", {})
     changed_parameters = {k for k, v in parameters.items() if ctx.parameters.get(k) != v}
     stood_in = {lid for lid, r in transformed["Resources"].items() if r.get("Type", "").startswith("Custom::")} | set(previous)
     edges = _stood_in_edges(transformed, stood_in)
@@ -154,42 +160,41 @@ def sam_deploy(ctx: Any, edit: Callable[[dict[str, Any]], None] | None = None, o
     if counts_id is not None:
         props = transformed["Resources"][counts_id].get("Properties", {})
         if references(props) & set(order) or props != old_transformed.get(counts_id, {}).get("Properties"):
-            factories["Custom::ServiceCounts"] = base["Custom::ServiceCounts"]
+            factories["Custom::ServiceCounts"] = through_function
             new, order, added, skipped, record = attempt(factories)
     new_res = new["Resources"]
     if not order and not added and not changed_parameters:
         return {"status": "no changes", "updated": []}
 
-    cluster = ctx.physical("Cluster").split("/")[-1]
-    # The deploy guard's code runs here where CloudFormation would invoke DeployGuardFunction: its calls are
-    # that function role's (the least-privilege stage checks them).
-    guard = boto3.client("lambda", region_name=region).get_function(FunctionName=ctx.physical("DeployGuardFunction"))["Configuration"]
-    guard_principal = Principal("function", guard["FunctionName"], guard["Role"])
+    guard_ids = {r["Type"]: lid for lid, r in transformed["Resources"].items()
+                 if r.get("Type") in ("Custom::VersionGuard", "Custom::CoreBridge", "Custom::CoreBridgeRelease")}
     task_definitions = [lid for lid in order if new_res[lid]["Type"] == "AWS::ECS::TaskDefinition"]
-    if task_definitions or changed_parameters & set(IMAGE_PARAMETERS):
-        # VersionGuard: after the task definitions, before any service (its properties list them all).
-        with acting_as(guard_principal):
-            running, where = deploy_guard.running_version(ecs, ssm, cluster, [CORE, WEB], f"/{stack}/mastodon/version")
+    if "Custom::VersionGuard" in guard_ids and (task_definitions or changed_parameters & set(IMAGE_PARAMETERS)):
+        # VersionGuard: after the task definitions, before any service (its properties list them all). Run
+        # before the update: a refusal rolls the update back, which moto's update_stack cannot.
         try:
-            deploy_guard.check_version({p: resolved[p] for p in IMAGE_PARAMETERS}, running, where)
-        except deploy_guard.VersionWouldGoDown as exc:
+            through_function(guard_ids["Custom::VersionGuard"], transformed["Resources"][guard_ids["Custom::VersionGuard"]])
+        except CustomResourceFailed as exc:
             raise DeployRefused(f"VersionGuard: {exc}") from None
 
+    fidelity = ctx.aws.cfn_update
     bridged: dict[str, Any] = {}
 
-    def before_core(_: str) -> None:
-        latest = ecs.describe_task_definition(taskDefinition=f"{stack}-core")["taskDefinition"]["taskDefinitionArn"]
-        with acting_as(guard_principal):
-            bridged.update(deploy_guard.bridge(ecs, ssm, autoscaling, cluster=cluster, core=CORE, web=WEB, core_task_definition=latest,
-                                               record_parameter=f"/{stack}/deploy/bridge", wait=lambda s: None))
+    def during_update(lid: str) -> dict[str, Any]:
+        # the properties as CloudFormation resolves them at this point of the update (new revisions included)
+        def now(name: str) -> str | None:
+            found = fidelity.resources_map[name] if fidelity.resources_map is not None and name in fidelity.resources_map else None
+            return getattr(found, "physical_resource_id", None) or physical(name)
 
-    def after_core(_: str) -> None:
-        with acting_as(guard_principal):
-            bridged.update(deploy_guard.release_bridge(ssm, autoscaling, ecs, cluster=cluster, record_parameter=f"/{stack}/deploy/bridge"))
+        props = properties(lid, ref=now, attribute=lambda name, attr: bridged.get(attr, f"{stack}-{name}-{attr}"))
+        return cloudformation.request(lid, transformed["Resources"][lid], props, "Update")
 
-    fidelity = ctx.aws.cfn_update
-    fidelity.extra_edges = edges
-    fidelity.hooks = {("before", "CoreService"): before_core, ("after", "CoreService"): after_core}
+    hooks = {}
+    if "Custom::CoreBridge" in guard_ids:
+        hooks[("before", "CoreService")] = lambda _: bridged.update(during_update(guard_ids["Custom::CoreBridge"]))
+    if "Custom::CoreBridgeRelease" in guard_ids:
+        hooks[("after", "CoreService")] = lambda _: bridged.update(during_update(guard_ids["Custom::CoreBridgeRelease"]))
+    fidelity.extra_edges, fidelity.hooks = edges, hooks
     try:
         cfn.update_stack(StackName=stack, TemplateBody=json.dumps(new),
                          Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
@@ -200,8 +205,8 @@ def sam_deploy(ctx: Any, edit: Callable[[dict[str, Any]], None] | None = None, o
     status = cfn.describe_stacks(StackName=stack)["Stacks"][0]["StackStatus"]
     if status != "UPDATE_COMPLETE":
         raise TootstackError(f"stack is {status} after the update")
-    ctx.parameters, ctx.extras["deployed_template"] = parameters, new
-    ctx.extras["stand_ins"], ctx.extras["translated_template"] = record, copy.deepcopy(transformed)
+    ctx.parameters, ctx.cfn_template = parameters, new
+    ctx.stand_ins, ctx.translated_template = record, copy.deepcopy(transformed)
     return {"status": "updated", "updated": updated, "bridge": bridged}
 
 
@@ -228,7 +233,7 @@ class Year:
         self.ecs = boto3.client("ecs", region_name=self.region)
         self.ssm = boto3.client("ssm", region_name=self.region)
         self.cluster = ctx.physical("Cluster").split("/")[-1]
-        upgrade = ctx.extras.get("upgrade_output")
+        upgrade = ctx.upgrade_output
         if not upgrade:
             raise TootstackError("the upgrade stage has not run: the redeploy stage continues the year after it")
         self.upgrade = upgrade

@@ -63,6 +63,7 @@ def start_stand_ins(ctx: RehearsalContext, stack: ExitStack) -> str:
     ctx.redis = stack.enter_context(RedisServer(tls=True))
     ctx.hub = stack.enter_context(Registry(auth="token"))
     ctx.ecr = stack.enter_context(Registry(auth="basic"))
+    ctx.aws.use_ecr_registry(ctx.ecr)   # ecr:GetAuthorizationToken names it, as ECR names the account's registry
     return (
         f"redis-server (TLS) on {ctx.redis.host}:{ctx.redis.port}; "
         f"docker-registry 'Docker Hub' (token auth) on {ctx.hub.host_port}; "
@@ -113,9 +114,7 @@ def rehearse(
             report.stages.append(result)
             progress(f"[{module.NAME}] {result.status} in {result.seconds:.1f}s: {result.detail}")
         report.skipped_resources = ctx.skipped
-        report.resources = ctx.extras.get("resources", [])
-        report.edge_cache = ctx.extras.get("edge_cache", [])
-        report.iam = ctx.extras.get("iam", {})
+        report.resources, report.edge_cache, report.iam = ctx.resources, ctx.edge_cache, ctx.iam
     report.seconds = time.monotonic() - started
     return report
 

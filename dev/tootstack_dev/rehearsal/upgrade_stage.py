@@ -2,8 +2,8 @@
 default release (MastodonImage's default tag) through the deployed UpgradeStateMachine.
 
 The release's images are pushed into the "Docker Hub" stand-in; the upgrade Lambda (its real handler) is
-pointed at the stand-in registries (plain HTTP, their credentials in a rehearsal secret) and polls without
-waiting. ECS deployments complete as ECS reports them (tootstack_dev.local.ecs_deployments). Checked: every
+pointed at the stand-in registries (the "Docker Hub" credentials in the stack's mirror credentials secret, the
+"ECR" one named by moto's ECR) and its guard's Wait states pass in emulated time. ECS deployments complete as ECS reports them (tootstack_dev.local.ecs_deployments). Checked: every
 service on a task definition pinned to the mirrored digest, pre- then post-deployment migrations, the
 scheduler replaced stop-first, the version recorded, the lock released; then a downgrade is refused.
 Where web is autoscaled (every stack since the scalable targets exist from the first deploy), also: the core's stop-first restart is bridged by a web
@@ -43,8 +43,9 @@ def run(ctx) -> str:
     source, target = upgrade_path(ctx.sam_template, ctx.parameters)
     for upstream in ("mastodon/mastodon", "mastodon/mastodon-streaming"):
         push_image(hub, upstream, target, [8192], platforms=("linux/amd64", "linux/arm64"))
-    credentials = json.dumps({"source": {"auths": {hub.host_port: {"username": hub.username, "password": hub.password}}},
-                              "dest": {"username": ecr.username, "password": ecr.password}})
+    # Docker Hub credentials as an operator stores them (MirrorSourceCredentialsSecretArn, docker's config.json
+    # shape); the destination is the account's ECR registry, which moto names (the ECR stand-in, runner.py).
+    credentials = json.dumps({"auths": {hub.host_port: {"username": hub.username, "password": hub.password}}})
     sm = boto3.client("secretsmanager", region_name=ctx.region)
     # The stack was deployed with this secret as MirrorSourceCredentialsSecretArn (deploy stage), so the
     # roles' grants on it are the template's own.
@@ -53,11 +54,17 @@ def run(ctx) -> str:
         sm.put_secret_value(SecretId=secret, SecretString=credentials)
     else:
         secret = sm.create_secret(Name=f"{ctx.stack_name}/rehearsal/mirror-credentials", SecretString=credentials)["ARN"]
+    # The upgrade's sources and destinations, as the template would set them for registries at these addresses:
+    # the stack's ECR repositories (their deployed URIs) on the "ECR" stand-in.
+    deployed = boto3.client("lambda", region_name=ctx.region).get_function_configuration(
+        FunctionName=function)["Environment"]["Variables"]
     ctx.aws.update_route(function, {
         "IMAGE_SOURCES": f"mastodon={hub.host_port}/mastodon/mastodon,streaming={hub.host_port}/mastodon/mastodon-streaming",
-        "IMAGE_DESTINATIONS": f"mastodon={ecr.host_port}/mastodon,streaming={ecr.host_port}/mastodon-streaming",
-        "MIRROR_CREDENTIALS_SECRET_ARN": secret, "MIRROR_PLAIN_HTTP": "true", "GUARD_POLL_SECONDS": "0",
+        "IMAGE_DESTINATIONS": _on_registry(deployed["IMAGE_DESTINATIONS"], ecr.host_port),
+        "MIRROR_CREDENTIALS_SECRET_ARN": secret,
     })
+
+    ctx.aws.emulate_time(arn)   # the guard's 30 s waits between rollout checks pass at once
 
     ecs = boto3.client("ecs", region_name=ctx.region)
     web_target = _web_scalable_target(ctx, ecs)
@@ -73,7 +80,7 @@ def run(ctx) -> str:
             raise TootstackError(f"upgrade {source} -> {target}: {done.status} {done.error}: {done.cause}")
         if (done.output or {}).get("previous") != source:
             raise TootstackError(f"the upgrade started from {(done.output or {}).get('previous')}, not the deployed {source}")
-        ctx.extras["upgrade_output"] = done.output or {}
+        ctx.upgrade_output = done.output or {}
         if migrations != ["pre", "post"]:
             raise TootstackError(f"migrations ran as {migrations}, expected pre then post")
         pinned = {}
@@ -96,6 +103,12 @@ def run(ctx) -> str:
             raise TootstackError(f"downgrade not refused: {downgrade.status} {downgrade.error}")
     return (f"{source} -> {target}: {len(pinned)} services on task definitions pinned to mirrored digests, migrations "
             f"pre -> post, version recorded, lock released{bridged}; downgrade back to {source} refused")
+
+
+def _on_registry(pairs: str, registry: str) -> str:
+    """`role=<registry>/<repository>,...` with every repository moved to `registry`."""
+    return ",".join(f"{role}={registry}/{uri.split('/', 1)[1]}" for role, uri in
+                    (item.split("=", 1) for item in pairs.split(",") if "=" in item))
 
 
 def _web_scalable_target(ctx, ecs) -> str | None:

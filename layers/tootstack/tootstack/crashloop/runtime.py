@@ -22,10 +22,7 @@ def config_from_env(env: Mapping[str, str] | None = None) -> DetectorConfig:
     env = os.environ if env is None else env
     try:
         threshold = int(env.get("CRASH_THRESHOLD", "3"))
-        if env.get("CRASH_WINDOW_SECONDS"):
-            window = float(env["CRASH_WINDOW_SECONDS"])
-        else:
-            window = float(env.get("CRASH_WINDOW_MINUTES", "10")) * 60
+        window = float(env.get("CRASH_WINDOW_MINUTES", "10")) * 60
         escalate = float(env["CRASH_ESCALATE_MINUTES"]) * 60 if env.get("CRASH_ESCALATE_MINUTES") else None   # DetectorConfig's default
     except ValueError as exc:
         raise InvalidInput(f"CRASH_THRESHOLD / CRASH_WINDOW_MINUTES / CRASH_ESCALATE_MINUTES must be numbers: {exc}") from None

@@ -77,10 +77,19 @@ def parse_jobs(entries: Any, repositories: dict[str, str]) -> list[MirrorJob]:
 
 def ecr_login(ecr: Any) -> tuple[str, tuple[str, str]]:
     """(registry host, Basic credentials) from ecr:GetAuthorizationToken (valid 12 h)."""
+    host, creds, _ = ecr_endpoint(ecr)
+    return host, creds
+
+
+def ecr_endpoint(ecr: Any) -> tuple[str, tuple[str, str], bool]:
+    """(registry host, Basic credentials, plain_http) from ecr:GetAuthorizationToken (valid 12 h). The
+    registry is reached with the scheme its `proxyEndpoint` names: `https://` in AWS; an endpoint named
+    `http://` (a registry emulator's) is reached over plain HTTP, and so are the copy's sources."""
     data = ecr.get_authorization_token()["authorizationData"][0]
     user, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
-    host = data["proxyEndpoint"].removeprefix("https://").removeprefix("http://").rstrip("/")
-    return host, (user, password)
+    endpoint = data["proxyEndpoint"]
+    host = endpoint.removeprefix("https://").removeprefix("http://").rstrip("/")
+    return host, (user, password), endpoint.startswith("http://")
 
 
 def run_jobs(jobs: list[MirrorJob], registry: str, dest_creds: tuple[str, str], ssm: Any, parameter_prefix: str,

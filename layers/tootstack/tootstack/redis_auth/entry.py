@@ -105,17 +105,6 @@ def rotation_from_env(env: Mapping[str, str], remaining_seconds: float | None = 
     return RedisRotation(sm, secret_arn, backend or backend_from_env(env, client), verifier, redeployer)
 
 
-def handler_with_backend(backend_factory: Callable[[], RedisAuthBackend]) -> Callable[[dict[str, Any], Any], dict[str, str]]:
-    """A rotation-function handler whose backend is given (tests and the rehearsal: the ACL backend with
-    the harness's privileged connection); everything else comes from the environment as in Lambda."""
-
-    def handler(event: dict[str, Any], context: Any) -> dict[str, str]:
-        remaining = context.get_remaining_time_in_millis() / 1000 if hasattr(context, "get_remaining_time_in_millis") else None
-        return handle(event, rotation_from_env(os.environ, remaining_seconds=remaining, backend=backend_factory()))
-
-    return handler
-
-
 def handle(event: dict[str, Any], rotation: RedisRotation) -> dict[str, str]:
     """A Secrets Manager rotation event ({"Step","SecretId","ClientRequestToken"}) or {"Action": "setup"}."""
     if not isinstance(event, dict):

@@ -12,10 +12,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from tootstack.errors import DependencyUnavailable, InvalidInput, TootstackError, aws_error_code
+from tootstack import locks
+from tootstack.errors import DependencyUnavailable, InvalidInput, TootstackError
 from tootstack.upgrade.version import compare, parse_version, version_of_image
 
 VERSION_TAG = "tootstack:mastodon-version"
+GUARD_POLL_SECONDS = 30   # the state machine's wait between two checks of a rollout (at most max_checks of them)
 REGISTER_KEYS = ("family", "taskRoleArn", "executionRoleArn", "networkMode", "containerDefinitions", "volumes",
                  "placementConstraints", "requiresCompatibilities", "cpu", "memory", "pidMode", "ipcMode",
                  "proxyConfiguration", "ephemeralStorage", "runtimePlatform")
@@ -105,82 +107,32 @@ def prepare(event_input: Any, execution: str, *, ecs: Any, ssm: Any, cfg: Upgrad
     lock = {"version": version, "execution": execution, "since": int(time.time() if now is None else now)}
     if execution_arn:
         lock["execution_arn"] = execution_arn
-    recovered = None
-    try:
-        ssm.put_parameter(Name=cfg.lock_parameter, Value=json.dumps(lock), Type="String", Overwrite=False)
-    except ssm.exceptions.ParameterAlreadyExists:
-        held = read_lock(ssm, cfg.lock_parameter)
-        if held is not None and held.get("execution") != execution:
-            state = holder_state(sfn, held, execution_arn)
-            if state == "RUNNING" or state is None:
-                raise UpgradeInProgress(f"upgrade lock held by {held.get('execution')} ({held.get('version')})") from None
-            # The holder was stopped from the console, timed out or failed before its release step: its
-            # lock would refuse every later upgrade and pause maintenance forever. Undo what it held (the
-            # bridge minimum) and take the lock.
-            _give_back_bridge(autoscaling, cfg, held)
-            recovered = {"execution": held.get("execution"), "status": state, "version": held.get("version")}
-        ssm.put_parameter(Name=cfg.lock_parameter, Value=json.dumps(lock), Type="String", Overwrite=True)
+    stale: dict[str, Any] = {}
+
+    def undo_stale(held: dict[str, Any]) -> None:
+        # The holder was stopped from the console, timed out or failed before its release step: its lock
+        # would refuse every later upgrade and pause maintenance forever. Undo what it held (the bridge
+        # minimum) before taking the lock.
+        stale.update(held)
+        _give_back_bridge(autoscaling, cfg, held)
+
+    recovered = locks.take(
+        ssm, sfn, cfg.lock_parameter, lock, execution_arn=execution_arn,
+        mine=lambda held: held.get("execution") == execution,
+        refuse=lambda held: UpgradeInProgress(f"upgrade lock held by {held.get('execution')} ({held.get('version')})"),
+        on_stale=undo_stale)
+    if recovered:
+        recovered["version"] = stale.get("version")
     result = {"version": version, "current": current, "kind": kind, "execution": execution}
     if recovered:
         result["recovered_stale_lock"] = recovered
     return result
 
 
-def holder_arn(held: dict[str, Any], any_execution_arn: str = "") -> str | None:
-    """The execution ARN of the lock's holder: recorded in the lock, or (a lock written before the ARN was
-    recorded) built from its name and the ARN of another execution of the same state machine."""
-    if held.get("execution_arn"):
-        return str(held["execution_arn"])
-    name = held.get("execution")
-    if name and ":execution:" in any_execution_arn:
-        return any_execution_arn.rsplit(":", 1)[0] + f":{name}"
-    return None
-
-
-def holder_state(sfn: Any, held: dict[str, Any], any_execution_arn: str = "") -> str | None:
-    """The holder execution's status (RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED; "GONE" when Step
-    Functions no longer knows it), or None when it cannot be told (no Step Functions client, or a lock
-    that names no execution we can find): then the lock counts as held. An unreadable status is an error,
-    never "not running"."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    arn = holder_arn(held, any_execution_arn)
-    if sfn is None or arn is None:
-        return None
-    try:
-        return str(sfn.describe_execution(executionArn=arn)["status"])
-    except ClientError as exc:
-        if aws_error_code(exc) == "ExecutionDoesNotExist":
-            return "GONE"
-        raise DependencyUnavailable(f"cannot tell whether the upgrade lock's holder runs: {type(exc).__name__}") from None
-    except BotoCoreError as exc:
-        raise DependencyUnavailable(f"cannot tell whether the upgrade lock's holder runs: {type(exc).__name__}") from None
-
-
-def read_lock(ssm: Any, name: str) -> dict[str, Any] | None:
-    """The upgrade lock ({"version", "execution", "since"}) when held, else None (absent, "" or "none").
-    Also read by the maintenance gate, which skips its run while an upgrade holds it."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        value = ssm.get_parameter(Name=name)["Parameter"]["Value"]
-    except ssm.exceptions.ParameterNotFound:
-        return None
-    except (ClientError, BotoCoreError) as exc:   # unreadable must never look like "unlocked"
-        raise DependencyUnavailable(f"cannot read the upgrade lock {name}: {type(exc).__name__}") from None
-    if value.strip().lower() in ("", "none"):
-        return None
-    try:
-        held = json.loads(value)
-    except ValueError:
-        return {"execution": value}
-    return held if isinstance(held, dict) else {"execution": str(held)}
-
-
 def release(ssm: Any, cfg: UpgradeConfig, execution: str, autoscaling: Any = None) -> bool:
     """Drop this execution's lock; first give the bridge service its autoscaling minimum back (every
     terminal path of the state machine ends here, so a failed upgrade does not keep web at 1 task)."""
-    held = read_lock(ssm, cfg.lock_parameter)
+    held = locks.read_lock(ssm, cfg.lock_parameter)
     if held is None or held.get("execution") != execution:
         return False
     _give_back_bridge(autoscaling, cfg, held)
@@ -337,7 +289,7 @@ def _hold_bridge(ecs: Any, ssm: Any, autoscaling: Any, cfg: UpgradeConfig, execu
     """At least one bridge (burst web) task on the new version: its autoscaling minimum goes to 1 (else
     the quiet-traffic scale-in would remove it again) and release() restores the minimum it had."""
     if target["MinCapacity"] < 1:
-        held = read_lock(ssm, cfg.lock_parameter) or {}
+        held = locks.read_lock(ssm, cfg.lock_parameter) or {}
         if held.get("execution") == execution and "bridge" not in held:
             held["bridge"] = {"service": cfg.bridge_service, "min": target["MinCapacity"]}
             ssm.put_parameter(Name=cfg.lock_parameter, Value=json.dumps(held), Type="String", Overwrite=True)
