@@ -1,0 +1,68 @@
+"""Typed contracts at the Lambda edges: each handler parses its event once, into one model per shape.
+
+Each capability declares its events next to its code (`tootstack/<capability>/events.py`): one pydantic
+model per action, with a `Literal` discriminator, and a discriminated union per handler (Powertools
+Parser style, `examples/parser/src/multiple_model_parsing.py`). `parse(Union, event, what)` validates the
+raw event against it and returns the model; the handler dispatches on the model's type.
+
+A refused event raises `InvalidInput` (the error name the state machines and callers know) whose message
+names each wrong field and what it should be, never the value sent: pydantic's own messages quote the
+input only for an unknown discriminator tag, which is replaced here by the list of expected tags.
+
+Pydantic (not Powertools' `parse`/`event_parser`): importing anything under
+`aws_lambda_powertools.utilities.parser` imports every event model Powertools ships (its `models/__init__`),
+about as long as `import boto3` again, which the cold import budget (bench/lambda_imports.py) has no room for.
+Validators are built on first use (`TypeAdapter` per union, cached) so a handler's import pays only the
+class definitions of the events it reads.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+
+from tootstack.errors import InvalidInput
+
+T = TypeVar("T")
+MAX_PROBLEMS = 5
+
+
+class Event(BaseModel):
+    """Base of every event model: unknown keys are ignored (callers add fields over time, and the
+    state machines pass their whole state), fields keep their names, models are immutable."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+
+@lru_cache(maxsize=None)
+def _adapter(shape: Any) -> TypeAdapter:
+    return TypeAdapter(shape)
+
+
+def problems(exc: ValidationError, limit: int = MAX_PROBLEMS) -> str:
+    """'field.path: what it must be; ...' for each error, without the input values."""
+    out = []
+    for err in exc.errors(include_url=False, include_input=False)[:limit]:
+        loc = ".".join(str(p) for p in err["loc"]) or "(event)"
+        if err["type"] == "union_tag_invalid":
+            ctx = err.get("ctx") or {}
+            out.append(f"{ctx.get('discriminator', loc)}: unknown value, expected one of {ctx.get('expected_tags', '?')}")
+        elif err["type"] == "union_tag_not_found":
+            ctx = err.get("ctx") or {}
+            out.append(f"{ctx.get('discriminator', loc)}: missing")
+        else:
+            out.append(f"{loc}: {err['msg']}")
+    more = len(exc.errors()) - limit
+    return "; ".join(out) + (f"; and {more} more" if more > 0 else "")
+
+
+def parse(shape: type[T] | Any, event: Any, what: str) -> T:
+    """`event` validated as `shape` (a model or an annotated union); InvalidInput naming the fields otherwise."""
+    if not isinstance(event, dict):
+        raise InvalidInput(f"{what}: the event must be a JSON object, got {type(event).__name__}")
+    try:
+        return _adapter(shape).validate_python(event)
+    except ValidationError as exc:
+        raise InvalidInput(f"malformed {what}: {problems(exc)}") from None
