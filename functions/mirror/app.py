@@ -19,7 +19,6 @@ from tootstack.cfn_custom import parse_request, respond
 from tootstack.clients import ClientCache
 from tootstack.errors import InvalidInput, TootstackError
 from tootstack.mirror.auth import parse_source_credentials
-from tootstack.mirror.events import ImageMirrorProperties, parse_mirror_request
 from tootstack.mirror.service import ecr_login, parse_jobs, repositories_from_env, run_jobs
 
 logger = Logger()
@@ -63,6 +62,8 @@ def _respond(event: dict, status: str, reason: str, data: dict | None = None) ->
 
 def _custom_resource(event: dict, context: LambdaContext) -> dict:
     """Custom::ImageMirror: always answered (FAILED naming what is wrong with the request)."""
+    from tootstack.mirror.events import ImageMirrorProperties   # pydantic on first use: the cold import stays in budget
+
     try:
         request = parse_request(event, ImageMirrorProperties)
     except InvalidInput as exc:
@@ -104,4 +105,6 @@ def handler(event: dict, context: LambdaContext) -> dict:
         return _custom_resource(event, context)
     if "images" not in event:
         raise InvalidInput('event needs "images": a list of image references, e.g. ["ghcr.io/mastodon/mastodon:v4.7.4"]')
+    from tootstack.mirror.events import parse_mirror_request   # pydantic on first use: the cold import stays in budget
+
     return {"images": _mirror(parse_mirror_request(event).images)}

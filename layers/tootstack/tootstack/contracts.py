@@ -33,7 +33,7 @@ class Event(BaseModel):
     """Base of every event model: unknown keys are ignored (callers add fields over time, and the
     state machines pass their whole state), fields keep their names, models are immutable."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True, defer_build=True)
 
 
 @lru_cache(maxsize=None)
@@ -66,3 +66,13 @@ def parse(shape: type[T] | Any, event: Any, what: str) -> T:
         return _adapter(shape).validate_python(event)
     except ValidationError as exc:
         raise InvalidInput(f"malformed {what}: {problems(exc)}") from None
+
+
+class Scheduled(Event):
+    """The event of a function that reads nothing from it: an EventBridge Scheduler schedule (its target has
+    no Input), or the console's Test. Any JSON object; its keys are ignored, what the function reads comes
+    from its environment."""
+
+
+def parse_scheduled(event: Any, what: str) -> Scheduled:
+    return parse(Scheduled, {} if event is None else event, what)
