@@ -46,12 +46,12 @@ def problems(exc: ValidationError, limit: int = MAX_PROBLEMS) -> str:
     out = []
     for err in exc.errors(include_url=False, include_input=False)[:limit]:
         loc = ".".join(str(p) for p in err["loc"]) or "(event)"
+        ctx = err.get("ctx") or {}
+        field = str(ctx.get("discriminator", loc)).strip("'")   # pydantic quotes the discriminator's name
         if err["type"] == "union_tag_invalid":
-            ctx = err.get("ctx") or {}
-            out.append(f"{ctx.get('discriminator', loc)}: unknown value, expected one of {ctx.get('expected_tags', '?')}")
+            out.append(f"{field}: unknown value, expected one of {ctx.get('expected_tags', '?')}")
         elif err["type"] == "union_tag_not_found":
-            ctx = err.get("ctx") or {}
-            out.append(f"{ctx.get('discriminator', loc)}: missing")
+            out.append(f"{field}: Field required")
         else:
             out.append(f"{loc}: {err['msg']}")
     more = len(exc.errors()) - limit

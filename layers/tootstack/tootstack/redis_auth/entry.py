@@ -118,10 +118,11 @@ def handler_with_backend(backend_factory: Callable[[], RedisAuthBackend]) -> Cal
 
 def handle(event: Any, rotation: RedisRotation) -> dict[str, str]:
     """A Secrets Manager rotation event ({"Step","SecretId","ClientRequestToken"}), {"Action": "setup"} or
-    {"Action": "resume"}: parsed once (tootstack.redis_auth.events), InvalidInput naming the field otherwise."""
+    {"Action": "resume"}: a model of tootstack.redis_auth.events, or the raw event, parsed here into one
+    (InvalidInput naming the field). Imported here: the probe function imports this module and no model."""
     from tootstack.redis_auth import events
 
-    request = events.parse_rotation_event(event)
+    request = event if isinstance(event, events.RotationStep | events.Setup | events.Resume) else events.parse_rotation_event(event)
     if isinstance(request, events.Setup):
         return rotation.setup()
     if isinstance(request, events.Resume):
