@@ -112,9 +112,12 @@ REFUSED = [
     ("redis_rotation", {"Step": "rotateSecret", "SecretId": "arn:aws:secretsmanager:us-east-1:1:secret:r", "ClientRequestToken": "t"},
      r"Step: Input should be 'createSecret', 'setSecret', 'testSecret' or 'finishSecret'"),
     ("redis_rotation", {"Action": "Resume"}, r"Action: unknown value, expected one of 'setup', 'resume'"),
-    # secrets bootstrap, direct requests
-    ("secrets_bootstrap", {"Action": "lock", "Execution": "first-boot-1"}, r"lock\.Execution: String should match pattern"),
-    ("secrets_bootstrap", {"Action": "bootstrap "}, r"Action: unknown value, expected one of 'bootstrap', 'lock', 'unlock'"),
+    # the first-boot lock (its own function now; before: the secrets function's "Execution must be the execution ARN")
+    ("first_boot_lock", {"Action": "lock", "Execution": "first-boot-1"}, r"lock request: Execution: String should match pattern"),
+    ("first_boot_lock", {"Action": "release", "Execution": "arn:aws:states:us-east-1:1:execution:tc-first-boot:e"},
+     r"Action: Input should be 'lock' or 'unlock'"),
+    # secrets bootstrap, direct (before: taken for a custom resource request, refused for its missing ResponseURL)
+    ("secrets_bootstrap", {"Action": "bootstrap "}, r"Action: Input should be 'bootstrap'"),
     # mirror, direct
     ("mirror", {"images": "ghcr.io/mastodon/mastodon:v4.7.4"}, r"images: Input should be a valid list"),
     # scheduled functions read nothing from their event, but it must be an object (before: ignored, AWS called)
@@ -209,7 +212,7 @@ def test_errors_never_quote_the_values_sent(no_aws):
         ("create_admin", {"action": "finish", "outcome": SECRET, "state": {"prepared": dict(PREPARED, secret_arn=SECRET)}}),
         ("redis_rotation", {"Step": SECRET, "SecretId": SECRET, "ClientRequestToken": SECRET}),
         ("redis_rotation", {"Step": "createSecret", "SecretId": "s", "ClientRequestToken": {"password": SECRET}}),
-        ("secrets_bootstrap", {"Action": "lock", "Execution": SECRET}),
+        ("first_boot_lock", {"Action": "lock", "Execution": SECRET}),
         ("crashloop_detector", {"action": "resume", "service": {"password": SECRET}}),
     ]
     for name, event in events:
@@ -223,6 +226,7 @@ def test_well_formed_events_of_every_shape_parse():
     """The positive control: the payloads the state machines build (statemachines/*.asl.json, with sample
     values for their `.$` paths) and the repository's sample events parse into the model of their shape."""
     from tootstack.crashloop.models import EcsTaskStateChangeEvent, Nudge, Resume, parse_invocation
+    from tootstack.first_boot_events import parse_lock_request
     from tootstack.oneoff import events as oneoff
     from tootstack.redis_auth import events as rotation
     from tootstack.secrets import events as secrets
@@ -233,8 +237,11 @@ def test_well_formed_events_of_every_shape_parse():
                "$$.Execution.Name": "e1", "$$.Execution.Id": "arn:aws:states:us-east-1:1:execution:tc-first-boot:e1",
                "$": {"version": "v4.7.4"}, "$.outcome": "created"}
     parsed = {}
+    def first_boot(event):
+        return parse_lock_request(event) if event.get("Action") in ("lock", "unlock") else secrets.parse_direct(event)
+
     for machine, parse in [("upgrade", upgrade.parse_step), ("create_admin", oneoff.parse_admin_event),
-                           ("run_oneoff", oneoff.parse_oneoff_event), ("first_boot", secrets.parse_direct)]:
+                           ("run_oneoff", oneoff.parse_oneoff_event), ("first_boot", first_boot)]:
         for payload in _payloads(json.loads((ROOT / "statemachines" / f"{machine}.asl.json").read_text())):
             if machine == "first_boot" and payload.get("Action") not in ("lock", "unlock", "bootstrap"):
                 continue   # the mirror's and the rotation function's steps

@@ -5,12 +5,16 @@ Create/Update: fill every missing key of AppSecrets, DatabaseSecret, RedisSecret
 (tootstack.secrets.bootstrap); existing values are kept. Delete: nothing (the secrets are retained by
 DeletionPolicy Retain). Invoked directly with {"Action": "bootstrap"} (first-boot state machine,
 console) it does the same from its environment (APP_SECRET_ARN, DATABASE_SECRET_ARN, REDIS_SECRET_ARN,
-SMTP_SECRET_ARN, SMTP_USER_NAME, SES_REGION) and returns the summary. {"Action": "lock"|"unlock",
-"Execution": <execution ARN>} takes/drops the first-boot lock ($FIRST_BOOT_LOCK_PARAMETER): two first
-boots never run `rails db:prepare` at once. As Custom::FirstBootStart
-(property StartStateMachineArn) it starts the first-boot state machine once, on stack creation. The response's Data, the return
-value and the logs carry key names only, never values. Each shape has its own entry below (on_bootstrap,
-on_lock, on_secrets_bootstrap, on_first_boot_start) and its own model (tootstack.secrets.events), parsed once.
+SMTP_SECRET_ARN, SMTP_USER_NAME, SES_REGION) and returns the summary. As Custom::FirstBootStart
+(property StartStateMachineArn) it starts the first-boot state machine once, on stack creation. The
+response's Data, the return value and the logs carry key names only, never values. Each shape has its
+own entry below (on_bootstrap, on_secrets_bootstrap, on_first_boot_start) and its own model
+(tootstack.secrets.events), parsed once. The first-boot lock is its own function (functions/first_boot_lock).
+
+Both custom resources stay on this function: CloudFormation refuses to change a custom resource's
+ServiceToken on an existing stack ("Modifying service token is not allowed";
+https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-cloudformation-customresource.html),
+and a renamed resource would be created again, starting first boot on a running stack.
 """
 
 import os
@@ -33,19 +37,6 @@ _client = ClientCache()  # one boto3 client per service, reused by warm invocati
 def _bootstrap(props: dict):
     return run_bootstrap(BootstrapConfig.from_properties(props, os.environ.get("AWS_REGION")),
                          sm=_client("secretsmanager"), iam=_client("iam"))
-
-
-def on_lock(request: events.FirstBootLock) -> dict:
-    """{"Action": "lock"|"unlock", "Execution": ARN}: the first-boot lock ($FIRST_BOOT_LOCK_PARAMETER)."""
-    from tootstack import locks
-
-    parameter = os.environ["FIRST_BOOT_LOCK_PARAMETER"]
-    if request.Action == "lock":
-        result = locks.acquire(_client("ssm"), _client("stepfunctions"), parameter, request.Execution, locks.FirstBootInProgress)
-    else:
-        result = {"released": locks.release(_client("ssm"), parameter, request.Execution)}
-    logger.info("first boot lock", extra={"action": request.Action, **result})
-    return result
 
 
 def on_bootstrap(request: events.Bootstrap) -> dict:
@@ -118,6 +109,5 @@ def handler(event: dict, context: LambdaContext) -> dict:
     if not isinstance(event, dict):
         raise InvalidInput('event must be a JSON object: {"Action": "bootstrap"} or a CloudFormation custom resource request')
     if "Action" in event:   # a direct request (first-boot state machine, console), parsed once
-        request = events.parse_direct(event)
-        return on_lock(request) if isinstance(request, events.FirstBootLock) else on_bootstrap(request)
+        return on_bootstrap(events.parse_direct(event))
     return on_custom_resource(event, context)

@@ -1,7 +1,6 @@
 """The secrets bootstrap function's three event shapes (functions/secrets_bootstrap), one model each:
 
-- a direct request from the first-boot state machine or the console, discriminated by `Action`:
-  `Bootstrap` ({"Action": "bootstrap"}) and `FirstBootLock` ({"Action": "lock"|"unlock", "Execution": ARN});
+- `Bootstrap`: {"Action": "bootstrap"}, a direct request from the first-boot state machine or the console;
 - the custom resource Custom::SecretsBootstrap, properties `SecretsBootstrapProperties`;
 - the custom resource Custom::FirstBootStart, properties `FirstBootStartProperties`.
 Custom resource requests are read through tootstack.cfn_custom.parse_request. None carries a secret value.
@@ -9,9 +8,9 @@ Custom resource requests are read through tootstack.cfn_custom.parse_request. No
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional
 
-from pydantic import Field, StringConstraints
+from pydantic import StringConstraints
 
 from tootstack.contracts import Event, parse
 
@@ -23,16 +22,8 @@ class Bootstrap(Event):
     Action: Literal["bootstrap"]
 
 
-class FirstBootLock(Event):
-    Action: Literal["lock", "unlock"]
-    Execution: Arn                                   # $$.Execution.Id: the lock's holder
-
-
-Direct = Annotated[Union[Bootstrap, FirstBootLock], Field(discriminator="Action")]
-
-
-def parse_direct(event: Any) -> Bootstrap | FirstBootLock:
-    return parse(Direct, event, "secrets bootstrap request")
+def parse_direct(event: Any) -> Bootstrap:
+    return parse(Bootstrap, event, "secrets bootstrap request")
 
 
 class SecretsBootstrapProperties(Event):
