@@ -67,12 +67,3 @@ def parse(shape: type[T] | Any, event: Any, what: str) -> T:
     except ValidationError as exc:
         raise InvalidInput(f"malformed {what}: {problems(exc)}") from None
 
-
-class Scheduled(Event):
-    """The event of a function that reads nothing from it: an EventBridge Scheduler schedule (its target has
-    no Input), or the console's Test. Any JSON object; its keys are ignored, what the function reads comes
-    from its environment."""
-
-
-def parse_scheduled(event: Any, what: str) -> Scheduled:
-    return parse(Scheduled, {} if event is None else event, what)
