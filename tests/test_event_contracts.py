@@ -299,3 +299,24 @@ def test_one_time_format_for_the_crashloop_detector():
     assert epoch("", default=0.0) == 0.0 and epoch("yesterday", default=0.0) == 0.0
     with pytest.raises(ValueError):
         epoch("yesterday")
+
+
+def test_the_custom_resource_envelope_is_read_as_powertools_reads_it():
+    """parse_request checks the fields CloudFormation always sends, each one Powertools' parser model requires
+    too (aws_lambda_powertools/utilities/parser/models/cloudformation_custom_resource.py), and hands the
+    request on as Powertools' CloudFormationCustomResourceEvent data class."""
+    from aws_lambda_powertools.utilities.data_classes import CloudFormationCustomResourceEvent
+    from aws_lambda_powertools.utilities.parser.models import CloudFormationCustomResourceBaseModel
+
+    from tootstack.cfn_custom import IDS, parse_request, problems
+    from tootstack.deploy_guard_events import ServiceCounts
+
+    required = {f.alias for f in CloudFormationCustomResourceBaseModel.model_fields.values() if f.is_required()}
+    checked = {"RequestType", "ResponseURL", *IDS}
+    assert checked <= required
+    event = _request("Custom::ServiceCounts", {"ClusterName": "tc", "Services": {"Core": "core"}})
+    for field in checked:
+        assert field in problems({k: v for k, v in event.items() if k != field})
+    request = parse_request(event, ServiceCounts)
+    assert isinstance(request.event, CloudFormationCustomResourceEvent) and request.event.request_type == "Create"
+    assert request.properties == ServiceCounts(ClusterName="tc", Services={"Core": "core"})
