@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import bisect
 import logging
-import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
