@@ -3,25 +3,22 @@
 Each capability declares its events next to its code (`tootstack/<capability>/events.py`): one pydantic
 model per action, with a `Literal` discriminator, and a discriminated union per handler (Powertools
 Parser style, `examples/parser/src/multiple_model_parsing.py`). `parse(Union, event, what)` validates the
-raw event against it and returns the model; the handler dispatches on the model's type.
+raw event against it with Powertools' `parse` and returns the model; the handler dispatches on the
+model's type.
 
 A refused event raises `InvalidInput` (the error name the state machines and callers know) whose message
 names each wrong field and what it should be, never the value sent: pydantic's own messages quote the
 input only for an unknown discriminator tag, which is replaced here by the list of expected tags.
 
-Pydantic (not Powertools' `parse`/`event_parser`): importing anything under
-`aws_lambda_powertools.utilities.parser` imports every event model Powertools ships (its `models/__init__`),
-about as long as `import boto3` again, which the cold import budget (bench/lambda_imports.py) has no room for.
-Validators are built on first use (`TypeAdapter` per union, cached) so a handler's import pays only the
-class definitions of the events it reads.
+Cold starts (bench/lambda_imports.py): Powertools' parser is imported on the first event (its `parse`
+alone, never `parser.models`, whose `__init__` imports every event model Powertools ships), and the models
+build their validators then too (`defer_build`): a handler's import pays pydantic and its model classes.
 """
-
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from tootstack.errors import InvalidInput
 
@@ -34,11 +31,6 @@ class Event(BaseModel):
     state machines pass their whole state), fields keep their names, models are immutable."""
 
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True, defer_build=True)
-
-
-@lru_cache(maxsize=None)
-def _adapter(shape: Any) -> TypeAdapter:
-    return TypeAdapter(shape)
 
 
 def problems(exc: ValidationError, limit: int = MAX_PROBLEMS) -> str:
@@ -62,8 +54,10 @@ def parse(shape: type[T] | Any, event: Any, what: str) -> T:
     """`event` validated as `shape` (a model or an annotated union); InvalidInput naming the fields otherwise."""
     if not isinstance(event, dict):
         raise InvalidInput(f"{what}: the event must be a JSON object, got {type(event).__name__}")
+    from aws_lambda_powertools.utilities.parser import parse as powertools_parse   # on first use: see above
+
     try:
-        return _adapter(shape).validate_python(event)
+        return powertools_parse(event=event, model=shape)   # a TypeAdapter per shape, cached by Powertools
     except ValidationError as exc:
         raise InvalidInput(f"malformed {what}: {problems(exc)}") from None
 
