@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from typing import Any, Generic, NamedTuple, TypeVar
-
-from aws_lambda_powertools.utilities.data_classes.cloudformation_custom_resource_event import (
-    CloudFormationCustomResourceEvent,
-)
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 from tootstack.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.cloudformation_custom_resource_event import (
+        CloudFormationCustomResourceEvent,
+    )
 
 P = TypeVar("P")
 
@@ -64,6 +65,11 @@ def parse_request(event: Any, model: type[P] | None) -> Request[P]:
     problem = problems(event)
     if problem:
         raise InvalidInput(problem)
+    # imported on the first request: the data classes' common module is a tenth of `import boto3`
+    from aws_lambda_powertools.utilities.data_classes.cloudformation_custom_resource_event import (
+        CloudFormationCustomResourceEvent,
+    )
+
     request = CloudFormationCustomResourceEvent(event)
     if model is None or request.request_type == "Delete":
         return Request(request, None)
