@@ -555,6 +555,6 @@ def test_a_malformed_nudge_is_a_clear_error_and_changes_nothing(aws, handler):
     from tootstack.crashloop.runtime import Runtime
     from tootstack.errors import InvalidInput
 
-    with pytest.raises(InvalidInput, match="a nudge needs"):
+    with pytest.raises(InvalidInput, match=r"malformed crashloop nudge: service: .*; episode: Field required; seq: .*greater than or equal to 1"):
         Runtime().handle_nudge({"action": "nudge", "service": "web", "seq": 0})
     assert aws.service()["desiredCount"] == 2

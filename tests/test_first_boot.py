@@ -65,10 +65,12 @@ class Stack:
 
         bootstrap_env = {"APP_SECRET_ARN": self.secrets["app"], "DATABASE_SECRET_ARN": self.secrets["database"],
                          "REDIS_SECRET_ARN": self.secrets["redis"], "SMTP_SECRET_ARN": self.secrets["smtp"],
-                         "SMTP_USER_NAME": "tootstack-smtp", "SES_REGION": REGION, "STACK_NAME": "tootstack",
-                         "FIRST_BOOT_LOCK_PARAMETER": "/tootstack/first-boot/lock"}
+                         "SMTP_USER_NAME": "tootstack-smtp", "SES_REGION": REGION, "STACK_NAME": "tootstack"}
         self.bootstrap_fn_target = LocalFunction("SecretsBootstrapFunction", ROOT / "functions/secrets_bootstrap", "app.handler", {})
         self.bootstrap_fn = aws.create_function("tootstack-SecretsBootstrap", self.bootstrap_fn_target, bootstrap_env)
+        self.lock_fn_target = LocalFunction("FirstBootLockFunction", ROOT / "functions/first_boot_lock", "app.handler", {})
+        self.lock_fn = aws.create_function("tootstack-FirstBootLock", self.lock_fn_target,
+                                           {"FIRST_BOOT_LOCK_PARAMETER": "/tootstack/first-boot/lock"})
         rotation_env = {"REDIS_SECRET_ARN": self.secrets["redis"], "REDIS_BACKEND": "acl", "REDIS_HOST": redis_server.host,
                         "REDIS_PORT": str(redis_server.port), "REDIS_TLS": "true", "REDIS_CA_FILE": redis_server.ca_file,
                         "CLUSTER_NAME": "tootstack", "SERVICE_NAMES": ",".join(SERVICES), "REDEPLOY_WAIT_SECONDS": "0"}
@@ -80,6 +82,7 @@ class Stack:
             mirror_arn = aws.create_function("tootstack-Mirror", lambda event, ctx: self.mirror_calls.append(event) or {"images": []})
         subs = {
             "MirrorFunctionArn": mirror_arn, "SecretsBootstrapFunctionArn": self.bootstrap_fn,
+            "FirstBootLockFunctionArn": self.lock_fn,
             "RedisRotationFunctionArn": self.rotation_fn, "ClusterArn": self.cluster, "ToolboxTaskFamily": "tootstack-toolbox",
             "TaskSubnetA": self.subnets[0], "TaskSubnetB": self.subnets[1], "WorkerSecurityGroupId": self.sg,
             "MastodonImage": "ghcr.io/mastodon/mastodon:v4.5.2", "StreamingImage": "ghcr.io/mastodon/mastodon-streaming:v4.5.2",
@@ -219,18 +222,18 @@ def test_two_first_boots_at_once_run_db_prepare_once(stack):
 
 
 def _lock_action_fails(stack, action):
-    """The bootstrap function, but its `action` on the lock raises as an SSM outage would (AWS itself is
+    """The lock function, but its `action` on the lock raises as an SSM outage would (AWS itself is
     what cannot fail here on demand)."""
     from tootstack.errors import DependencyUnavailable
 
-    original = getattr(stack.bootstrap_fn_target, "entrypoint", stack.bootstrap_fn_target)
+    original = stack.lock_fn_target.entrypoint
 
     def handler(event, context):
         if event.get("Action") == action:
             raise DependencyUnavailable("cannot reach SSM")
         return original(event, context)
 
-    stack.aws.update_route(stack.bootstrap_fn, {}, handler=handler)
+    stack.aws.update_route(stack.lock_fn, {}, handler=handler)
 
 
 def test_a_lock_that_cannot_be_taken_is_not_reported_as_another_first_boot(stack):
@@ -245,7 +248,7 @@ def test_a_release_that_fails_after_a_successful_first_boot_still_succeeds_and_t
     execution = stack.aws.run_state_machine(stack.state_machine, {})
     assert execution.status == "SUCCEEDED", (execution.error, execution.cause)
     assert stack.desired() == SERVICES
-    stack.aws.update_route(stack.bootstrap_fn, {}, handler=stack.bootstrap_fn_target)
+    stack.aws.update_route(stack.lock_fn, {}, handler=stack.lock_fn_target)
     assert stack.aws.run_state_machine(stack.state_machine, {}).status == "SUCCEEDED"   # the stale lock is taken over
 
 

@@ -15,6 +15,7 @@ Input classes tried, per entry point:
   missing, null, of the wrong type or hostile text; properties of any shape.
 - rotation: Step, SecretId and ClientRequestToken arbitrary or near-valid (other secrets, unknown
   versions, steps out of order), arbitrary Action values.
+- first-boot lock: arbitrary Action and Execution (not an execution ARN).
 """
 
 import copy
@@ -63,7 +64,8 @@ def world():
                            taskDefinition=td["taskDefinition"]["taskDefinitionArn"])
         for key, value in {"CRASHLOOP_TABLE": TABLE, "CLUSTER_NAME": "tootstack", "CRASH_THRESHOLD": "100000",
                            "CRASH_WINDOW_MINUTES": "10", "STACK_NAME": "fz", "REPOSITORIES": json.dumps({"mastodon-zz9": "x"}),
-                           "PARAMETER_PREFIX": "/fz/images", "POWERTOOLS_SERVICE_NAME": "tootstack"}.items():
+                           "PARAMETER_PREFIX": "/fz/images", "POWERTOOLS_SERVICE_NAME": "tootstack",
+                           "FIRST_BOOT_LOCK_PARAMETER": "/fz/first-boot/lock"}.items():
             patch.setenv(key, value)
         redis_secret = sm.create_secret(Name="fz/redis", SecretString=json.dumps(
             {"username": "mastodon", "password": "initial-" + uuid.uuid4().hex}))["ARN"]
@@ -71,7 +73,7 @@ def world():
         rotation = RedisRotation.direct(sm, redis_secret, AclBackend(redis_server.admin_client, persist=False), endpoint)
         rotation.setup()
         handlers = {name: LocalFunction(f"FuzzEv{name}", ROOT / "functions" / name, "app.handler", {}).entrypoint
-                    for name in ("crashloop_detector", "secrets_bootstrap", "mirror", "deploy_guard")}
+                    for name in ("crashloop_detector", "secrets_bootstrap", "mirror", "deploy_guard", "first_boot_lock")}
 
         def call(name, event):
             return handlers[name](event, LambdaContext(name))
@@ -181,6 +183,18 @@ def test_custom_resource_requests_are_always_answered(world, template, function)
         else:
             assert answer["Status"] == "FAILED" and answer["Reason"]
     assert aws_state(REGION)["secrets"] == before["secrets"]
+
+
+# --- first-boot lock ------------------------------------------------------------------------------
+
+@FEW
+@given(action=st.sampled_from(["lock", "unlock", "Lock", "lock ", ""]) | TEXT | JSON,
+       execution=st.sampled_from(["first-boot-1", "arn", ""]) | TEXT | JSON)
+def test_first_boot_lock_requests_refused_without_change(world, action, execution):
+    """Only {"Action": "lock"|"unlock", "Execution": <an ARN>} reaches SSM (tootstack.first_boot_events)."""
+    assume(not (action in ("lock", "unlock") and isinstance(execution, str) and execution.startswith("arn:")))
+    event = {"Action": action, "Execution": execution}
+    assert refused_without_change(world, lambda: world.call("first_boot_lock", event)) is None
 
 
 # --- rotation --------------------------------------------------------------------------------------

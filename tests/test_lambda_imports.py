@@ -92,3 +92,28 @@ def test_event_bridge_envelope_is_the_powertools_one():
     assert ours.time == datetime(2026, 11, 1, 10, 0, tzinfo=timezone.utc)
     event = parse_event(raw)
     assert event.service_arn.endswith("service/c/web") and event.detail.eventName == "SERVICE_DEPLOYMENT_FAILED"
+
+
+@pytest.mark.parametrize("handler", ["preflight", "queue_latency", "spot_fallback", "redis_probe", "mirror"])
+def test_pydantic_is_left_to_the_first_event_where_a_cold_start_has_no_room_or_no_use_for_it(handler):
+    """pydantic's import costs about a third of `import boto3`. The scheduled functions read no field of
+    their event (tootstack.scheduled.require_object), the probe none through a model, and the mirror, the
+    largest import, loads its two models on its first event (bench/lambda_imports.py)."""
+    assert "pydantic" not in _modules_after_import(handler)
+
+
+@pytest.mark.parametrize("handler", ["upgrade", "create_admin", "run_oneoff", "maintenance_gate", "redis_rotation",
+                                     "secrets_bootstrap", "first_boot_lock", "deploy_guard"])
+def test_event_models_are_defined_at_import_and_validators_built_on_first_use(handler):
+    """The event models a handler parses (tootstack/**/events.py) are imported with it (tootstack.contracts),
+    with `defer_build`: no core schema is built before the first event."""
+    code = ("import json, sys; import app; import pydantic; "
+            "print(json.dumps(sorted(n for m in list(sys.modules.values()) for n, v in vars(m).items() "
+            "if isinstance(v, type) and issubclass(v, pydantic.BaseModel) and v.__module__.endswith('events') "
+            "and v.__pydantic_complete__)))")
+    directory = ROOT / "functions" / handler
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(directory), str(ROOT / "layers" / "tootstack")]),
+               LAMBDA_TASK_ROOT=str(directory), POWERTOOLS_SERVICE_NAME="tootstack")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=directory, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.splitlines()[-1]) == []

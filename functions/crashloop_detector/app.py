@@ -1,6 +1,6 @@
 """Crashloop detector Lambda (see tootstack.crashloop and docs/crashloop.md).
 
-Input, either:
+Input, each shape its own model in tootstack.crashloop.models (parsed once, by parse_invocation), either:
 - an EventBridge "ECS Task State Change" / "ECS Deployment State Change" event: classify, update the
   sliding window in DynamoDB; when it crashloops, roll a bad deployment back, or alert (and later
   escalate) when a stable revision crash-loops, leaving it running (idempotent on the event id through
@@ -21,6 +21,7 @@ from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tootstack import tracing
+from tootstack.crashloop import models
 from tootstack.crashloop.runtime import Runtime
 
 # Defaults for when the module is imported outside the function's environment (local routing).
@@ -49,7 +50,7 @@ def _persistence_layer() -> DynamoDBPersistenceLayer:
 
 
 @tracer.capture_method
-def _process(event: dict) -> dict:
+def _process(event: models.EcsEvent) -> dict:
     result = _runtime().handle_ecs_event(event)
     if result.get("stop_kind"):
         metrics.add_metric(name="TaskStops", unit=MetricUnit.Count, value=1)
@@ -73,31 +74,40 @@ def _process(event: dict) -> dict:
     return result
 
 
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-def handler(event: dict, context: LambdaContext) -> dict:
-    if isinstance(event, dict) and event.get("action") == "resume":
-        result = _runtime().handle_resume(event)
-        metrics.add_metric(name="CrashloopResumes", unit=MetricUnit.Count, value=1)
-        logger.info("service resumed", extra={"ecs_service": result["service"], "desired_count": result["desired_count"]})
-        return result
-    _runtime().enable_nudges(getattr(context, "invoked_function_arn", None))
-    IDEMPOTENCY.register_lambda_context(context)
-    if isinstance(event, dict) and event.get("action") == "nudge":
-        # a scheduled step (EventBridge Scheduler, at least once): idempotent on its "id" (service, episode, step)
-        nudge = idempotent_function(data_keyword_argument="event", persistence_store=_persistence_layer(), config=IDEMPOTENCY)(_nudge)
-        return nudge(event=event)
-    metrics.add_metric(name="EcsEventsReceived", unit=MetricUnit.Count, value=1)
-    process = idempotent_function(data_keyword_argument="event", persistence_store=_persistence_layer(), config=IDEMPOTENCY)(_process)
-    return process(event=event)
-
-
 @tracer.capture_method
-def _nudge(event: dict) -> dict:
+def _nudge(event: models.Nudge) -> dict:
     result = _runtime().handle_nudge(event)
     if result.get("action") == "nudge":
         metrics.add_metric(name="CrashloopNudges", unit=MetricUnit.Count, value=1)
     logger.info("crashloop nudge step", extra={"ecs_service": result.get("service"),
                                               **{k: result.get(k) for k in ("seq", "action", "reason", "nudges", "next_nudge_at")}})
     return result
+
+
+def _resume(request: models.Resume) -> dict:
+    result = _runtime().handle_resume(request)
+    metrics.add_metric(name="CrashloopResumes", unit=MetricUnit.Count, value=1)
+    logger.info("service resumed", extra={"ecs_service": result["service"], "desired_count": result["desired_count"]})
+    return result
+
+
+def _idempotent(function, context: LambdaContext, event) -> dict:
+    """`function(event)` once per event "id" (at-least-once delivery: EventBridge rules and Scheduler)."""
+    IDEMPOTENCY.register_lambda_context(context)
+    once = idempotent_function(data_keyword_argument="event", persistence_store=_persistence_layer(), config=IDEMPOTENCY)(function)
+    return once(event=event)
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict, context: LambdaContext) -> dict:
+    request = models.parse_invocation(event)   # once; InvalidInput naming the field, nothing changed
+    if isinstance(request, models.Resume):
+        return _resume(request)
+    _runtime().enable_nudges(getattr(context, "invoked_function_arn", None))
+    if isinstance(request, models.Nudge):
+        # a scheduled step (EventBridge Scheduler, at least once): idempotent on its "id" (service, episode, step)
+        return _idempotent(_nudge, context, request)
+    metrics.add_metric(name="EcsEventsReceived", unit=MetricUnit.Count, value=1)
+    return _idempotent(_process, context, request)

@@ -17,8 +17,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tootstack import tracing
 from tootstack.clients import ClientCache
-from tootstack.errors import InvalidInput
-from tootstack.oneoff import admin, tasks
+from tootstack.oneoff import admin, events, tasks
 
 logger = Logger()
 tracer = Tracer(patch_modules=tracing.AWS)  # only the clients this handler calls
@@ -31,31 +30,24 @@ CONTAINER = os.environ.get("ADMIN_CONTAINER_NAME", "admin")
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict, context: LambdaContext) -> dict:
-    if not isinstance(event, dict):
-        raise InvalidInput("event must be a JSON object with an 'action'")
-    action = event.get("action")
+    request = events.parse_admin_event(event)   # InvalidInput naming the field, nothing changed
     secrets_manager = _client("secretsmanager")
     pending = os.environ["ADMIN_PENDING_SECRET_ARN"]
-    if action == "prepare":
+    if isinstance(request, events.AdminPrepare):
         prepared = admin.prepare(
-            secrets_manager, os.environ["STACK_NAME"], pending, event.get("input"), str(event.get("request") or ""),
+            secrets_manager, os.environ["STACK_NAME"], pending, request.input, request.request,
             SCRIPT, task_timeout_seconds=int(os.environ.get("ADMIN_TASK_TIMEOUT_SECONDS", "900")),
         )
         logger.info("admin request prepared", extra={"username": prepared["username"], "role": prepared["role"],
                                                      "secret_created": prepared["secret_created"]})
         return prepared
-    if action == "finish":
-        state = event.get("state")
-        if not isinstance(state, dict):
-            raise InvalidInput("finish needs the execution's 'state' object (with 'prepared')")
-        summary = None
-        if isinstance(state.get("task"), dict) and state["task"]:
-            ecs = _client("ecs")
-            location = tasks.describe_location(ecs, state["task"], CONTAINER, ecs.meta.region_name)
-            summary = tasks.summarize(state["task"], CONTAINER, location)
-        elif isinstance(state.get("error"), dict):
-            summary = {"error": str(state["error"].get("Error", "")), "cause": str(state["error"].get("Cause", ""))[:1000]}
-        result = admin.finish(secrets_manager, pending, state.get("prepared"), str(event.get("outcome")), summary)
-        logger.info("admin request finished", extra={"username": result["username"], "status": result["status"]})
-        return result
-    raise InvalidInput(f"unknown action {action!r}: expected 'prepare' or 'finish'")
+    state, summary = request.state, None
+    if state.task:
+        ecs = _client("ecs")
+        location = tasks.describe_location(ecs, state.task, CONTAINER, ecs.meta.region_name)
+        summary = tasks.summarize(state.task, CONTAINER, location)
+    elif state.error is not None:
+        summary = {"error": state.error.Error, "cause": state.error.Cause[:1000]}
+    result = admin.finish(secrets_manager, pending, state.prepared.model_dump(), request.outcome, summary)
+    logger.info("admin request finished", extra={"username": result["username"], "status": result["status"]})
+    return result

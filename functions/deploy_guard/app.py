@@ -1,5 +1,6 @@
 """Deploy guard: the custom resources that run inside every `sam deploy` around the ECS services
-(tootstack.deploy_guard). Thin handler: the resource type picks the step.
+(tootstack.deploy_guard). Thin handler: the resource type picks the entry, its properties model
+(tootstack.deploy_guard_events) and its step.
 
 Custom::ServiceCounts   {ClusterName, Services: {Key: service name}} -> Data {Key: desired count}
 Custom::VersionGuard    {ClusterName, Services: [names], VersionParameter, Images: {Param: image},
@@ -8,7 +9,7 @@ Custom::VersionGuard    {ClusterName, Services: [names], VersionParameter, Image
 Custom::CoreBridge      {ClusterName, CoreService, BridgeService, CoreTaskDefinition, RecordParameter}
                          (while the stack rolls back: releases the bridge instead, Data {Bridged: rollback})
 Custom::CoreBridgeRelease {ClusterName, RecordParameter, Token}
-Delete is a no-op for every type. Data and reasons carry names, counts and versions, never a secret.
+Delete is a no-op for every type. A property missing or of the wrong type is answered FAILED naming it. Data and reasons carry names, counts and versions, never a secret.
 """
 
 import os
@@ -17,7 +18,8 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tootstack import deploy_guard, tracing
-from tootstack.cfn_custom import FAILED, SUCCESS, problems, properties, respond
+from tootstack import deploy_guard_events as events
+from tootstack.cfn_custom import FAILED, SUCCESS, parse_request, problems, respond
 from tootstack.errors import InvalidInput
 from tootstack.clients import ClientCache
 
@@ -31,33 +33,54 @@ def _rolling_back(stack_id: str) -> bool:
     return bool(stacks) and "ROLLBACK" in stacks[0].get("StackStatus", "")
 
 
-def step(resource_type: str, request_type: str, props: dict, stack_id: str = "") -> dict:
-    """One custom resource request; returns the Data, raises to fail it."""
-    if request_type == "Delete":
+def _service_counts(props: events.ServiceCounts, stack_id: str) -> dict:
+    return deploy_guard.service_counts(_client("ecs"), props.ClusterName, dict(props.Services))
+
+
+def _version_guard(props: events.VersionGuard, stack_id: str) -> dict:
+    if stack_id and _rolling_back(stack_id):   # a rollback puts back what ran before: never refuse it
+        return {"Version": "rollback", "Running": "unchecked"}
+    running, where = deploy_guard.running_version(_client("ecs"), _client("ssm"), props.ClusterName, list(props.Services),
+                                                  props.VersionParameter)
+    return deploy_guard.check_version(dict(props.Images), running, where)
+
+
+def _core_bridge(props: events.CoreBridge, stack_id: str) -> dict:
+    ecs, ssm, autoscaling = _client("ecs"), _client("ssm"), _client("application-autoscaling")
+    # A rollback runs after the core went back to its old revision (CoreBridgeRelease, then CoreService,
+    # are rolled back first): bridging again would leave a record no release follows, web's minimum at 1.
+    if stack_id and _rolling_back(stack_id):
+        deploy_guard.release_bridge(ssm, autoscaling, ecs, cluster=props.ClusterName, record_parameter=props.RecordParameter)
+        return {"Bridged": "rollback"}
+    return deploy_guard.bridge(ecs, ssm, autoscaling, cluster=props.ClusterName, core=props.CoreService,
+                               web=props.BridgeService, core_task_definition=props.CoreTaskDefinition,
+                               record_parameter=props.RecordParameter)
+
+
+def _core_bridge_release(props: events.CoreBridgeRelease, stack_id: str) -> dict:
+    return deploy_guard.release_bridge(_client("ssm"), _client("application-autoscaling"), _client("ecs"),
+                                       cluster=props.ClusterName, record_parameter=props.RecordParameter)
+
+
+# one entry per resource type: its properties model and its step (Create and Update; Delete is a no-op)
+ENTRIES = {
+    "Custom::ServiceCounts": (events.ServiceCounts, _service_counts),
+    "Custom::VersionGuard": (events.VersionGuard, _version_guard),
+    "Custom::CoreBridge": (events.CoreBridge, _core_bridge),
+    "Custom::CoreBridgeRelease": (events.CoreBridgeRelease, _core_bridge_release),
+}
+
+
+def _step(event: dict) -> dict:
+    """One custom resource request, parsed once (InvalidInput naming the property); returns the Data, raises to fail it."""
+    resource_type = event.get("ResourceType")
+    model, step = ENTRIES.get(resource_type if isinstance(resource_type, str) else "", (None, None))
+    request = parse_request(event, model)
+    if request.event.request_type == "Delete":
         return {}
-    cluster = props.get("ClusterName", "")
-    ecs, ssm = _client("ecs"), _client("ssm")
-    if resource_type == "Custom::ServiceCounts":
-        return deploy_guard.service_counts(ecs, cluster, dict(props.get("Services") or {}))
-    if resource_type == "Custom::VersionGuard":
-        if stack_id and _rolling_back(stack_id):   # a rollback puts back what ran before: never refuse it
-            return {"Version": "rollback", "Running": "unchecked"}
-        running, where = deploy_guard.running_version(ecs, ssm, cluster, list(props.get("Services") or []),
-                                                      props["VersionParameter"])
-        return deploy_guard.check_version(dict(props.get("Images") or {}), running, where)
-    autoscaling = _client("application-autoscaling")
-    if resource_type == "Custom::CoreBridge":
-        # A rollback runs after the core went back to its old revision (CoreBridgeRelease, then CoreService,
-        # are rolled back first): bridging again would leave a record no release follows, web's minimum at 1.
-        if stack_id and _rolling_back(stack_id):
-            deploy_guard.release_bridge(ssm, autoscaling, ecs, cluster=cluster,
-                                        record_parameter=props["RecordParameter"])
-            return {"Bridged": "rollback"}
-        return deploy_guard.bridge(ecs, ssm, autoscaling, cluster=cluster, core=props["CoreService"], web=props["BridgeService"],
-                                   core_task_definition=props["CoreTaskDefinition"], record_parameter=props["RecordParameter"])
-    if resource_type == "Custom::CoreBridgeRelease":
-        return deploy_guard.release_bridge(ssm, autoscaling, ecs, cluster=cluster, record_parameter=props["RecordParameter"])
-    raise ValueError(f"unknown resource type {resource_type!r}")
+    if step is None:
+        raise InvalidInput(f"unknown resource type: expected one of {', '.join(ENTRIES)}")
+    return step(request.properties, request.event.stack_id)
 
 
 @logger.inject_lambda_context(log_event=False)
@@ -65,13 +88,13 @@ def step(resource_type: str, request_type: str, props: dict, stack_id: str = "")
 def handler(event: dict, context: LambdaContext) -> dict:
     if not isinstance(event, dict):
         raise InvalidInput("event must be a CloudFormation custom resource request (a JSON object)")
-    resource_type, request_type = event.get("ResourceType", ""), event.get("RequestType", "")
+    resource_type, request_type = str(event.get("ResourceType", ""))[:80], str(event.get("RequestType", ""))[:40]
     physical_id = event.get("PhysicalResourceId") or f"{os.environ.get('STACK_NAME', 'tootstack')}-{event.get('LogicalResourceId') or 'deploy-guard'}"
     problem = problems(event)
     if problem:   # answered FAILED (never left hanging); respond() refuses a request with no ResponseURL
         return respond(event, context, FAILED, reason=problem, physical_id=physical_id, no_echo=False)
     try:
-        data = step(resource_type, request_type, properties(event), event["StackId"])
+        data = _step(event)
     except Exception as exc:  # every failure must reach CloudFormation, or the stack hangs for an hour
         reason = f"{type(exc).__name__}: {exc}"
         logger.error("deploy guard refused", extra={"resource_type": resource_type, "request_type": request_type, "reason": reason})

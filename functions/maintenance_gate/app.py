@@ -13,8 +13,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tootstack import tracing
 from tootstack.crashloop import is_halted
-from tootstack.errors import InvalidInput
 from tootstack.maintenance import Settings, gate, skips
+from tootstack.maintenance.events import parse_gate_request
 from tootstack.clients import ClientCache
 from tootstack.locks import holder_state, read_lock
 
@@ -27,13 +27,12 @@ _client = ClientCache()  # one boto3 client per service, reused by warm invocati
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict, context: LambdaContext) -> dict:
-    if not isinstance(event, dict):
-        raise InvalidInput("event must be a JSON object {'input': {...}}")
+    request = parse_gate_request(event)   # InvalidInput naming the field, nothing runs
     cluster = os.environ["CLUSTER_NAME"]
     services = [s for s in os.environ.get("SERVICE_NAMES", "").split(",") if s]
     ssm, ecs = _client("ssm"), _client("ecs")
     result = gate(
-        event.get("input"),
+        request.input,
         defaults=Settings.from_env(),
         services=services,
         is_halted=lambda name: is_halted(name, cluster=cluster, ecs=ecs),

@@ -15,7 +15,7 @@ from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tootstack import tracing
-from tootstack.cfn_custom import problems, properties, respond
+from tootstack.cfn_custom import parse_request, respond
 from tootstack.clients import ClientCache
 from tootstack.errors import InvalidInput, TootstackError
 from tootstack.mirror.auth import parse_source_credentials
@@ -57,17 +57,21 @@ def _respond(event: dict, status: str, reason: str, data: dict | None = None) ->
 
 
 def _custom_resource(event: dict, context: LambdaContext) -> dict:
-    problem = problems(event)
-    if problem:
-        _respond(event, "FAILED", problem)
+    """Custom::ImageMirror: always answered (FAILED naming what is wrong with the request)."""
+    from tootstack.mirror.events import ImageMirrorProperties   # pydantic on first use: the cold import stays in budget
+
+    try:
+        request = parse_request(event, ImageMirrorProperties)
+    except InvalidInput as exc:
+        _respond(event, "FAILED", str(exc))
         return {"status": "FAILED"}
-    if event["RequestType"] == "Delete":
+    if request.properties is None:   # Delete
         # Repositories and parameters are kept with the images (they may still be referenced): nothing to undo.
         _respond(event, "SUCCESS", "nothing to delete")
         return {"status": "SUCCESS"}
     budget = max(context.get_remaining_time_in_millis() - SAFETY_MS, 1000) / 1000 if context else 840
     pool = ThreadPoolExecutor(1)
-    future = pool.submit(_mirror, properties(event).get("Images"))
+    future = pool.submit(_mirror, request.properties.Images)
     try:
         results = future.result(timeout=budget)
     except FutureTimeout:
@@ -97,4 +101,6 @@ def handler(event: dict, context: LambdaContext) -> dict:
         return _custom_resource(event, context)
     if "images" not in event:
         raise InvalidInput('event needs "images": a list of image references, e.g. ["ghcr.io/mastodon/mastodon:v4.7.4"]')
-    return {"images": _mirror(event["images"])}
+    from tootstack.mirror.events import parse_mirror_request   # pydantic on first use: the cold import stays in budget
+
+    return {"images": _mirror(parse_mirror_request(event).images)}

@@ -7,6 +7,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tootstack import tracing
+from tootstack.scheduled import require_object
 from tootstack.preflight import FAIL, run_preflight
 
 logger = Logger()
@@ -18,6 +19,7 @@ metrics = Metrics()
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict, context: LambdaContext) -> dict:
+    require_object(event, "preflight invocation")   # reads nothing from its event: any JSON object (InvalidInput otherwise)
     result = run_preflight(os.environ.get("CLUSTER_NAME", ""), os.environ.get("SES_IDENTITY") or None)
     failed = [c["name"] for c in result["checks"] if c["status"] == FAIL]
     metrics.add_metric(name="PreflightFailedChecks", unit=MetricUnit.Count, value=len(failed))

@@ -20,6 +20,7 @@ from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tootstack import tracing
+from tootstack.scheduled import require_object
 from tootstack.autoscale.queue_latency import (
     latencies_through_probe,
     parse_service_queues,
@@ -45,6 +46,7 @@ def _credential(force_fetch: bool = False) -> Credential:
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict, context: LambdaContext) -> dict:
+    require_object(event, "queue latency invocation")   # reads nothing from its event: any JSON object (InvalidInput otherwise)
     mapping = parse_service_queues(os.environ.get("SERVICE_QUEUES", ""))
     function = os.environ.get("REDIS_PROBE_FUNCTION")
     if not function:

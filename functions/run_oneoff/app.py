@@ -14,8 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tootstack import tracing
 from tootstack.clients import ClientCache
-from tootstack.errors import InvalidInput
-from tootstack.oneoff import oneoff
+from tootstack.oneoff import events, oneoff
 
 logger = Logger()
 tracer = Tracer(patch_modules=tracing.AWS)  # only the clients this handler calls
@@ -25,27 +24,23 @@ _client = ClientCache()  # one boto3 client per service, reused by warm invocati
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict, context: LambdaContext) -> dict:
-    if not isinstance(event, dict):
-        raise InvalidInput("event must be a JSON object with an 'action'")
-    action = event.get("action")
-    if action == "validate":
+    request = events.parse_oneoff_event(event)   # InvalidInput naming the field, nothing run
+    if isinstance(request, events.OneoffValidate):
         validated = oneoff.validate_input(
-            event.get("input"), task_timeout_seconds=int(os.environ.get("ONEOFF_TASK_TIMEOUT_SECONDS", "3600"))
+            request.input, task_timeout_seconds=int(os.environ.get("ONEOFF_TASK_TIMEOUT_SECONDS", "3600"))
         )
         logger.info("one-off command accepted", extra={"command": validated["requested"]})
         return validated
-    if action == "report":
-        ecs = _client("ecs")
-        report = oneoff.report(
-            event.get("state") if event.get("state") is not None else {},
-            ecs=ecs,
-            logs=_client("logs"),
-            secrets_manager=_client("secretsmanager"),
-            region=ecs.meta.region_name,
-            container_name=os.environ.get("ONEOFF_CONTAINER_NAME", "toolbox"),
-            secret_ids=[s for s in os.environ.get("ONEOFF_SECRET_ARNS", "").split(",") if s],
-            secret_prefix=f"{os.environ['STACK_NAME']}/admin/",
-        )
-        logger.info("one-off command finished", extra={"exit_code": report["exit_code"], "status": report["status"]})
-        return report
-    raise InvalidInput(f"unknown action {action!r}: expected 'validate' or 'report'")
+    ecs = _client("ecs")
+    report = oneoff.report(
+        request.state.model_dump(exclude_none=True) if request.state is not None else {},
+        ecs=ecs,
+        logs=_client("logs"),
+        secrets_manager=_client("secretsmanager"),
+        region=ecs.meta.region_name,
+        container_name=os.environ.get("ONEOFF_CONTAINER_NAME", "toolbox"),
+        secret_ids=[s for s in os.environ.get("ONEOFF_SECRET_ARNS", "").split(",") if s],
+        secret_prefix=f"{os.environ['STACK_NAME']}/admin/",
+    )
+    logger.info("one-off command finished", extra={"exit_code": report["exit_code"], "status": report["status"]})
+    return report

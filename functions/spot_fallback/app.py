@@ -8,6 +8,7 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tootstack import tracing
+from tootstack.scheduled import require_object
 from tootstack.autoscale.controller import run_once
 from tootstack.autoscale.spot_fallback import FallbackConfig
 from tootstack.clients import ClientCache
@@ -22,6 +23,7 @@ _client = ClientCache()  # one boto3 client per service, reused by warm invocati
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict, context: LambdaContext) -> dict:
+    require_object(event, "spot fallback invocation")   # reads nothing from its event: any JSON object (InvalidInput otherwise)
     cluster = os.environ["CLUSTER_NAME"]
     ecs = _client("ecs")
     cfg = FallbackConfig(

@@ -2,7 +2,8 @@
 
 {"action": "prepare", "input": {"version": "v4.5.3"}, "execution": "<execution name>"} and then
 "mirror", "register", "deploy", "check", "rollback", "finish", "release" with the state the machine
-carries (names, ARNs, digests; never a secret).
+carries (names, ARNs, digests; never a secret). Each step's event is a model in tootstack.upgrade.events,
+parsed once here.
 """
 
 import json
@@ -14,9 +15,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tootstack import tracing
 from tootstack.crashloop import is_halted
-from tootstack.errors import InvalidInput
 from tootstack.clients import ClientCache
-from tootstack.upgrade import steps
+from tootstack.upgrade import events, steps
 
 logger = Logger()
 tracer = Tracer(patch_modules=tracing.AWS)  # only the clients this handler calls
@@ -70,38 +70,31 @@ def _mirror_image(source: str, destination: str, keyed_src_creds: dict, **kwargs
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict, context: LambdaContext) -> dict:
-    if not isinstance(event, dict):
-        raise InvalidInput("event must be a JSON object with an 'action'")
+    step = events.parse_step(event)   # InvalidInput naming the field, before anything is read or changed
     cfg = _config()
     ecs, ssm = _client("ecs"), _client("ssm")
     halted = lambda name: is_halted(name, cluster=cfg.cluster, ecs=ecs)  # noqa: E731
-    action = event.get("action")
-    if action == "prepare":
-        execution = event.get("execution")
-        if not isinstance(execution, str) or not execution:
-            raise InvalidInput("prepare needs the execution name as 'execution'")
-        result = steps.prepare(event.get("input"), execution, ecs=ecs, ssm=ssm, cfg=cfg, is_halted=halted,
-                               sfn=_client("stepfunctions"), execution_arn=event.get("execution_arn", ""),
-                               autoscaling=_client("application-autoscaling"))
-        result["poll_seconds"] = steps.GUARD_POLL_SECONDS
-    elif action == "mirror":
-        tracer.patch(tracing.REGISTRY_CLIENT)   # the registry client's calls, traced from this step on
-        result = steps.mirror(event["version"], cfg, _mirror_image, **_mirror_credentials())
-    elif action == "register":
-        result = steps.register(event["version"], event["pinned"], ecs=ecs, cfg=cfg)
-    elif action == "deploy":
-        result = steps.deploy(event["plan"], ecs=ecs, cfg=cfg, ssm=ssm, autoscaling=_client("application-autoscaling"),
-                              execution=event.get("execution", ""))
-    elif action == "check":
-        result = steps.check(event["plan"], int(event.get("checks", 0)), ecs=ecs, cfg=cfg, is_halted=halted,
-                             phase=event.get("phase", "all"))
-    elif action == "rollback":
-        result = steps.rollback(event["plan"], ecs=ecs, cfg=cfg)
-    elif action == "finish":
-        result = steps.finish(event["version"], event["execution"], ssm=ssm, cfg=cfg, autoscaling=_client("application-autoscaling"))
-    elif action == "release":
-        result = {"released": steps.release(ssm, cfg, event["execution"], _client("application-autoscaling"))}
-    else:
-        raise InvalidInput(f"unknown action {action!r}")
-    logger.info("upgrade step", extra={"action": action, "result": json.dumps(result, default=str)[:2000]})
+    match step:
+        case events.Prepare():
+            result = steps.prepare(step.input, step.execution, ecs=ecs, ssm=ssm, cfg=cfg, is_halted=halted,
+                                   sfn=_client("stepfunctions"), execution_arn=step.execution_arn,
+                                   autoscaling=_client("application-autoscaling"))
+            result["poll_seconds"] = steps.GUARD_POLL_SECONDS
+        case events.Mirror():
+            tracer.patch(tracing.REGISTRY_CLIENT)   # the registry client's calls, traced from this step on
+            result = steps.mirror(step.version, cfg, _mirror_image, **_mirror_credentials())
+        case events.Register():
+            result = steps.register(step.version, dict(step.pinned), ecs=ecs, cfg=cfg)
+        case events.Deploy():
+            result = steps.deploy(step.plan.as_dict(), ecs=ecs, cfg=cfg, ssm=ssm,
+                                  autoscaling=_client("application-autoscaling"), execution=step.execution)
+        case events.Check():
+            result = steps.check(step.plan.as_dict(), step.checks, ecs=ecs, cfg=cfg, is_halted=halted, phase=step.phase)
+        case events.Rollback():
+            result = steps.rollback(step.plan.as_dict(), ecs=ecs, cfg=cfg)
+        case events.Finish():
+            result = steps.finish(step.version, step.execution, ssm=ssm, cfg=cfg, autoscaling=_client("application-autoscaling"))
+        case events.Release():
+            result = {"released": steps.release(ssm, cfg, step.execution, _client("application-autoscaling"))}
+    logger.info("upgrade step", extra={"action": step.action, "result": json.dumps(result, default=str)[:2000]})
     return result

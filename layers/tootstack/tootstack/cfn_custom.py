@@ -1,4 +1,10 @@
-"""Minimal CloudFormation custom resource responder (the cfn-response contract, no secrets in it).
+"""CloudFormation custom resources: the request, typed, and the answer (the cfn-response contract, no secrets in it).
+
+`parse_request(event, Properties)` is a custom resource handler's only parsing: the request envelope
+checked (`problems`) and wrapped in Powertools' `CloudFormationCustomResourceEvent` (the event source data
+class of `examples/event_sources/src/cloudformation_custom_resource_handler.py`), with its
+ResourceProperties validated as the resource type's own model (`tootstack.contracts`: InvalidInput naming
+the property). A Delete's properties are not validated: a stack must stay deletable whatever they became.
 
 `respond(event, context, status, data, reason, physical_id)` PUTs the response document to the
 pre-signed ResponseURL. Data must never hold a secret value: CloudFormation shows it through GetAtt and
@@ -9,9 +15,16 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 from tootstack.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.cloudformation_custom_resource_event import (
+        CloudFormationCustomResourceEvent,
+    )
+
+P = TypeVar("P")
 
 SUCCESS, FAILED = "SUCCESS", "FAILED"
 REQUEST_TYPES = ("Create", "Update", "Delete")
@@ -36,6 +49,33 @@ def properties(event: dict[str, Any]) -> dict[str, Any]:
     """ResourceProperties, {} when absent or null."""
     value = event.get("ResourceProperties")
     return value if isinstance(value, dict) else {}
+
+
+class Request(NamedTuple, Generic[P]):
+    """A parsed custom resource request: the envelope (Powertools' data class) and the typed properties
+    (None for a Delete)."""
+
+    event: CloudFormationCustomResourceEvent
+    properties: P | None
+
+
+def parse_request(event: Any, model: type[P] | None) -> Request[P]:
+    """The request as `Request(event, properties)`; InvalidInput naming what is wrong (the envelope's
+    fields, or the properties `model` refuses). `model=None`: the resource has no properties to read."""
+    problem = problems(event)
+    if problem:
+        raise InvalidInput(problem)
+    # imported on the first request: the data classes' common module is a tenth of `import boto3`
+    from aws_lambda_powertools.utilities.data_classes.cloudformation_custom_resource_event import (
+        CloudFormationCustomResourceEvent,
+    )
+
+    request = CloudFormationCustomResourceEvent(event)
+    if model is None or request.request_type == "Delete":
+        return Request(request, None)
+    from tootstack.contracts import parse
+
+    return Request(request, parse(model, request.resource_properties, f"{request.resource_type or 'custom resource'} properties"))
 
 
 def respond(event: dict[str, Any], context: Any, status: str, data: dict[str, str] | None = None,

@@ -24,6 +24,7 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
+from tootstack.crashloop.clock import epoch
 from tootstack.crashloop.keys import parse_service_arn, service_key
 from tootstack.crashloop.store import DynamoStore, Store
 from tootstack.errors import DependencyUnavailable, InvalidInput, aws_error_code
@@ -267,7 +268,7 @@ class NudgeScheduler:
     def schedule(self, decision: Decision, now: float | None = None) -> str:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        due = max(_parse_iso(decision.nudge_at), (time.time() if now is None else now) + 60)   # at() must be in the future
+        due = max(epoch(decision.nudge_at), (time.time() if now is None else now) + 60)   # at() must be in the future
         name = self.name(decision)
         try:
             self.scheduler.create_schedule(
@@ -284,12 +285,6 @@ class NudgeScheduler:
         except BotoCoreError as exc:
             raise _aws_error(f"scheduling nudge {name}", exc) from None
         return name
-
-
-def _parse_iso(iso: str) -> float:
-    import calendar
-
-    return float(calendar.timegm(time.strptime(iso, "%Y-%m-%dT%H:%M:%SZ")))
 
 
 def set_scaling_suspended(autoscaling: Any, cluster: str, service: str, suspended: bool) -> bool:

@@ -40,13 +40,12 @@ not applied yet is never carried out: it is dropped (logged) when the service's 
 from __future__ import annotations
 
 import bisect
-import calendar
 import logging
-import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from tootstack.crashloop.classify import Stop, classify
+from tootstack.crashloop.clock import epoch, iso
 from tootstack.crashloop.keys import cluster_name, parse_service_arn, service_key
 from tootstack.crashloop.models import EcsDeploymentStateChangeEvent, EcsEvent, EcsTaskStateChangeEvent, parse_event
 from tootstack.crashloop.store import Crash, Deployment, MemoryStore, Store
@@ -171,7 +170,7 @@ class Detector:
             return
         key = service_key(cluster, service)
         d = event.detail
-        updated = d.updatedAt.timestamp()
+        updated = epoch(d.updatedAt)
         self.store.record_deployment(key, Deployment(d.deploymentId, d.eventName, d.reason or "", updated))
         if d.eventName != "SERVICE_DEPLOYMENT_COMPLETED":
             return
@@ -216,13 +215,13 @@ class Detector:
             # a task of a nudged revision started: the cause is gone, the chain stops at its next step
             episode = state.episode
             if episode and episode.get("nudge") and episode.get("task_definition") == task.taskDefinitionArn:
-                self.store.update_episode(key, {"running_at": (task.updatedAt or event.time).timestamp()})
+                self.store.update_episode(key, {"running_at": epoch(task.updatedAt or event.time)})
             return None
         stop = classify(task, state.deployment.deployment_id if state.deployment else None)
         self.last_stop = stop
         if not stop.is_crash:
             return None
-        stopped_at = (task.stoppedAt or event.time).timestamp()
+        stopped_at = epoch(task.stoppedAt or event.time)
         if stopped_at <= state.resumed_at:
             return None                                   # from before the operator resumed the service
         crash = Crash(task.taskArn, task.taskDefinitionArn, stopped_at, stop.kind, stop.reason, stop.exit_codes, event.id)
@@ -232,9 +231,9 @@ class Detector:
         if not reached:
             return None
         trigger = {
-            "id": event.id, "time": event.time.strftime("%Y-%m-%dT%H:%M:%SZ"), "detail_type": event.detail_type,
+            "id": event.id, "time": iso(epoch(event.time)), "detail_type": event.detail_type,
             "task_id": task.taskArn.rsplit("/", 1)[-1], "stop_kind": stop.kind, "stop_code": task.stopCode,
-            "stopped_at": _iso(stopped_at),
+            "stopped_at": iso(stopped_at),
         }
         decision = self._decide(cluster, service, key, task.taskDefinitionArn, state, crashes, count, crash, trigger)
         if decision is None or decision.action in EPISODE_ACTIONS:
@@ -314,7 +313,7 @@ class Detector:
             started = in_window[0] if in_window else t
             decision = Decision(
                 action="alert", via="none", reason=f"{what}; {why}; {left}",
-                episode_started_at=_iso(started), crashes_since_start=len(in_window), alerts=1,
+                episode_started_at=iso(started), crashes_since_start=len(in_window), alerts=1,
                 tried=[*tried, left], **base,
             )
             new = {"version": 1, "task_definition": task_definition, "started_epoch": started, "last_alert_at": t,
@@ -328,12 +327,12 @@ class Detector:
         since = [c for c in crashes if c.stopped_at >= episode["started_epoch"]]
         alerts = int(episode.get("alerts", 1)) + 1
         lasted = (t - episode["started_epoch"]) / 60
-        tried = [*episode.get("tried", []), f"alerted {alerts - 1} time(s), last at {_iso(episode['last_alert_at'])}"]
+        tried = [*episode.get("tried", []), f"alerted {alerts - 1} time(s), last at {iso(episode['last_alert_at'])}"]
         decision = Decision(
             action="escalate", via="none",
             reason=(f"{_short(task_definition)} still crash-loops {lasted:.0f} min after its first crash "
                     f"({len(since)} crashes since); {why}"),
-            episode_started_at=_iso(episode["started_epoch"]), crashes_since_start=len(since), alerts=alerts,
+            episode_started_at=iso(episode["started_epoch"]), crashes_since_start=len(since), alerts=alerts,
             tried=tried, **base,
         )
         changes = {"version": int(episode["version"]) + 1, "last_alert_at": t, "alerts": alerts}
@@ -359,8 +358,8 @@ class Detector:
     def _start_chain(self, decision: Decision, old: dict[str, Any] | None, started: float, t: float) -> dict[str, Any]:
         seq = int(old["seq"]) + 1 if old else 1
         due = t + NUDGE_INTERVALS[0]
-        decision.nudge_seq, decision.nudge_at, decision.nudge_episode = seq, _iso(due), _iso(started)
-        decision.tried = [*decision.tried, f"nudges scheduled: a forced new deployment from {_iso(due)}, backed off "
+        decision.nudge_seq, decision.nudge_at, decision.nudge_episode = seq, iso(due), iso(started)
+        decision.tried = [*decision.tried, f"nudges scheduled: a forced new deployment from {iso(due)}, backed off "
                           f"{', '.join(str(int(i // 60)) for i in NUDGE_INTERVALS)} min, then every {int(NUDGE_INTERVALS[-1] // 60)} min"]
         return {"seq": seq, "due": due, "done": int(old.get("done", 0)) if old else 0, "started_by": decision.event}
 
@@ -373,7 +372,7 @@ class Detector:
         DescribeServices). A decided step not yet applied is returned again (a retry re-applies it)."""
         state = self.store.get_service(key)
         ep = state.episode
-        if ep is None or _iso(float(ep.get("started_epoch", 0))) != episode:
+        if ep is None or iso(float(ep.get("started_epoch", 0))) != episode:
             return None
         pending = ep.get("nudge_pending")
         if pending and int(pending.get("nudge_seq", 0)) == seq + 1:
@@ -388,10 +387,10 @@ class Detector:
         started_by = chain.get("started_by") or {}
         base = dict(
             service=key, cluster=key.split("/", 1)[0], service_name=key.split("/", 1)[1], task_definition=td,
-            threshold=cfg.threshold, window_seconds=cfg.window_seconds, decided_at=_iso(now), nudge_episode=episode,
+            threshold=cfg.threshold, window_seconds=cfg.window_seconds, decided_at=iso(now), nudge_episode=episode,
             episode_started_at=episode, alerts=int(ep.get("alerts", 1)),
             crash_count=len([c for c in crashes if c.stopped_at >= float(ep["started_epoch"])]),
-            event={"id": f"nudge#{seq}", "time": _iso(now), "detail_type": "Crashloop Nudge", "scheduled_at": _iso(float(chain["due"])),
+            event={"id": f"nudge#{seq}", "time": iso(now), "detail_type": "Crashloop Nudge", "scheduled_at": iso(float(chain["due"])),
                    "started_by": started_by},
         )
         base["crashes_since_start"] = base["crash_count"]
@@ -412,19 +411,19 @@ class Detector:
             deployment = state.deployment
             rollback_open = halt.get("action") == "rollback" and (
                 deployment is None or deployment.event_name != "SERVICE_DEPLOYMENT_COMPLETED"
-                or deployment.updated_at < _epoch(halt.get("decided_at", "")))
+                or deployment.updated_at < epoch(halt.get("decided_at", ""), default=0.0))
             in_progress = deployment is not None and deployment.event_name == "SERVICE_DEPLOYMENT_IN_PROGRESS"
             busy = (in_progress and not self._own_deployment(key, state, ep, deployment.deployment_id)) or rollback_open
             if busy:
                 due = now + NUDGE_INTERVALS[min(done, len(NUDGE_INTERVALS) - 1)]
-                decision = Decision(action="nudge_deferred", via="none", nudge_seq=seq + 1, nudge_at=_iso(due), nudges=done,
+                decision = Decision(action="nudge_deferred", via="none", nudge_seq=seq + 1, nudge_at=iso(due), nudges=done,
                                     reason="a deployment or rollback is in progress: no forced deployment now, next step later", **base)
                 chain_next = {**chain, "seq": seq + 1, "due": due}
             else:
                 due = now + NUDGE_INTERVALS[min(done + 1, len(NUDGE_INTERVALS) - 1)]
                 decision = Decision(
-                    action="nudge", via="ecs_api", nudge_seq=seq + 1, nudge_at=_iso(due), nudges=done + 1,
-                    reason=(f"{_short(td)} fails to start (last crash {_iso(last)}): forcing a new deployment so ECS "
+                    action="nudge", via="ecs_api", nudge_seq=seq + 1, nudge_at=iso(due), nudges=done + 1,
+                    reason=(f"{_short(td)} fails to start (last crash {iso(last)}): forcing a new deployment so ECS "
                             f"launches a task now instead of after its launch back-off (nudge {done + 1})"), **base)
                 chain_next = {**chain, "seq": seq + 1, "due": due, "done": done + 1}
         changes = {"version": int(ep["version"]) + 1, "nudge": chain_next,
@@ -453,7 +452,7 @@ class Detector:
             ep = state.episode
             chain = (ep or {}).get("nudge")
             if chain and not chain.get("stopped") and float(chain["due"]) <= until:
-                due.append((float(chain["due"]), key, int(chain["seq"]), _iso(float(ep["started_epoch"]))))
+                due.append((float(chain["due"]), key, int(chain["seq"]), iso(float(ep["started_epoch"]))))
         return sorted(due)
 
     def run_due_nudges(self, until: float, running: Callable[[str, float], bool] | None = None,
@@ -504,17 +503,6 @@ def _drop_old_scale_to_zero(store: Store, key: str, halt: dict[str, Any]) -> Non
     logger.warning("crashloop: a scale_to_zero halt of %s recorded by an earlier version (decided %s) was not carried out "
                    "and never will be: the detector no longer stops a stable revision; marker %s",
                    key, halt.get("decided_at", "?"), what)
-
-
-def _iso(epoch: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
-
-
-def _epoch(iso: str) -> float:
-    try:
-        return float(calendar.timegm(time.strptime(iso, "%Y-%m-%dT%H:%M:%SZ"))) if iso else 0.0
-    except ValueError:
-        return 0.0
 
 
 def _short(task_definition_arn: str) -> str:

@@ -1,4 +1,8 @@
-"""Pydantic models (Powertools Parser style) for the two ECS events the crashloop detector reads.
+"""Pydantic models (Powertools Parser style) for every event the crashloop detector reads.
+
+`parse_invocation(event)` is the detector handler's only parsing: one of the two ECS events below, or
+an `action` request (`Resume` from the console, `Nudge` from the detector's own EventBridge Scheduler
+schedules), each its own model.
 
 Shapes follow what EventBridge delivers for source `aws.ecs` (see docs/crashloop.md):
 "ECS Task State Change" (a task's status; `stopCode`/`stoppedReason`/containers' `exitCode` once it
@@ -10,10 +14,11 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, StringConstraints, ValidationError
 
+from tootstack.contracts import Event, parse
 from tootstack.errors import InvalidInput
 
 TASK_STATE_CHANGE = "ECS Task State Change"
@@ -141,3 +146,34 @@ def parse_event(raw: Any) -> EcsEvent:
     if isinstance(event, EcsDeploymentStateChangeEvent) and not event.resources:
         raise InvalidInput("malformed 'ECS Deployment State Change' event: resources[0] (the service ARN) is missing")
     return event  # type: ignore[return-value]
+
+
+class Resume(Event):
+    """{"action": "resume", "service": "web", "cluster": "...", "desired_count": 2}: the console un-halt
+    (Lambda console -> Test). The service may be a name, "cluster/name" or an ARN; resume() resolves it."""
+
+    action: Literal["resume"]
+    service: StrictStr
+    cluster: Optional[StrictStr] = None                               # else $CLUSTER_NAME
+    desired_count: Optional[Annotated[StrictInt, Field(ge=0)]] = None  # else what the halt recorded
+
+
+class Nudge(Event):
+    """{"action": "nudge", "service": "<cluster>/<service>", "episode": ISO, "seq": n, "id": ...}: a step
+    of a nudge chain, from the one-time schedule the detector created (NudgeScheduler.payload)."""
+
+    action: Literal["nudge"]
+    service: Annotated[str, StringConstraints(pattern=r"^[^/]+/[^/]+$")]
+    episode: datetime                                                 # the episode's first crash
+    seq: Annotated[StrictInt, Field(ge=1)]
+    id: StrictStr  # noqa: A003 - the idempotency key (service, episode, step)
+
+
+Request = Annotated[Union[Resume, Nudge], Field(discriminator="action")]
+
+
+def parse_invocation(raw: Any) -> Resume | Nudge | EcsEvent:
+    """An `action` request ({"action": ...}) or an ECS event from EventBridge; InvalidInput naming the field."""
+    if isinstance(raw, dict) and "action" in raw:
+        return parse(Request, raw, "crashloop request")
+    return parse_event(raw)

@@ -1,7 +1,7 @@
 """Wiring for the detector Lambda: configuration from the environment, DynamoDB state, ECS/SNS actions.
 
 Environment: CRASHLOOP_TABLE (required), CLUSTER_NAME (only this cluster's events count),
-ALERT_TOPIC_ARN, CRASH_THRESHOLD (default 3), CRASH_WINDOW_MINUTES (default 10; CRASH_WINDOW_SECONDS wins if set),
+ALERT_TOPIC_ARN, CRASH_THRESHOLD (default 3), CRASH_WINDOW_MINUTES (default 10),
 CRASH_ESCALATE_MINUTES (default 60, or the window if longer: a stable-revision crashloop still going this
 long is alerted again), NUDGE_SCHEDULE_GROUP + NUDGE_SCHEDULER_ROLE_ARN (EventBridge Scheduler group and
 the role it invokes this function with: nudges of a stable revision whose tasks fail to start; unset: none).
@@ -12,8 +12,18 @@ from __future__ import annotations
 import os
 from typing import Any, Mapping
 
+from tootstack.contracts import parse
 from tootstack.crashloop.actions import Halter, NudgeScheduler, describe_service, resume
+from tootstack.crashloop.clock import epoch, iso
 from tootstack.crashloop.detector import Decision, Detector, DetectorConfig
+from tootstack.crashloop.models import (
+    EcsDeploymentStateChangeEvent,
+    EcsEvent,
+    EcsTaskStateChangeEvent,
+    Nudge,
+    Resume,
+    parse_event,
+)
 from tootstack.crashloop.store import DynamoStore
 from tootstack.errors import InvalidInput
 
@@ -76,14 +86,12 @@ class Runtime:
             unqualified = ":".join(target_arn.split(":")[:7])   # arn:aws:lambda:region:account:function:name
             self.halter.nudges = NudgeScheduler(group, role, unqualified, scheduler)
 
-    def handle_nudge(self, event: dict[str, Any], now: float | None = None) -> dict[str, Any]:
-        """A scheduled nudge step: {"action": "nudge", "service": "<cluster>/<service>", "episode": ISO, "seq": n}."""
+    def handle_nudge(self, event: Nudge | dict[str, Any], now: float | None = None) -> dict[str, Any]:
+        """A scheduled nudge step (models.Nudge; a dict is parsed into one first)."""
         import time
 
-        service, episode, seq = event.get("service"), event.get("episode"), event.get("seq")
-        if not isinstance(service, str) or service.count("/") != 1 or not isinstance(episode, str) \
-                or not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
-            raise InvalidInput('a nudge needs "service" ("<cluster>/<service>"), "episode" (ISO time) and "seq" (>= 1)')
+        nudge = event if isinstance(event, Nudge) else parse(Nudge, event, "crashloop nudge")
+        service, seq, episode = nudge.service, nudge.seq, iso(epoch(nudge.episode))
         cluster, name = service.split("/")
         state = self.store.get_service(service)
         td = (state.episode or {}).get("task_definition")
@@ -98,10 +106,12 @@ class Runtime:
         return {"service": service, "seq": seq, "action": decision.action, "reason": decision.reason,
                 "nudges": decision.nudges, **applied}
 
-    def handle_ecs_event(self, event: dict[str, Any]) -> dict[str, Any]:
+    def handle_ecs_event(self, event: EcsEvent | dict[str, Any]) -> dict[str, Any]:
+        """An ECS event from EventBridge (models.parse_event's result; a dict is parsed first)."""
+        event = event if isinstance(event, (EcsTaskStateChangeEvent, EcsDeploymentStateChangeEvent)) else parse_event(event)
         decision: Decision | None = self.detector.process(event)
         stop = self.detector.last_stop
-        result: dict[str, Any] = {"event_id": event.get("id"), "stop_kind": stop.kind if stop else None,
+        result: dict[str, Any] = {"event_id": event.id, "stop_kind": stop.kind if stop else None,
                                   "crash": bool(stop and stop.is_crash), "action": None}
         if decision is not None:
             applied = self.halter.apply(decision)
@@ -120,12 +130,14 @@ class Runtime:
             )
         return result
 
-    def handle_resume(self, event: dict[str, Any]) -> dict[str, Any]:
-        # resume() validates the service and the desired count before it changes anything.
+    def handle_resume(self, event: Resume | dict[str, Any]) -> dict[str, Any]:
+        """The console un-halt (models.Resume; a dict is parsed first). resume() resolves the service and
+        checks that it is halted before it changes anything."""
+        request = event if isinstance(event, Resume) else parse(Resume, event, "crashloop resume")
         return resume(
-            event.get("service"),
-            cluster=event.get("cluster"),  # else $CLUSTER_NAME (resolve_service)
-            desired_count=event.get("desired_count"),
+            request.service,
+            cluster=request.cluster,  # else $CLUSTER_NAME (resolve_service)
+            desired_count=request.desired_count,
             store=self.store,
             ecs=self.ecs,
             autoscaling=self.halter.autoscaling,

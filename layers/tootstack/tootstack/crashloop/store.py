@@ -26,6 +26,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
+from tootstack.crashloop.clock import iso
 from tootstack.errors import DependencyUnavailable
 
 MAP_TTL_SECONDS = 30 * 24 * 3600
@@ -47,7 +48,7 @@ class Crash:
         return {
             "task_id": self.task_arn.rsplit("/", 1)[-1],
             "task_arn": self.task_arn,
-            "stopped_at": _iso(self.stopped_at),
+            "stopped_at": iso(self.stopped_at),
             "kind": self.kind,
             "reason": self.reason,
             "exit_codes": self.exit_codes,
@@ -88,10 +89,6 @@ class Store(Protocol):
     def clear_halt(self, key: str, resumed_at: float) -> dict[str, Any] | None: ...
     def put_episode(self, key: str, episode: dict[str, Any], expected_version: int | None) -> bool: ...
     def update_episode(self, key: str, changes: dict[str, Any]) -> None: ...
-
-
-def _iso(epoch: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
 # Lifecycle order of deployment events with the same updatedAt.

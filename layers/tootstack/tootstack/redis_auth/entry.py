@@ -105,27 +105,26 @@ def rotation_from_env(env: Mapping[str, str], remaining_seconds: float | None = 
     return RedisRotation(sm, secret_arn, backend or backend_from_env(env, client), verifier, redeployer)
 
 
-def handle(event: dict[str, Any], rotation: RedisRotation) -> dict[str, str]:
-    """A Secrets Manager rotation event ({"Step","SecretId","ClientRequestToken"}) or {"Action": "setup"}."""
-    if not isinstance(event, dict):
-        raise InvalidInput("event must be a JSON object")
-    if "Step" in event:
-        secret_id, token, step = event.get("SecretId"), event.get("ClientRequestToken"), event.get("Step")
-        if not isinstance(secret_id, str) or not secret_id or not isinstance(token, str) or not isinstance(step, str):
-            raise InvalidInput("a rotation event needs string Step, SecretId and ClientRequestToken")
-        try:
-            described = rotation.sm.describe_secret(SecretId=secret_id)
-        except Exception as exc:  # botocore ClientError: a secret that does not exist, or a malformed id
-            if aws_error_code(exc) not in ("ResourceNotFoundException", "ValidationException", "InvalidParameterException"):
-                raise
-            raise InvalidInput(f"this function rotates {rotation.secret_id}; secret {secret_id[:200]!r} does not exist") from None
-        check_secret_matches(described, rotation.secret_id)
-        return rotation.run_step(step, token, described)
-    if event.get("Action") == "setup":
+def handle(event: Any, rotation: RedisRotation) -> dict[str, str]:
+    """A Secrets Manager rotation event ({"Step","SecretId","ClientRequestToken"}), {"Action": "setup"} or
+    {"Action": "resume"}: a model of tootstack.redis_auth.events, or the raw event, parsed here into one
+    (InvalidInput naming the field). Imported here: the probe function imports this module and no model."""
+    from tootstack.redis_auth import events
+
+    request = event if isinstance(event, events.RotationStep | events.Setup | events.Resume) else events.parse_rotation_event(event)
+    if isinstance(request, events.Setup):
         return rotation.setup()
-    if event.get("Action") == "resume":
+    if isinstance(request, events.Resume):
         return rotation.resume()
-    raise InvalidInput("expected a rotation event (Step, SecretId, ClientRequestToken) or {\"Action\": \"setup\"} or {\"Action\": \"resume\"}")
+    secret_id = request.SecretId
+    try:
+        described = rotation.sm.describe_secret(SecretId=secret_id)
+    except Exception as exc:  # botocore ClientError: a secret that does not exist, or a malformed id
+        if aws_error_code(exc) not in ("ResourceNotFoundException", "ValidationException", "InvalidParameterException"):
+            raise
+        raise InvalidInput(f"this function rotates {rotation.secret_id}; secret {secret_id[:200]!r} does not exist") from None
+    check_secret_matches(described, rotation.secret_id)
+    return rotation.run_step(request.Step, request.ClientRequestToken, described)
 
 
 def probe(event: dict[str, Any], env: Mapping[str, str] | None = None) -> dict[str, Any]:
