@@ -11,11 +11,14 @@ handler's cold start loads only what it calls:
 - oneoff: allow-listed one-off commands and the admin account
 - crashloop, autoscale, preflight: crashloop detection, queue-latency autoscaling with a Spot fallback, checks
 - cfn_custom, clients, errors, tracing: custom-resource answers, boto3 clients, errors, X-Ray patching
+- contracts, deploy_guard_events, first_boot_events, scheduled: the events each handler parses at its edge
+  (packages keep theirs beside their code, e.g. upgrade.events)
 """
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "autoscale", "cfn_custom", "clients", "crashloop", "deploy_guard", "errors", "first_boot", "locks", "maintenance",
-    "mirror", "oneoff", "preflight", "redis_auth", "secrets", "tracing", "upgrade",
+    "autoscale", "cfn_custom", "clients", "contracts", "crashloop", "deploy_guard", "deploy_guard_events", "errors",
+    "first_boot", "first_boot_events", "locks", "maintenance", "mirror", "oneoff", "preflight", "redis_auth",
+    "scheduled", "secrets", "tracing", "upgrade",
 ]
