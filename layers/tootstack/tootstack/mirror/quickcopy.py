@@ -3,16 +3,15 @@
 When the warm check (warmcheck.py) finds the destination not at the source's digest, a fresh command-line
 process would spend more CPU importing httpx and building its clients than copying a small image. So the
 command first tries this copy, the copier's exact sequence of requests (copier.py) on plain HTTP/1.1
-connections (wire.py; the first worker continues on the check's own), with the auth the check just learned (the source's pull token or
-Basic credentials, the destination's Basic credentials):
+connections (wire.py; the first worker continues on the check's own), with the auth the check just learned
+(the source's pull token or Basic credentials, the destination's Basic credentials):
 
 1. the destination does not hold the manifest by digest (HEAD), else the copier re-tags its own copy;
 2. GET the manifest (and every platform manifest the destination lacks), each verified by sha256;
-3. blobs concurrently: HEAD skip, else POST an upload (the source's GET is sent while the registry answers
-   it), stream the source's GET (following a redirect to
-   the storage host, without the registry's credentials) through a sha256 into one PUT, or for a blob
-   larger than PART_SIZE into one PATCH and a final PUT, with the expected digest (the registry refuses
-   a mismatch);
+3. blobs of every platform on one set of threads: HEAD skip, else POST an upload (the source's GET is sent
+   while the registry answers it), stream the source's GET (following a redirect to the storage host,
+   without the registry's credentials) through a sha256 into one PUT, or for a blob larger than PART_SIZE
+   into one PATCH and a final PUT, with the expected digest (the registry refuses a mismatch);
 4. platform manifests by digest, then the tag, last.
 
 It never raises and never retries: anything it does not expect (a 401, a 5xx or 429, a network error,
