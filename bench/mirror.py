@@ -22,7 +22,8 @@ with the others in the same run.
 
     python bench/mirror.py                          # 5 shapes, 5 runs each, a few minutes
     python bench/mirror.py --shapes 2p-large --layer-mb 1024 --runs 2
-    git archive main layers/tootstack dev | tar -x -C /tmp/before && python bench/mirror.py --compare /tmp/before
+    mkdir -p /tmp/before && git archive main layers/tootstack dev | tar -x -C /tmp/before
+    python bench/mirror.py --compare /tmp/before
 """
 
 from __future__ import annotations
