@@ -3,19 +3,27 @@
 
 Generated images of several shapes sit in a token-auth "Docker Hub" registry: single-platform (a plain
 manifest) and two-platform (an OCI index), each with small layers (4 MiB + 1 MiB + 256 KiB per platform)
-or a large one (`--layer-mb`, default 48 MiB, + 4 MiB + 512 KiB). Each run copies each shape into a
+or a large one (`--layer-mb`, default 48 MiB, + 4 MiB + 512 KiB), and a single-platform image of many
+small layers (16 x 256 KiB). Each run copies each shape into a
 fresh basic-auth "ECR" registry, cold, then again warm. Both tools run as child processes: wall time,
 CPU, peak RSS (the child's VmHWM) and the GET requests the source registry served (its access log) are
 recorded; the tools take turns in a rotating order so machine load hits them alike. Prints per shape the
 medians and the ratios ours/skopeo. Targets: cold <= 0.8x, warm <= 1.0x with 0 source GETs, peak RSS
 <= 64 MiB at any layer size (`--layer-mb 1024`).
 
-`--compare DIR` adds a third tool, "before": the same command run with DIR first on PYTHONPATH (e.g. a
-`git archive` of an older commit's layers/tootstack), interleaved with the others in the same run.
+"ours" is the command as an operator's scheduled job runs it: `bin/tootstack-mirror`, with the interpreter
+options of its `#!` line, on this interpreter (`sys.executable`: a version manager's `python3` shim on PATH
+would add its own start-up, a shell script, to every run).
 
-    python bench/mirror.py                          # 4 shapes, 5 runs each, a few minutes
+`--compare DIR` adds a third tool, "before": an older tree (e.g. `git archive main layers/tootstack dev |
+tar -x -C DIR`) run as its own operator would, `DIR/bin/tootstack-mirror` when the tree has one, else
+`python -m tootstack_dev.mirror` with DIR/layers/tootstack and DIR/dev first on PYTHONPATH, interleaved
+with the others in the same run.
+
+    python bench/mirror.py                          # 5 shapes, 5 runs each, a few minutes
     python bench/mirror.py --shapes 2p-large --layer-mb 1024 --runs 2
-    python bench/mirror.py --compare /tmp/before/layers/tootstack
+    mkdir -p /tmp/before && git archive main layers/tootstack dev | tar -x -C /tmp/before
+    python bench/mirror.py --compare /tmp/before
 """
 
 from __future__ import annotations
@@ -32,7 +40,6 @@ import threading
 import time
 from pathlib import Path
 
-import tootstack
 from tootstack_dev.local.images import DEFAULT_PLATFORMS, push_image
 from tootstack_dev.local.registry import Registry
 from tootstack_dev.local.skopeo import policy_file, skopeo_copy_argv, skopeo_env
@@ -87,27 +94,40 @@ def _alive(pid: int) -> bool:
 
 
 SMALL = [4 * MIB, 1 * MIB, 256 * 1024]
-SHAPES = ("1p-small", "1p-large", "2p-small", "2p-large")
+MANY = [256 * 1024] * 16
+SHAPES = ("1p-small", "1p-large", "2p-small", "2p-large", "1p-many")
+ROOT = Path(__file__).resolve().parent.parent
 TAG = "v4.5.2"
 
 
 def shape_spec(shape: str, layer_mb: int) -> tuple[tuple[str, ...], bool, list[int]]:
     """(platforms, index?, layer sizes per platform) of a shape name."""
     platforms, size = shape.split("-")
-    layers = SMALL if size == "small" else [layer_mb * MIB, 4 * MIB, 512 * 1024]
+    layers = {"small": SMALL, "many": MANY}.get(size) or [layer_mb * MIB, 4 * MIB, 512 * 1024]
     return (DEFAULT_PLATFORMS, True, layers) if platforms == "2p" else (DEFAULT_PLATFORMS[:1], False, layers)
 
 
-def ours_argv(hub: Registry, ecr: Registry, repo: str, src_repo: str) -> list[str]:
-    return [sys.executable, "-m", "tootstack_dev.mirror", "--plain-http", "--json",
-            f"{hub.host_port}/{src_repo}:{TAG}", f"{ecr.host_port}/{repo}:{TAG}"]
+def command(tree: Path) -> list[str]:
+    """How an operator runs the mirror command of `tree`: bin/tootstack-mirror with its `#!` line's interpreter
+    options on this interpreter, or (an older tree without it) `python -m tootstack_dev.mirror`."""
+    script = tree / "bin" / "tootstack-mirror"
+    if not script.exists():
+        return [sys.executable, "-m", "tootstack_dev.mirror"]
+    shebang = script.read_text().splitlines()[0].split()
+    options = shebang[shebang.index(next(w for w in shebang if w.startswith("python"))) + 1:]
+    return [sys.executable, *options, str(script)]
 
 
-def ours_env(hub: Registry, ecr: Registry, pythonpath: str | None = None) -> dict[str, str]:
+def ours_argv(hub: Registry, ecr: Registry, repo: str, src_repo: str, tree: Path = ROOT) -> list[str]:
+    return [*command(tree), "--plain-http", "--json", f"{hub.host_port}/{src_repo}:{TAG}", f"{ecr.host_port}/{repo}:{TAG}"]
+
+
+def ours_env(hub: Registry, ecr: Registry, tree: Path | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env["TOOTSTACK_SRC_CREDS"], env["TOOTSTACK_DEST_CREDS"] = hub.creds or "", ecr.creds or ""
-    if pythonpath:
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [pythonpath, env.get("PYTHONPATH", "")]))
+    if tree is not None:
+        paths = [str(tree / "layers" / "tootstack"), str(tree / "dev"), env.get("PYTHONPATH", "")]
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
     return env
 
 
@@ -115,8 +135,8 @@ def measure(tool: str, hub: Registry, ecr: Registry, repo: str, src_repo: str, h
             compare: str | None = None) -> dict[str, float]:
     mark = hub.mark()
     if tool in ("ours", "before"):
-        wall, rss, out = run_child(ours_argv(hub, ecr, repo, src_repo),
-                                   ours_env(hub, ecr, compare if tool == "before" else None))
+        tree = Path(compare) if tool == "before" and compare else None
+        wall, rss, out = run_child(ours_argv(hub, ecr, repo, src_repo, tree or ROOT), ours_env(hub, ecr, tree))
         json.loads(out)
     else:
         argv = skopeo_copy_argv(f"{hub.host_port}/{src_repo}:{TAG}", f"{ecr.host_port}/{repo}:{TAG}",
@@ -145,18 +165,23 @@ def main() -> int:
     parser.add_argument("--layer-mb", type=int, default=48, help="large layer size per platform in MiB (default 48; 1024 for the 1 GiB case)")
     parser.add_argument("--runs", type=int, default=5, help="runs per tool and shape (default 5)")
     parser.add_argument("--shapes", default=",".join(SHAPES), help=f"comma-separated subset of {', '.join(SHAPES)}")
-    parser.add_argument("--compare", metavar="DIR", help="also run `before`: our command with DIR first on PYTHONPATH")
+    parser.add_argument("--compare", metavar="DIR", help="also run `before`: the mirror command of an older tree "
+                        "(DIR holds its layers/tootstack and dev)")
     parser.add_argument("--in-process", action="store_true", help="also time the library called in this process (copy work alone)")
     args = parser.parse_args()
     shapes = [s for s in args.shapes.split(",") if s]
     unknown = set(shapes) - set(SHAPES)
     if unknown:
         parser.error(f"unknown shapes {sorted(unknown)}")
+    if args.compare and not (Path(args.compare) / "layers" / "tootstack" / "tootstack").is_dir():
+        parser.error(f"--compare {args.compare}: no layers/tootstack/tootstack there (the root of an older tree)")
 
     # Bytecode for the code under test, as `pip install` (or `make setup`) writes it: with PYTHONDONTWRITEBYTECODE
     # set, as on this VM, every run would otherwise compile our modules from source again.
-    for tree in filter(None, [str(Path(tootstack.__file__).parent), args.compare]):
-        compileall.compile_dir(tree, quiet=1)
+    trees = [ROOT] + ([Path(args.compare)] if args.compare else [])
+    for tree in trees:
+        for package in (tree / "layers" / "tootstack" / "tootstack", tree / "dev" / "tootstack_dev"):
+            compileall.compile_dir(str(package), quiet=1)
     tools = ["ours", "skopeo"] + (["before"] if args.compare else []) + (["in-process"] if args.in_process else [])
     results = {shape: {t: {"cold": [], "warm": []} for t in tools} for shape in shapes}
     started = time.perf_counter()

@@ -6,10 +6,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -167,3 +169,66 @@ def test_stops_before_using_a_source_token_about_to_expire(registry_token, regis
     mark = hub.mark()
     result, source_requests = quick_copy(src, dst, "v4.5.2", check, creds(hub), creds(ecr), True, 4)
     assert result is None and source_requests == {} and hub.requests_since(mark) == []
+
+
+LEAN = Path(__file__).resolve().parent.parent / "bin" / "tootstack-mirror"
+
+
+def _lean_argv() -> list[str]:
+    """bin/tootstack-mirror as its `#!` line runs it, on this interpreter."""
+    shebang = LEAN.read_text().splitlines()[0]
+    assert shebang == "#!/usr/bin/env -S python3 -I -S"     # isolated, no site-packages at start
+    return [sys.executable, "-I", "-S", str(LEAN)]
+
+
+def test_lean_command_checks_and_copies_without_site_packages(registry_token, registry_basic):
+    """bin/tootstack-mirror copies cold and answers warm with the standard library and tootstack alone: no
+    site-packages start-up (`site`, its .pth hooks such as an editable install's finder or a CA-bundle patch),
+    and the environment's PYTHONPATH does not choose the code it runs (-I)."""
+    hub, ecr = registry_token, registry_basic
+    pushed = push_image(hub, "mastodon/mastodon", "v4.5.2", [300_000, 20_000], platforms=("linux/amd64", "linux/arm64"))
+    env = dict(os.environ, TOOTSTACK_SRC_CREDS=hub.creds, TOOTSTACK_DEST_CREDS=ecr.creds, PYTHONPATH="/nonexistent")
+    args = ["--plain-http", "--json", f"{hub.host_port}/mastodon/mastodon:v4.5.2", f"{ecr.host_port}/mastodon"]
+    outs = []
+    for _phase in ("cold", "warm"):
+        proc = subprocess.run([*_lean_argv()[:3], "-X", "importtime", *_lean_argv()[3:], *args], env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+        assert "tootstack.mirror.warmcheck" in imported
+        assert not {"site", "httpx", "certifi", "_distutils_hack", "http.client"} & imported, imported
+        outs.append(json.loads(proc.stdout))
+    assert outs[0]["digest"] == outs[1]["digest"] == pushed.digest
+    assert outs[0]["blobs_copied"] == len(pushed.blobs)
+    assert outs[1]["source_requests"] == {"GET": 0, "HEAD": 2}
+    assert_complete_copy(ecr, "mastodon", "v4.5.2", pushed)
+
+
+def test_lean_command_loads_site_packages_for_the_full_copier(registry_token):
+    """A job only the full copier does (here a copy within one registry: a cross-repository mount) adds
+    site-packages when it needs httpx, so the lean start never costs a copy."""
+    hub = registry_token
+    pushed = push_image(hub, "mastodon/mastodon", "v4.5.2", [50_000])
+    env = dict(os.environ, TOOTSTACK_SRC_CREDS=hub.creds, TOOTSTACK_DEST_CREDS=hub.creds)
+    proc = subprocess.run([*_lean_argv(), "--plain-http", "--json", f"{hub.host_port}/mastodon/mastodon:v4.5.2",
+                           f"{hub.host_port}/mirror/mastodon"], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout)
+    assert out["digest"] == pushed.digest and out["blobs_copied"] == 0 and out["blobs_skipped"] == len(pushed.blobs)
+    assert_complete_copy(hub, "mirror/mastodon", "v4.5.2", pushed)
+
+
+def test_quick_copy_continues_on_the_warm_checks_connections(registry_token, registry_basic, monkeypatch):
+    """One pool: the check's kept-alive connections (source, its token service, destination) carry the quick
+    copy's requests, so one worker opens no connection (against a remote registry: no TCP or TLS handshake)."""
+    hub, ecr = registry_token, registry_basic
+    pushed = push_image(hub, "mastodon/mastodon", "v4.5.2", [200_000, 10_000], platforms=("linux/amd64",), index=False)
+    src, dst = parse_ref(f"{hub.host_port}/mastodon/mastodon:v4.5.2"), parse_ref(f"{ecr.host_port}/mastodon", default_tag=None)
+    check = warm_check(src, dst, "v4.5.2", creds(hub), creds(ecr), plain_http=True)
+    opened = []
+    real = socket.create_connection
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: opened.append(a[0]) or real(*a, **k))
+    result, _ = quick_copy(src, dst, "v4.5.2", check, creds(hub), creds(ecr), True, 1)
+    assert result is not None and result.digest == pushed.digest and result.blobs_copied == len(pushed.blobs)
+    assert opened == []
+    assert_complete_copy(ecr, "mastodon", "v4.5.2", pushed)

@@ -14,7 +14,7 @@ import pytest
 
 from tootstack_dev.local.images import push_image
 from tootstack.mirror import mirror_image
-from tootstack.mirror.warmcheck import _Connection, _Unexpected
+from tootstack.mirror.wire import Connection as _Connection, Unexpected as _Unexpected
 
 TOKEN = json.dumps({"token": "t0k", "expires_in": 300}).encode()
 

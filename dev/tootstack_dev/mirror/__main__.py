@@ -1,20 +1,22 @@
 """`python -m tootstack_dev.mirror SRC DEST ...`: the mirror command alone (same options as `tootstack mirror`),
-without importing the other commands' modules: what a scheduled job or the benchmark runs."""
+without importing the other commands' modules. `bin/tootstack-mirror` runs the same `main` in a lean
+interpreter (what a scheduled job runs)."""
 
 import os
 import sys
 
-# This process only ever makes synchronous HTTP requests: keep httpcore from importing its async
-# backends (anyio, trio) and httpx from importing its own command line (click, rich), which together
-# cost about half of the start-up CPU. Only here, in a process we own; never in a shared process.
-if __name__ == "__main__":
-    for _unused in ("anyio", "trio", "httpx._main"):
-        sys.modules.setdefault(_unused, None)  # type: ignore[assignment]
+import argparse
 
-import argparse  # noqa: E402
+from tootstack.errors import TootstackError
+from tootstack_dev.mirror import cli
 
-from tootstack.errors import TootstackError  # noqa: E402
-from tootstack_dev.mirror import cli  # noqa: E402
+
+def own_process() -> None:
+    """This process only ever makes synchronous HTTP requests: keep httpcore from importing its async
+    backends (anyio, trio) and httpx from importing its own command line (click, rich), which together cost
+    about half of the copier's start-up CPU. Only in a process the command owns; never in a shared one."""
+    for unused in ("anyio", "trio", "httpx._main"):
+        sys.modules.setdefault(unused, None)  # type: ignore[assignment]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,11 +30,15 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
 
 
-if __name__ == "__main__":
-    code = main()
-    # A one-shot command: once its output is flushed, skip the interpreter's teardown (freeing every module
-    # and object one by one costs a few milliseconds, a noticeable part of a warm check). Only in this
-    # entry point: every client and file was closed by the `with` blocks that used them, no thread is left.
+def exit_now(code: int) -> None:
+    """A one-shot command: once its output is flushed, skip the interpreter's teardown (freeing every module
+    and object one by one costs a few milliseconds, a noticeable part of a warm check). Only in the command's
+    own entry points: every client and file was closed by the `with` blocks that used them, no thread is left."""
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+if __name__ == "__main__":
+    own_process()
+    exit_now(main())

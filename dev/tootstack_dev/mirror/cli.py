@@ -62,6 +62,16 @@ def _keep_freed_memory() -> None:
     mallopt(m_trim_threshold, 64 << 20)         # give memory back only when 64 MiB sit free at the top
 
 
+def _site_packages() -> None:
+    """Add site-packages to the path now when the interpreter started without them (`python -S`, as
+    bin/tootstack-mirror does): the warm check and the quick copy need only the standard library and
+    tootstack, the full copier needs httpx. `site.main()` is the documented way to do it late."""
+    if sys.flags.no_site:
+        import site
+
+        site.main()
+
+
 def run(args: argparse.Namespace) -> int:
     from tootstack.mirror.refs import parse_ref
 
@@ -101,7 +111,10 @@ def run(args: argparse.Namespace) -> int:
             checked[method] = checked.get(method, 0) + n
         if result is not None:
             result.source_requests = dict(checked)
+    if check is not None:
+        check.close()
     if result is None:
+        _site_packages()                    # httpx lives there; a lean start (bin/tootstack-mirror) left it out
         from tootstack.mirror.copier import mirror_image
 
         _keep_freed_memory()

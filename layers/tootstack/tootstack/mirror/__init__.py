@@ -4,15 +4,14 @@
     result = mirror_image("ghcr.io/mastodon/mastodon:v4.7.4", "123.dkr.ecr.eu-west-1.amazonaws.com/mastodon:v4.7.4",
                           dest_creds=("AWS", token))
 
-Names are imported on first use, so `python -m tootstack_dev.mirror` can set up its process before httpx loads.
+Names are imported on first use, so `python -m tootstack_dev.mirror` can set up its process before httpx loads
+(and this module imports nothing itself, not even `typing`: the command's warm check needs none of it).
 """
-
-from typing import Any
 
 __all__ = ["ImageRef", "MirrorResult", "mirror_image", "parse_ref"]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     if name in ("MirrorResult", "mirror_image"):
         from tootstack.mirror import copier
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from typing import Iterable
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 MANIFEST_TYPES = (

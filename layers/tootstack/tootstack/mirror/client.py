@@ -12,26 +12,11 @@ from typing import Any, Callable, Iterable
 
 import httpx
 
-from tootstack.errors import DependencyUnavailable, TootstackError
+from tootstack.errors import DependencyUnavailable
 from tootstack.mirror.auth import AuthFailed, RegistryAuth
 from tootstack.mirror.challenge import ACCEPT
+from tootstack.mirror.errors import AuthenticationError, DigestMismatch, ImageNotFound, MirrorError  # noqa: F401 - re-exported
 from tootstack.mirror.tls import tls_context
-
-
-class MirrorError(TootstackError):
-    """A registry refused or failed an operation (message names the registry and what, never a secret)."""
-
-
-class ImageNotFound(MirrorError):
-    pass
-
-
-class AuthenticationError(MirrorError):
-    pass
-
-
-class DigestMismatch(MirrorError):
-    pass
 
 
 class TransientError(Exception):

@@ -14,7 +14,6 @@ Order of work, so no partial image is ever tagged and a rerun resumes cleanly:
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -23,20 +22,16 @@ from typing import Any, Callable, Iterator
 import httpx
 
 from tootstack.errors import InvalidInput
-from tootstack.mirror.challenge import INDEX_TYPES, MANIFEST_TYPES
 from tootstack.mirror.client import (
     DigestMismatch, ImageNotFound, MirrorError, RegistryClient, RetryPolicy, TransientError, classify,
+)
+from tootstack.mirror.manifest import (
+    PART_SIZE, READ_SIZE, copy_plan, hashed_stream, load_manifest, platform_digests, sha256_digest,
 )
 from tootstack.mirror.refs import ImageRef, parse_ref
 from tootstack.mirror.result import MirrorResult
 
-READ_SIZE = 256 << 10          # bytes per read from the source stream (small: flat, low RSS)
-PART_SIZE = 16 << 20           # bytes per PATCH (ECR: 5 MiB .. 20 MiB parts)
 MANIFEST_BLOB_RETRIES = 4      # extra manifest PUTs after MANIFEST_BLOB_UNKNOWN (concurrent writers)
-
-
-def sha256_digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 class _Reader:
@@ -127,25 +122,13 @@ class Mirror:
             self.progress(f"{result.destination} tagged {digest} (already in the destination)")
             return
 
-        body, media_type = self._fetch_manifest(src.repository, digest)
-        manifest = _parse_manifest(body, media_type, f"{src}")
-        children: list[tuple[str, bytes, str]] = []     # (digest, body, media type) to PUT before the tag
-        blobs: dict[str, dict[str, Any]] = {}
+        body, media_type, manifest = self._fetch_manifest(src.repository, digest)
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="mirror")
         try:
-            if media_type in INDEX_TYPES:
-                entries = [entry["digest"] for entry in manifest.get("manifests") or []]
-                # platform manifests: HEAD on the destination, GET from the source, all platforms at once
-                for child_digest, fetched in zip(entries, _results([pool.submit(self._fetch_child, src, dest_repo, d)
-                                                                    for d in entries])):
-                    if fetched is None:
-                        continue  # already complete in the destination: a registry only stores manifests whose blobs it has
-                    child_body, child_type, child = fetched
-                    children.append((child_digest, child_body, child_type))
-                    _collect_blobs(child, blobs)
-            else:
-                _collect_blobs(manifest, blobs)
-            ordered = sorted(blobs.values(), key=lambda d: -int(d.get("size") or 0))
+            # platform manifests: HEAD on the destination, GET from the source, all platforms at once
+            entries = platform_digests(media_type, manifest)
+            children, ordered = copy_plan(manifest, entries, _results([pool.submit(self._fetch_child, src, dest_repo, d)
+                                                                        for d in entries]))
             self.progress(f"{src}: {len(ordered)} blobs to check, {len(children)} platform manifests to copy")
             _results([pool.submit(self._copy_blob, src.repository, dest_repo, d, result) for d in ordered])
             # platform manifests by digest (all blobs are in place), concurrently; then the tag, last
@@ -162,23 +145,13 @@ class Mirror:
         """A platform manifest to copy (body, media type, parsed), or None when the destination has it already."""
         if self.dest.head_manifest(dest_repo, child_digest) is not None:
             return None
-        child_body, child_type = self._fetch_manifest(src.repository, child_digest)
-        child = _parse_manifest(child_body, child_type, f"{src}@{child_digest}")
-        if child_type in INDEX_TYPES:
-            raise MirrorError(f"{src}: nested indexes are not supported")
-        return child_body, child_type, child
+        return self._fetch_manifest(src.repository, child_digest, platform=True)
 
-    def _fetch_manifest(self, repository: str, digest: str) -> tuple[bytes, str]:
-        body, media_type = self.source.get_manifest(repository, digest)
-        actual = sha256_digest(body)
-        if actual != digest:
-            raise DigestMismatch(f"manifest {repository}@{digest}: content hashes to {actual}")
-        if not media_type or media_type not in MANIFEST_TYPES:
-            try:
-                media_type = json.loads(body).get("mediaType") or media_type
-            except ValueError:
-                pass
-        return body, media_type
+    def _fetch_manifest(self, repository: str, digest: str, platform: bool = False) -> tuple[bytes, str, dict[str, Any]]:
+        """(body, media type, parsed) of the source's manifest `digest`, verified."""
+        body, header_type = self.source.get_manifest(repository, digest)
+        media_type, manifest = load_manifest(body, header_type, digest, f"{repository}@{digest}", platform)
+        return body, media_type, manifest
 
     def _put_manifest(self, repository: str, reference: str, body: bytes, media_type: str, digest: str) -> None:
         # Concurrent mirrors of one image: a registry may still answer MANIFEST_BLOB_UNKNOWN for a blob or
@@ -282,18 +255,14 @@ class Mirror:
                 raise MirrorError(f"{what}: HTTP {response.status_code}")
             reader = _Reader(response)
 
+            def read(n: int) -> bytes:
+                try:
+                    return reader.read(n)
+                except httpx.TransportError as exc:
+                    raise _SourceBroke(f"{what}: {type(exc).__name__}") from None
+
             def body(n: int) -> Iterator[bytes]:
-                remaining = n
-                while remaining:
-                    try:
-                        chunk = reader.read(min(READ_SIZE, remaining))
-                    except httpx.TransportError as exc:
-                        raise _SourceBroke(f"{what}: {type(exc).__name__}") from None
-                    if not chunk:
-                        raise _SourceBroke(f"{what}: stream ended {remaining} bytes early")
-                    hasher.update(chunk)
-                    remaining -= len(chunk)
-                    yield chunk
+                return hashed_stream(read, n, hasher, lambda left: _SourceBroke(f"{what}: stream ended {left} bytes early"))
 
             if offset == 0 and 0 < size <= self.part_size:
                 # One part: a streamed monolithic PUT with the expected digest saves a round trip; the registry
@@ -357,24 +326,6 @@ class _SourceBroke(Exception):
 
 def raise_not_found(ref: ImageRef) -> None:
     raise ImageNotFound(f"image not found: {ref}")
-
-
-def _parse_manifest(body: bytes, media_type: str, what: str) -> dict[str, Any]:
-    try:
-        manifest = json.loads(body)
-    except ValueError:
-        raise MirrorError(f"{what}: manifest is not JSON") from None
-    if manifest.get("schemaVersion") == 1 or "signatures" in manifest:
-        raise MirrorError(f"{what}: Docker schema 1 manifests are not supported")
-    if media_type not in MANIFEST_TYPES:
-        raise MirrorError(f"{what}: unsupported manifest type {media_type!r}")
-    return manifest
-
-
-def _collect_blobs(manifest: dict[str, Any], blobs: dict[str, dict[str, Any]]) -> None:
-    for desc in [manifest.get("config") or {}, *(manifest.get("layers") or [])]:
-        if desc.get("digest") and not desc.get("urls"):   # foreign (non-distributable) layers stay where they are
-            blobs.setdefault(desc["digest"], desc)
 
 
 def mirror_image(source: str, destination: str, src_creds: tuple[str, str] | None = None,

@@ -3,15 +3,15 @@
 When the warm check (warmcheck.py) finds the destination not at the source's digest, a fresh command-line
 process would spend more CPU importing httpx and building its clients than copying a small image. So the
 command first tries this copy, the copier's exact sequence of requests (copier.py) on plain HTTP/1.1
-connections (warmcheck._Connection), with the auth the check just learned (the source's pull token or
-Basic credentials, the destination's Basic credentials):
+connections (wire.py; the first worker continues on the check's own), with the auth the check just learned
+(the source's pull token or Basic credentials, the destination's Basic credentials):
 
 1. the destination does not hold the manifest by digest (HEAD), else the copier re-tags its own copy;
 2. GET the manifest (and every platform manifest the destination lacks), each verified by sha256;
-3. blobs concurrently: HEAD skip, else POST an upload, stream the source's GET (following a redirect to
-   the storage host, without the registry's credentials) through a sha256 into one PUT, or for a blob
-   larger than PART_SIZE into one PATCH and a final PUT, with the expected digest (the registry refuses
-   a mismatch);
+3. blobs of every platform on one set of threads: HEAD skip, else POST an upload (the source's GET is sent
+   while the registry answers it), stream the source's GET (following a redirect to the storage host,
+   without the registry's credentials) through a sha256 into one PUT, or for a blob larger than PART_SIZE
+   into one PATCH and a final PUT, with the expected digest (the registry refuses a mismatch);
 4. platform manifests by digest, then the tag, last.
 
 It never raises and never retries: anything it does not expect (a 401, a 5xx or 429, a network error,
@@ -25,19 +25,18 @@ in place. Memory stays flat: blobs stream in READ_SIZE pieces.
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 import time
 from typing import Any, Callable, Iterator
 from urllib.parse import urlencode, urlsplit
 
-from tootstack.mirror.challenge import ACCEPT, INDEX_TYPES, MANIFEST_TYPES, basic_header
+from tootstack.mirror.challenge import ACCEPT, basic_header
+from tootstack.mirror.manifest import PART_SIZE, copy_plan, hashed_stream, load_manifest, platform_digests
 from tootstack.mirror.refs import ImageRef
 from tootstack.mirror.result import MirrorResult
-from tootstack.mirror.warmcheck import USER_AGENT, WarmCheck, _Connection, _Unexpected
+from tootstack.mirror.warmcheck import WarmCheck
+from tootstack.mirror.wire import USER_AGENT, Connection, Pool, Unexpected
 
-READ_SIZE = 256 << 10          # as copier.READ_SIZE
-PART_SIZE = 16 << 20           # as copier.PART_SIZE: larger blobs go in a PATCH, smaller ones in the PUT
 REDIRECTS = (301, 302, 303, 307, 308)
 TIMEOUT = 60.0                 # per socket operation, as the copier's (a registry may take seconds to commit a large blob)
 
@@ -50,41 +49,38 @@ class _Side:
         self.expires = expires      # monotonic time after which the bearer token must not be used
 
 
-class _Session:
-    """One thread's connections (one per scheme/host) and request counts per registry."""
+class _Session(Pool):
+    """One worker thread's connections (one per scheme/host) and request counts per host."""
 
     def __init__(self) -> None:
-        self.connections: dict[tuple[str, str], _Connection] = {}
-        self.counts: dict[str, dict[str, int]] = {}
+        super().__init__(TIMEOUT)
 
-    def close(self) -> None:
-        for conn in self.connections.values():
-            conn.close()
-
-    def connection(self, scheme: str, netloc: str) -> _Connection:
-        conn = self.connections.get((scheme, netloc))
-        if conn is None or not conn.open:
-            if conn is not None:
-                conn.close()
-            conn = self.connections[(scheme, netloc)] = _Connection(scheme, netloc, TIMEOUT)
-        return conn
-
-    def start(self, side: _Side, method: str, target: str, headers: dict[str, str] | None = None,
-              body: bytes | Iterator[bytes] = b"") -> tuple[_Connection, int, dict[str, str]]:
-        """Send one request to `side`; return its connection (body not read yet), status and headers."""
+    def send(self, side: _Side, method: str, target: str, headers: dict[str, str] | None = None,
+             body: bytes | Iterator[bytes] = b"") -> Connection:
+        """Send one request to `side` (its answer not read yet: `answer(conn)`)."""
         if side.expires is not None and time.monotonic() > side.expires:
-            raise _Unexpected("token about to expire")  # the copier renews tokens; stop before a request fails
+            raise Unexpected("token about to expire")  # the copier renews tokens; stop before a request fails
         conn = self.connection(side.scheme, side.registry)
-        counts = self.counts.setdefault(side.registry, {})
-        counts[method] = counts.get(method, 0) + 1
+        self.count(side.registry, method)
         sent = {"User-Agent": USER_AGENT, **(headers or {})}
         if side.authorization:
             sent["Authorization"] = side.authorization
         conn.send(method, target, sent, body)
+        return conn
+
+    @staticmethod
+    def answer(conn: Connection) -> tuple[int, dict[str, str]]:
+        """Status and headers of the request just sent on `conn` (body not read yet)."""
         status, answer = conn.read_head()
         if status in (401, 403, 429) or status >= 500:
-            raise _Unexpected(f"HTTP {status}")      # the copier retries, re-authenticates, reports
-        return conn, status, answer
+            raise Unexpected(f"HTTP {status}")      # the copier retries, re-authenticates, reports
+        return status, answer
+
+    def start(self, side: _Side, method: str, target: str, headers: dict[str, str] | None = None,
+              body: bytes | Iterator[bytes] = b"") -> tuple[Connection, int, dict[str, str]]:
+        """Send one request to `side`; return its connection (body not read yet), status and headers."""
+        conn = self.send(side, method, target, headers, body)
+        return (conn, *self.answer(conn))
 
     def call(self, side: _Side, method: str, target: str, headers: dict[str, str] | None = None,
              body: bytes | Iterator[bytes] = b"") -> tuple[int, dict[str, str], bytes]:
@@ -96,7 +92,7 @@ def _target(location: str, side: _Side, params: dict[str, str] | None = None) ->
     """Request target for an upload Location (absolute or relative) on the same registry, with `params` added."""
     url = urlsplit(location)
     if url.netloc and (url.netloc != side.registry or url.scheme != side.scheme):
-        raise _Unexpected("upload location on another host")
+        raise Unexpected("upload location on another host")
     query = "&".join(filter(None, (url.query, urlencode(params or {}))))
     return (url.path or "/") + (f"?{query}" if query else "")
 
@@ -116,13 +112,13 @@ class QuickCopy:
         elif not auth:
             source_authorization = None              # the source answered without a challenge
         else:
-            raise _Unexpected("source auth")
+            raise Unexpected("source auth")
         if check.dest_auth.get("mode") == "basic" and dest_creds is not None:
             dest_authorization: str | None = basic_header(*dest_creds)
         elif not check.dest_auth and dest_creds is None:
             dest_authorization = None
         else:
-            raise _Unexpected("destination auth")    # e.g. a token registry: the push scope needs the copier
+            raise Unexpected("destination auth")    # e.g. a token registry: the push scope needs the copier
         self.source = _Side(scheme, src.registry, source_authorization, expires)
         self.dest = _Side(scheme, dst.registry, dest_authorization)
         self.src, self.dst, self.tag, self.check = src, dst, tag, check
@@ -144,6 +140,7 @@ class QuickCopy:
             session.close()
 
     def requests(self, registry: str) -> dict[str, int]:
+        """Requests sent to `registry` by every worker."""
         out: dict[str, int] = {}
         for session in self.sessions:
             for method, n in session.counts.get(registry, {}).items():
@@ -154,24 +151,17 @@ class QuickCopy:
     def run(self) -> MirrorResult:
         started = time.monotonic()
         main = self._worker_session(0)
-        digest, src_repo, dest_repo = self.check.digest, self.src.repository, self.dst.repository
+        if self.check.pool is not None:
+            main.adopt(self.check.pool)      # continue on the check's sockets: no new connection (nor TLS handshake)
+        digest, dest_repo = self.check.digest, self.dst.repository
         status, _, _ = main.call(self.dest, "HEAD", f"/v2/{dest_repo}/manifests/{digest}", {"Accept": ACCEPT})
         if status != 404:
-            raise _Unexpected("destination holds the digest: the copier re-tags it")
+            raise Unexpected("destination holds the digest: the copier re-tags it")
         body, media_type, manifest = self._manifest(main, digest)
-        children: list[tuple[str, bytes, str]] = []
-        blobs: dict[str, dict[str, Any]] = {}
-        if media_type in INDEX_TYPES:
-            # platform manifests: HEAD on the destination, GET from the source, all platforms at once
-            entries = [entry["digest"] for entry in manifest.get("manifests") or []]
-            for child, fetched in zip(entries, self._parallel(entries, self._child)):
-                if fetched is not None:      # None: complete in the destination already
-                    child_body, child_type, parsed = fetched
-                    children.append((child, child_body, child_type))
-                    _collect(parsed, blobs)
-        else:
-            _collect(manifest, blobs)
-        self._parallel(sorted(blobs.values(), key=lambda d: -int(d.get("size") or 0)), self._blob)
+        # platform manifests: HEAD on the destination, GET from the source, all platforms at once
+        entries = platform_digests(media_type, manifest)
+        children, ordered = copy_plan(manifest, entries, self._parallel(entries, self._child))
+        self._parallel(ordered, self._blob)
         # platform manifests by digest (all blobs are in place), concurrently; then the tag, last
         self._parallel(children, lambda session, c: self._put_manifest(session, c[0], c[1], c[2], c[0]))
         self.result.manifests_copied += len(children)
@@ -180,35 +170,27 @@ class QuickCopy:
         self.result.seconds = time.monotonic() - started
         return self.result
 
-    def _manifest(self, session: _Session, digest: str) -> tuple[bytes, str, dict[str, Any]]:
-        status, answer, body = session.call(self.source, "GET", f"/v2/{self.src.repository}/manifests/{digest}",
-                                            {"Accept": ACCEPT})
-        if status != 200 or "sha256:" + hashlib.sha256(body).hexdigest() != digest:
-            raise _Unexpected("manifest")
-        manifest = json.loads(body)
-        media_type = answer.get("content-type", "").split(";")[0]
-        if media_type not in MANIFEST_TYPES:
-            media_type = manifest.get("mediaType") or media_type
-        if media_type not in MANIFEST_TYPES or manifest.get("schemaVersion") != 2:
-            raise _Unexpected("manifest type")
+    def _manifest(self, session: _Session, digest: str, platform: bool = False) -> tuple[bytes, str, dict[str, Any]]:
+        target = f"/v2/{self.src.repository}/manifests/{digest}"
+        status, answer, body = session.call(self.source, "GET", target, {"Accept": ACCEPT})
+        if status != 200:
+            raise Unexpected(f"GET manifest: {status}")
+        media_type, manifest = load_manifest(body, answer.get("content-type", "").split(";")[0], digest, target, platform)
         return body, media_type, manifest
 
     def _put_manifest(self, session: _Session, reference: str, body: bytes, media_type: str, digest: str) -> None:
         status, answer, _ = session.call(self.dest, "PUT", f"/v2/{self.dst.repository}/manifests/{reference}",
                                          {"Content-Type": media_type, "Content-Length": str(len(body))}, body)
         if status not in (200, 201) or answer.get("docker-content-digest", digest) != digest:
-            raise _Unexpected("PUT manifest")
+            raise Unexpected("PUT manifest")
 
     def _child(self, session: _Session, child: str) -> tuple[bytes, str, dict[str, Any]] | None:
         status, _, _ = session.call(self.dest, "HEAD", f"/v2/{self.dst.repository}/manifests/{child}", {"Accept": ACCEPT})
         if status == 200:
             return None
         if status != 404:
-            raise _Unexpected(f"HEAD platform manifest: {status}")
-        child_body, child_type, parsed = self._manifest(session, child)
-        if child_type in INDEX_TYPES:
-            raise _Unexpected("nested index")
-        return child_body, child_type, parsed
+            raise Unexpected(f"HEAD platform manifest: {status}")
+        return self._manifest(session, child, platform=True)
 
     def _parallel(self, items: list[Any], fn: Callable[[_Session, Any], Any]) -> list[Any]:
         """fn(session, item) for every item on up to `concurrency` threads (this one included), each with its
@@ -256,23 +238,20 @@ class QuickCopy:
                 self.result.blobs_skipped += 1
             return
         if status != 404 or size <= 0:
-            raise _Unexpected(f"HEAD blob: {status}")
-        status, answer, _ = session.call(self.dest, "POST", f"/v2/{dest_repo}/blobs/uploads/", {"Content-Length": "0"})
-        if status != 202 or "location" not in answer:
-            raise _Unexpected(f"POST upload: {status}")
-        location = answer["location"]
+            raise Unexpected(f"HEAD blob: {status}")
+        # The source's GET goes out while the registry opens the upload (its slowest answer on a busy
+        # registry): the two hosts are on separate connections.
+        posted = session.send(self.dest, "POST", f"/v2/{dest_repo}/blobs/uploads/", {"Content-Length": "0"})
         reader = self._open_blob(session, src_repo, digest, size)
+        status, answer = session.answer(posted)
+        posted.read_body("POST", status, answer)
+        if status != 202 or "location" not in answer:
+            raise Unexpected(f"POST upload: {status}")
+        location = answer["location"]
         hasher = hashlib.sha256()
 
         def body(n: int) -> Iterator[bytes]:
-            remaining = n
-            while remaining:
-                chunk = reader.read(min(READ_SIZE, remaining))
-                if not chunk:
-                    raise _Unexpected("source stream ended early")
-                hasher.update(chunk)
-                remaining -= len(chunk)
-                yield chunk
+            return hashed_stream(reader.read, n, hasher, lambda _left: Unexpected("source stream ended early"))
 
         if size > PART_SIZE:
             # One PATCH streaming the whole blob, then the PUT with its digest (what `docker push` sends): the
@@ -283,7 +262,7 @@ class QuickCopy:
                 headers={"Content-Type": "application/octet-stream", "Content-Length": str(size),
                          "Content-Range": f"0-{size - 1}"})
             if status != 202:
-                raise _Unexpected(f"PATCH blob: {status}")
+                raise Unexpected(f"PATCH blob: {status}")
             location = answer.get("location", location)
             final: bytes | Iterator[bytes] = b""
             headers = {"Content-Length": "0"}
@@ -292,7 +271,7 @@ class QuickCopy:
             headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
         status, _, _ = session.call(self.dest, "PUT", _target(location, self.dest, {"digest": digest}), headers, final)
         if status not in (201, 204) or "sha256:" + hasher.hexdigest() != digest:
-            raise _Unexpected(f"PUT blob: {status}")
+            raise Unexpected(f"PUT blob: {status}")
         with self._lock:
             self.result.blobs_copied += 1
             self.result.bytes_copied += size
@@ -308,22 +287,16 @@ class QuickCopy:
                 conn.read_body("GET", status, answer)
                 url = urlsplit(answer["location"])
                 if url.netloc and (url.scheme, url.netloc) != (side.scheme, side.registry):
-                    if url.scheme not in ("http", "https") or (url.scheme == "http" and side.scheme == "https"):
-                        raise _Unexpected("redirect")
+                    if url.scheme not in ("http", "https") or (url.scheme == "http" and side.scheme == "https") \
+                            or url.netloc == self.dest.registry:     # that connection awaits the POST's answer
+                        raise Unexpected("redirect")
                     side = _Side(url.scheme, url.netloc, None)
                 target = (url.path or "/") + (f"?{url.query}" if url.query else "")
                 continue
             if status != 200 or answer.get("transfer-encoding") or int(answer.get("content-length", -1)) != size:
-                raise _Unexpected(f"GET blob: {status}")
+                raise Unexpected(f"GET blob: {status}")
             return conn.reader               # read before this session's next request to that host
-        raise _Unexpected("too many redirects")
-
-
-def _collect(manifest: dict[str, Any], blobs: dict[str, dict[str, Any]]) -> None:
-    """Config and layers to copy (as copier._collect_blobs: foreign layers with `urls` stay where they are)."""
-    for desc in [manifest.get("config") or {}, *(manifest.get("layers") or [])]:
-        if desc.get("digest") and not desc.get("urls"):
-            blobs.setdefault(desc["digest"], desc)
+        raise Unexpected("too many redirects")
 
 
 def quick_copy(src: ImageRef, dst: ImageRef, tag: str, check: WarmCheck, src_creds: tuple[str, str] | None,
@@ -334,7 +307,7 @@ def quick_copy(src: ImageRef, dst: ImageRef, tag: str, check: WarmCheck, src_cre
         return None, {}
     try:
         copy = QuickCopy(src, dst, tag, check, src_creds, dest_creds, plain_http, concurrency, progress)
-    except _Unexpected:
+    except Unexpected:
         return None, {}
     try:
         result = copy.run()

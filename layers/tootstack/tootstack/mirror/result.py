@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False        # `typing` costs the command's warm run 3 ms to import; annotations only
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class MirrorResult:

@@ -4,7 +4,7 @@
 takes two manifest HEADs (plus the registries' auth round trips), and in a fresh process importing httpx
 and its dependencies costs several times more than the requests themselves; even the standard library's
 `http.client` costs more than the requests (it loads the `email` package to parse headers). So the
-command first asks over a minimal HTTP/1.1 exchange on a socket (`_Connection`: one request at a time per
+command first asks over a minimal HTTP/1.1 exchange on a socket (wire.py: one request at a time per
 connection, kept alive, Content-Length or chunked bodies), the source and the destination at the same
 time; only when the digests differ, or anything at all is unexpected (no digest header, a redirect, an
 auth refusal, a network error, a malformed answer), does it load the full copier (httpx), which then
@@ -20,117 +20,20 @@ repository's pull scope), the request replayed once.
 from __future__ import annotations
 
 import os
-import socket
 import threading
-from typing import Any, Iterable
+TYPE_CHECKING = False        # `typing` costs the command's warm run 3 ms to import; annotations only
+if TYPE_CHECKING:
+    from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from tootstack.mirror.challenge import (
     ACCEPT, basic_header, normalize_scope, parse_challenge, realm_problem, token_from_answer, token_query,
 )
 from tootstack.mirror.refs import ImageRef
+from tootstack.mirror.wire import USER_AGENT, Pool, Unexpected
 
-USER_AGENT = "tootstack-mirror/0.1"
-TIMEOUT = 10.0
-MAX_HEADER_LINES = 100
-MAX_BODY = 4 << 20          # a token answer or a manifest (registries take manifests up to 4 MiB)
 # httpx honours these (trust_env); a plain socket does not: with a proxy configured the check stands aside.
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy")
-
-
-class _Unexpected(Exception):
-    pass
-
-
-class _Connection:
-    """One kept-alive HTTP/1.1 connection: request, then the whole response (status, lower-cased headers, body)."""
-
-    def __init__(self, scheme: str, netloc: str, timeout: float = TIMEOUT) -> None:
-        host, _, port = netloc.rpartition(":") if netloc.rpartition(":")[2].isdigit() else (netloc, "", "")
-        host = host.strip("[]")
-        sock = socket.create_connection((host, int(port) if port else (443 if scheme == "https" else 80)), timeout)
-        if scheme == "https":
-            from tootstack.mirror.tls import tls_context
-
-            sock = tls_context().wrap_socket(sock, server_hostname=host)
-        self.netloc = netloc
-        self.sock = sock
-        self.reader = sock.makefile("rb")
-        self.open = True
-
-    def close(self) -> None:
-        self.open = False
-        self.reader.close()
-        self.sock.close()
-
-    def request(self, method: str, target: str, headers: dict[str, str], body: bytes = b"") -> tuple[int, dict[str, str], bytes]:
-        self.send(method, target, headers, body)
-        status, answer = self.read_head()
-        return status, answer, self.read_body(method, status, answer)
-
-    def send(self, method: str, target: str, headers: dict[str, str], body: bytes | Iterable[bytes] = b"") -> None:
-        """The request line and headers, then the body: bytes, or chunks of a length the caller set in Content-Length."""
-        lines = [f"{method} {target} HTTP/1.1", f"Host: {self.netloc}", *(f"{k}: {v}" for k, v in headers.items())]
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        if isinstance(body, bytes):
-            self.sock.sendall(head + body)
-            return
-        self.sock.sendall(head)
-        for chunk in body:
-            self.sock.sendall(chunk)
-
-    def read_head(self) -> tuple[int, dict[str, str]]:
-        """Status and lower-cased headers (the first of repeated ones) of the next response."""
-        status_line = self.reader.readline(65537).decode("latin-1")
-        version, _, rest = status_line.partition(" ")
-        if not version.startswith("HTTP/1.") or not rest[:3].isdigit():
-            raise _Unexpected("status line")
-        status = int(rest[:3])
-        answer: dict[str, str] = {}
-        for _ in range(MAX_HEADER_LINES):
-            line = self.reader.readline(65537).decode("latin-1").rstrip("\r\n")
-            if not line:
-                break
-            name, sep, value = line.partition(":")
-            if not sep:
-                raise _Unexpected("header line")
-            answer.setdefault(name.strip().lower(), value.strip())    # the first one counts (one challenge)
-        else:
-            raise _Unexpected("too many headers")
-        if answer.get("connection", "").lower() == "close" or version == "HTTP/1.0":
-            self.open = False
-        return status, answer
-
-    def read_body(self, method: str, status: int, answer: dict[str, str]) -> bytes:
-        """The whole body of a response whose head was just read (at most MAX_BODY bytes)."""
-        if method == "HEAD" or status in (204, 304) or status < 200:
-            return b""
-        if answer.get("transfer-encoding", "").lower() == "chunked":
-            return self._chunked()
-        if "content-length" in answer:
-            length = int(answer["content-length"])
-            if length > MAX_BODY:
-                raise _Unexpected("body too large")
-            body = self.reader.read(length)
-            if len(body) != length:
-                raise _Unexpected("short body")
-            return body
-        self.open = False                   # delimited by the end of the connection
-        return self.reader.read(MAX_BODY)
-
-    def _chunked(self) -> bytes:
-        parts, total = [], 0
-        while True:
-            size = int(self.reader.readline(1024).split(b";")[0].strip() or b"x", 16)
-            if size == 0:
-                while self.reader.readline(65537).strip():      # trailers, then the blank line
-                    pass
-                return b"".join(parts)
-            total += size
-            if total > MAX_BODY:
-                raise _Unexpected("body too large")
-            parts.append(self.reader.read(size))
-            self.reader.readline(3)                             # CRLF after each chunk
 
 
 class _Registry:
@@ -140,25 +43,16 @@ class _Registry:
         self.scheme = "http" if plain_http else "https"
         self.registry = registry
         self.creds = creds
-        self.counts: dict[str, int] = {}
         self.auth_state: dict[str, Any] = {}     # what the copier's RegistryAuth.adopt takes
-        self._connections: dict[tuple[str, str], _Connection] = {}
+        self.pool = Pool()
 
-    def close(self) -> None:
-        for conn in self._connections.values():
-            conn.close()
+    @property
+    def counts(self) -> dict[str, int]:
+        return dict(self.pool.counts.get(self.registry, {}))
 
     def _request(self, scheme: str, netloc: str, method: str, target: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
-        if scheme not in ("http", "https"):
-            raise _Unexpected(scheme)
-        key = (scheme, netloc)
-        conn = self._connections.get(key)
-        if conn is None or not conn.open:
-            if conn is not None:
-                conn.close()
-            conn = self._connections[key] = _Connection(scheme, netloc)
-        if netloc == self.registry:
-            self.counts[method] = self.counts.get(method, 0) + 1
+        conn = self.pool.connection(scheme, netloc)
+        self.pool.count(netloc, method)
         return conn.request(method, target, {"User-Agent": USER_AGENT, **headers})
 
     def head_manifest(self, repository: str, reference: str) -> tuple[int, str, str]:
@@ -177,9 +71,9 @@ class _Registry:
             self.auth_state = {"mode": "basic"}
             return basic_header(*self.creds)
         if scheme != "bearer" or "realm" not in params:
-            raise _Unexpected("challenge")
+            raise Unexpected("challenge")
         if realm_problem(self.registry, params["realm"], self.scheme == "http"):
-            raise _Unexpected("realm")  # the copier's auth flow refuses it and says why
+            raise Unexpected("realm")  # the copier's auth flow refuses it and says why
         scopes = {normalize_scope(f"repository:{repository}:pull")}
         scopes.update(normalize_scope(s) for s in params.get("scope", "").split(" ") if s)
         query = token_query(params, scopes, self.creds[0] if self.creds is not None else None)
@@ -188,10 +82,10 @@ class _Registry:
         target = (realm.path or "/") + "?" + "&".join(filter(None, (realm.query, urlencode(query))))
         status, _, body = self._request(realm.scheme, realm.netloc, "GET", target, headers)
         if status != 200:
-            raise _Unexpected("token")
+            raise Unexpected("token")
         token, lifetime = token_from_answer(body)
         if not token:
-            raise _Unexpected("token")
+            raise Unexpected("token")
         self.auth_state = {"mode": "bearer", "token": token, "scopes": sorted(scopes), "challenge": params,
                            "lifetime": lifetime}
         return f"Bearer {token}"
@@ -208,6 +102,11 @@ class WarmCheck:
         self.source_requests: dict[str, int] = {}
         self.source_auth: dict[str, Any] = {}   # auth state learned, for RegistryAuth.adopt
         self.dest_auth: dict[str, Any] = {}
+        self.pool: Pool | None = None           # the check's open connections, for the quick copy (not when warm)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
 
 
 def warm_check(src: ImageRef, dst: ImageRef, tag: str, src_creds: tuple[str, str] | None,
@@ -236,13 +135,16 @@ def warm_check(src: ImageRef, dst: ImageRef, tag: str, src_creds: tuple[str, str
         pass
     finally:
         helper.join()
-        check.source_requests = dict(source.counts)
-        source.close()
-        dest.close()
+        check.source_requests = source.counts
+        source.pool.adopt(dest.pool)             # one pool: the quick copy's first worker starts on these sockets
     if dest_answer and dest_answer[0][0] in (200, 404):
         check.dest_digest = dest_answer[0][1] if dest_answer[0][0] == 200 else ""
     check.source_auth = source.auth_state
     if dest.auth_state.get("mode") == "basic":      # a bearer token from the check only has the pull scope
         check.dest_auth = dest.auth_state
     check.warm = bool(check.digest) and check.dest_digest == check.digest
+    if check.warm or not check.digest:
+        source.pool.close()
+    else:
+        check.pool = source.pool
     return check
