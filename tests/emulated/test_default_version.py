@@ -16,7 +16,7 @@ from tootstack_dev.rehearsal.deploy import _samconfig_overrides
 from tootstack_dev.rehearsal.context import RehearsalContext
 from tootstack.upgrade.version import parse_version, version_of_image
 
-from tests.test_upgrade import SERVICES, VERSION, _images, _live, _setup
+from tests.emulated.test_upgrade import SERVICES, VERSION, _images, _live, _setup
 
 ROOT = project_root()
 TEMPLATE = load_template(ROOT / "template.yaml")

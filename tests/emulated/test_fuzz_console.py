@@ -32,7 +32,7 @@ from tootstack_dev.local.template import LocalFunction, project_root
 from tootstack.mirror.auth import parse_source_credentials
 from tootstack.oneoff.admin import EMAIL_RE, PENDING_PLACEHOLDER, ROLES
 
-from tests.fuzz_support import FEW, FUZZ, JSON, NASTY, TEXT, aws_state
+from tests.emulated.fuzz_support import FEW, FUZZ, JSON, NASTY, TEXT, aws_state
 
 ROOT = project_root()
 STACK = "fz"

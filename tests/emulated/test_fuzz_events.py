@@ -36,7 +36,7 @@ from tootstack.redis_auth.credentials import Endpoint
 from tootstack.redis_auth.rotation import STEPS, RedisRotation
 
 from tests.fixtures.cfn import response_server
-from tests.fuzz_support import FEW, FUZZ, JSON, TEXT, aws_state, redis_acl
+from tests.emulated.fuzz_support import FEW, FUZZ, JSON, TEXT, aws_state, redis_acl
 
 ROOT = project_root()
 REGION = "us-east-1"

@@ -10,7 +10,7 @@ import pytest
 from tootstack_dev.local.aws import TaskResult
 from tootstack_dev.local.template import load_template, project_root
 
-from tests.test_upgrade import OUTCOMES, STACK, _setup, registries  # noqa: F401 - registries is a fixture
+from tests.emulated.test_upgrade import OUTCOMES, STACK, _setup, registries  # noqa: F401 - registries is a fixture
 
 ROOT = project_root()
 TASK_DEFINITION_TYPES = ("AWS::ECS::TaskDefinition",)

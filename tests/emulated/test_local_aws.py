@@ -9,7 +9,7 @@ import pytest
 from tootstack.errors import TootstackError
 from tootstack_dev.local.aws import TaskResult
 
-DEFINITION = Path(__file__).parent / "data" / "harness_runtask.asl.json"
+DEFINITION = Path(__file__).parents[1] / "data" / "harness_runtask.asl.json"
 
 
 def _network(local_aws):

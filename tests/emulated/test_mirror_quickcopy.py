@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.test_mirror import creds
+from tests.emulated.test_mirror import creds
 from tootstack_dev import cli
 from tootstack_dev.local.faultproxy import FaultProxy
 from tootstack_dev.local.images import push_image

@@ -84,7 +84,7 @@ def test_probe_handler_with_its_sample_event(redis_tls, monkeypatch):
 
 
 def test_first_boot_start_runs_once_on_create_only(local_aws, monkeypatch):
-    from tests.test_secrets_bootstrap import _Context
+    from tests.emulated.test_secrets_bootstrap import _Context
 
     sent = []
     monkeypatch.setattr("tootstack.cfn_custom.urllib.request.urlopen", lambda req, timeout: sent.append(json.loads(req.data)) or _Ok())

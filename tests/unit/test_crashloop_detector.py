@@ -17,7 +17,7 @@ from tootstack.crashloop.models import EcsDeploymentStateChangeEvent, parse_even
 from tootstack.crashloop.store import MemoryStore
 from tootstack.errors import InvalidInput
 
-DATA = Path(__file__).parent / "data" / "ecs_events"
+DATA = Path(__file__).parents[1] / "data" / "ecs_events"
 E = synth.EPOCH
 TD1 = synth.task_definition_arn("web", 1)
 TD2 = synth.task_definition_arn("web", 2)

@@ -1,5 +1,6 @@
-"""run-oneoff's security boundaries: tootctl options parsed the way Thor parses them, and output
-redaction over every staged version of the stack's secrets.
+"""run-oneoff's security boundaries: tootctl options parsed the way Thor parses them (output redaction over
+every staged version of the stack's secrets, which reads them from moto, is in
+tests/emulated/test_oneoff_emulated.py).
 
 Thor facts (rails/thor lib/thor/parser/options.rb, `normalize_switch`, `EQ_RE`, `parse_boolean`,
 `no_or_skip?`, `SHORT_SQ_RE`, `OPTS_END`): `_` in a switch reads as `-`; `--opt=value` splits at `=`;
@@ -10,14 +11,12 @@ modify` declares `option :reset_password, type: :boolean` and prints "New passwo
 sub-commands are those lib/mastodon/cli/{media,statuses,search,domains,preview_cards,ip_blocks}.rb declare.
 """
 
-import json
 
 import pytest
 
 from tootstack.errors import InvalidInput
-from tootstack.oneoff import commands, redact
+from tootstack.oneoff import commands
 
-from tests.fixtures.oneoff import client
 
 RESET_SPELLINGS = [
     ["--reset-password"], ["--reset_password"], ["--reset_password=true"], ["--reset-password=true"],
@@ -77,21 +76,3 @@ def test_refusal_names_the_option_and_the_allowed_ones():
         commands.validate_command(["tootctl", "accounts", "modify", "alice", "--reset_password=true"])
     message = str(caught.value)
     assert "reset-password" in message and "create-admin" in message
-
-
-def test_redaction_covers_pending_and_previous_versions(local_aws):
-    sm = client("secretsmanager")
-    arn = sm.create_secret(Name="stack/database", SecretString=json.dumps({"password": "current-pass-1111"}))["ARN"]
-    sm.put_secret_value(SecretId=arn, SecretString=json.dumps({"password": "previous-pass-2222"}))
-    sm.put_secret_value(SecretId=arn, SecretString=json.dumps({"password": "current-pass-3333"}))
-    sm.put_secret_value(SecretId=arn, SecretString=json.dumps({"password": "pending-pass-4444"}),
-                        VersionStages=["AWSPENDING"])
-    admin = sm.create_secret(Name="stack/admin/alice", SecretString="alice-current-5555")["ARN"]
-    sm.put_secret_value(SecretId=admin, SecretString="alice-staged-reset-6666", VersionStages=["AWSPENDING"])
-
-    values = redact.stack_secret_values(sm, [arn], "stack/")
-
-    assert {"current-pass-3333", "previous-pass-2222", "pending-pass-4444", "alice-current-5555",
-            "alice-staged-reset-6666"} <= values
-    lines = ["connecting with previous-pass-2222", "staged alice-staged-reset-6666", "media usage: 3 GB"]
-    assert redact.withhold(lines, values) == [redact.WITHHELD, redact.WITHHELD, "media usage: 3 GB"]

@@ -1,8 +1,15 @@
 """Spot fallback decisions: take over when Spot is short/interrupted and latency grows, hand back later."""
 
 import pytest
-
-from tootstack.autoscale.spot_fallback import ON_DEMAND, SPOT, Decision, FallbackConfig, Observation, State, decide
+from tootstack.autoscale.spot_fallback import (
+    ON_DEMAND,
+    SPOT,
+    Decision,
+    FallbackConfig,
+    Observation,
+    State,
+    decide,
+)
 from tootstack.errors import InvalidInput
 
 CFG = FallbackConfig(latency_high_s=60, latency_low_s=10, hold_s=900, spot_stable_s=600, trouble_window_s=600, max_on_demand=2)
@@ -87,84 +94,3 @@ def test_state_round_trip_and_bad_config():
     with pytest.raises(InvalidInput):
         FallbackConfig(latency_high_s=5, latency_low_s=10)
     assert isinstance(decide(obs(0, 0), State()), Decision)
-
-
-# --- the controller against moto (ECS, CloudWatch, SSM) through the real handler -------------------------
-import json  # noqa: E402
-from datetime import datetime, timezone  # noqa: E402
-
-import boto3  # noqa: E402
-from moto import mock_aws  # noqa: E402
-
-from tootstack.crashloop import HALT_TAG  # noqa: E402
-from tootstack_dev.local.template import LocalFunction, project_root  # noqa: E402
-from tootstack_dev.local.aws import LambdaContext
-
-ROOT = project_root()
-
-
-def _Context():
-    return LambdaContext("spot-fallback")
-
-
-
-
-@pytest.fixture
-def controller(monkeypatch):
-    with mock_aws():
-        ecs = boto3.client("ecs", region_name="us-east-1")
-        ecs.create_cluster(clusterName="c")
-        td = ecs.register_task_definition(family="sidekiq", containerDefinitions=[{"name": "s", "image": "x", "memory": 512}])
-        arn = td["taskDefinition"]["taskDefinitionArn"]
-        ecs.create_service(cluster="c", serviceName="pull-spot", taskDefinition=arn, desiredCount=1)
-        ecs.create_service(cluster="c", serviceName="pull-ondemand", taskDefinition=arn, desiredCount=0)
-        for key, value in {"CLUSTER_NAME": "c", "SPOT_SERVICE": "pull-spot", "ON_DEMAND_SERVICE": "pull-ondemand",
-                           "METRIC_SERVICE": "pull", "FALLBACK_STATE_PARAMETER": "/s/spot-fallback", "STACK_NAME": "s"}.items():
-            monkeypatch.setenv(key, value)
-        fn = LocalFunction("SpotFallbackFunction", ROOT / "functions/spot_fallback", "app.handler", {})
-        event = json.loads((ROOT / "events/spot_fallback.json").read_text())
-        yield ecs, (lambda: fn.entrypoint(event, _Context()))
-
-
-def _latency(value):
-    boto3.client("cloudwatch", region_name="us-east-1").put_metric_data(Namespace="tootstack", MetricData=[{
-        "MetricName": "SidekiqQueueLatency", "Value": value, "Unit": "Seconds", "Timestamp": datetime.now(timezone.utc),
-        "Dimensions": [{"Name": "StackName", "Value": "s"}, {"Name": "Service", "Value": "pull"}]}])
-
-
-def _spot_running(count):
-    """moto reports running == desired; Spot capacity shortage is set on its model directly."""
-    from moto.ecs.models import ecs_backends
-
-    ecs_backends["123456789012"]["us-east-1"].services["c:pull-spot"].running_count = count
-
-
-def _desired(ecs, name):
-    return ecs.describe_services(cluster="c", services=[name])["services"][0]["desiredCount"]
-
-
-def test_controller_takes_over_when_spot_runs_nothing_and_latency_is_high(controller):
-    ecs, invoke = controller
-    _spot_running(0)   # Spot cannot place: desired 1, running 0
-    _latency(300)
-    result = invoke()
-    assert result["action"] == "take_over" and result["mode"] == "on_demand"
-    assert _desired(ecs, "pull-ondemand") == result["on_demand_desired"] >= 1
-    state = json.loads(boto3.client("ssm", region_name="us-east-1").get_parameter(Name="/s/spot-fallback")["Parameter"]["Value"])
-    assert state["mode"] == "on_demand"
-    assert invoke()["action"] == "hold"          # idempotent on the next tick
-
-
-def test_controller_leaves_halted_services_alone(controller):
-    ecs, invoke = controller
-    ecs.update_service(cluster="c", service="pull-spot", desiredCount=5)
-    arn = ecs.describe_services(cluster="c", services=["pull-spot"])["services"][0]["serviceArn"]
-    ecs.tag_resource(resourceArn=arn, tags=[{"key": HALT_TAG, "value": "x"}])
-    _latency(300)
-    assert invoke()["action"] == "none"
-    assert _desired(ecs, "pull-ondemand") == 0
-
-
-def test_controller_without_metric_does_nothing(controller):
-    ecs, invoke = controller
-    assert invoke()["action"] == "none" and _desired(ecs, "pull-ondemand") == 0

@@ -1,16 +1,15 @@
 """Cost cut: with CloudFront, the ALB is internal in private subnets and reached through a CloudFront VPC origin.
 
 The ALB's two node addresses are the public IPv4 this saves ($0.24/day); without CloudFront nothing changes.
-Evaluated with the cost model's evaluator (conditions and Fn::If applied), then deployed into moto.
+Evaluated with the cost model's evaluator (conditions and Fn::If applied); tests/emulated/test_vpc_origin_moto.py
+deploys it into moto.
 """
 
 import copy
 import ipaddress
 import re
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from tootstack_dev.cost.model import estimate
 from tootstack_dev.cost.template_eval import ResourceRef, TemplateEvaluator
@@ -130,29 +129,4 @@ def test_cost_model_counts_no_alb_ipv4_with_cloudfront_and_two_without(profile):
     assert before.daily - on.daily == pytest.approx(2 * 0.005 * 24)
 
 
-@pytest.mark.parametrize(("parameters", "scheme", "subnets"),
-                         [({}, "internal", PRIVATE), ({"Profile": "micro", "UseCloudFront": "false"}, "internet-facing", PUBLIC)],
-                         ids=["cloudfront", "micro-no-cloudfront"])
-def test_moto_deploys_the_alb_where_the_template_says(parameters, scheme, subnets):
-    from tests.test_template_moto import REGION, deploy
-
-    with mock_aws():
-        stack, deployed, skipped = deploy(parameters)
-        assert stack["StackStatus"] == "CREATE_COMPLETE", stack.get("StackStatusReason")
-        # moto models no CloudFront: the VPC origin is stood in for like the distribution; without CloudFront
-        # neither is deployed, so neither is reported
-        stood_in = {s["logical_id"] for s in skipped} & {"AlbVpcOrigin", "Distribution"}
-        assert stood_in == ({"AlbVpcOrigin", "Distribution"} if scheme == "internal" else set())
-        elbv2 = boto3.client("elbv2", region_name=REGION)
-        alb = elbv2.describe_load_balancers(LoadBalancerArns=[deployed["LoadBalancer"]])["LoadBalancers"][0]
-        assert alb["Scheme"] == scheme
-        assert sorted(z["SubnetId"] for z in alb["AvailabilityZones"]) == sorted(deployed[s] for s in subnets)
-        if scheme == "internal":
-            ec2 = boto3.client("ec2", region_name=REGION)
-            def gateways(table):
-                found = ec2.describe_route_tables(RouteTableIds=[deployed[table]])["RouteTables"][0]
-                return {r.get("GatewayId", "") for r in found["Routes"]}
-
-            assert gateways("PrivateRouteTable") == {"local"}
-            assert any(g.startswith("igw-") for g in gateways("PublicRouteTable"))  # the check sees a default route
             # (moto's CloudFormation does not record subnet associations: checked on the template above)
