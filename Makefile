@@ -31,7 +31,8 @@ setup-python:
 
 test: lint unit emulated contract ## gates, then every test tier but the opt-in integration tier
 
-lint: ## cfn-lint, sam validate --lint, checkov, statelint: any finding fails
+lint: ## ruff, cfn-lint, sam validate --lint, checkov, statelint: any finding fails
+	ruff check layers dev functions tests bench
 	cfn-lint template.yaml
 	sam validate --lint --template template.yaml
 	checkov --quiet --compact --skip-download --framework cloudformation -f template.yaml

@@ -82,7 +82,7 @@ def handler(event: dict, context: LambdaContext) -> dict:
         raise InvalidInput("event must be a JSON object with an 'action'")
     cfg = _config()
     ecs, ssm = _client("ecs"), _client("ssm")
-    halted = lambda name: is_halted(name, cluster=cfg.cluster, ecs=ecs)  # noqa: E731
+    halted = lambda name: is_halted(name, cluster=cfg.cluster, ecs=ecs)  # noqa: E731 - a one-line closure over this request's cluster and client
     action = event.get("action")
     if action == "prepare":
         execution = event.get("execution")

@@ -23,7 +23,7 @@ def test_replay_from_stdin_as_a_subprocess():
 def test_cli_help_lists_every_command():
     proc = subprocess.run([sys.executable, "-m", "tootstack_dev.cli", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0
-    commands = cli.build_parser()._subparsers._group_actions[0].choices  # noqa: SLF001 - introspecting argparse
+    commands = cli.build_parser()._subparsers._group_actions[0].choices  # introspecting argparse
     for name in commands:
         assert name in proc.stdout
         sub = subprocess.run([sys.executable, "-m", "tootstack_dev.cli", name, "--help"], capture_output=True, text=True)

@@ -12,7 +12,7 @@ from moto import mock_aws
 
 from tootstack_dev import cli
 from tootstack_dev.crashloop import synth
-from tootstack.crashloop.actions import HALT_TAG, halt_record, is_halted
+from tootstack.crashloop.actions import halt_record, is_halted
 from tootstack.crashloop.detector import Detector
 from tootstack.crashloop.store import Crash, Deployment, DynamoStore
 from tootstack.errors import DependencyUnavailable

@@ -10,7 +10,10 @@ import pytest
 from tootstack_dev.local.aws import TaskResult
 from tootstack_dev.local.template import load_template, project_root
 
-from tests.emulated.test_upgrade import OUTCOMES, STACK, _setup, registries  # noqa: F401 - registries is a fixture
+from tests.emulated import test_upgrade
+from tests.emulated.test_upgrade import OUTCOMES, STACK, _setup
+
+registries = test_upgrade.registries  # the upgrade tests' fixture, for this module's tests too
 
 ROOT = project_root()
 TASK_DEFINITION_TYPES = ("AWS::ECS::TaskDefinition",)
@@ -435,7 +438,7 @@ def response_url():
     received = []
 
     class Responses(BaseHTTPRequestHandler):
-        def do_PUT(self):  # noqa: N802 - http.server's naming
+        def do_PUT(self):  # http.server's naming
             received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
             self.send_response(200)
             self.end_headers()

@@ -364,7 +364,7 @@ def test_expired_bearer_token_is_renewed_before_the_next_request(hub):
     with RegistryClient(hub.host_port, hub.username, hub.password, plain_http=True, retry=FAST) as client:
         assert client.head_manifest("mastodon/mastodon", "v4.5.2") is not None
         issued = client.auth.token_requests
-        client.auth._token_expiry = 0          # noqa: SLF001 - simulate the clock passing the token's lifetime
+        client.auth._token_expiry = 0  # simulate the clock passing the token's lifetime
         mark = hub.mark()
         assert client.head_manifest("mastodon/mastodon", "v4.5.2") is not None
     assert client.auth.token_requests == issued + 1

@@ -23,10 +23,10 @@ class _Recorder(BaseHTTPRequestHandler):
 
     headers_seen: list = []
 
-    def do_GET(self):  # noqa: N802 - http.server API
+    def do_GET(self):  # http.server API
         self._answer()
 
-    def do_HEAD(self):  # noqa: N802
+    def do_HEAD(self):
         self._answer()
 
     def _answer(self):
@@ -55,7 +55,7 @@ def test_mirror_lambda_sends_docker_hub_credentials_to_no_other_registry(monkeyp
             monkeypatch.setenv("SOURCE_CREDENTIALS_SECRET_ARN", secret["ARN"])
             monkeypatch.setenv("MIRROR_REGISTRY_OVERRIDE", registry_basic.host_port)
             fn = LocalFunction("CredsMirrorFunction", ROOT / "functions/mirror", "app.handler", {})
-            with pytest.raises(Exception):  # noqa: B017 - the foreign registry refuses: any mirror error
+            with pytest.raises(Exception):  # the foreign registry refuses: any mirror error
                 fn.entrypoint({"images": [{"source": f"{foreign}/mastodon/mastodon:v4.5.2", "repository": "mastodon"}]},
                               LambdaContext("mirror"))
     finally:

@@ -107,7 +107,7 @@ def test_blob_redirect_is_followed_without_the_registrys_credentials(registry_to
         def log_message(self, *args):
             pass
 
-        def do_GET(self):  # noqa: N802 - http.server API
+        def do_GET(self):  # http.server API
             seen.append(self.headers.get("Authorization"))
             self.send_response(200)
             self.send_header("Content-Length", str(len(data)))

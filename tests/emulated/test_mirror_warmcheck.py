@@ -25,13 +25,13 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):        # quiet
         pass
 
-    def do_HEAD(self):  # noqa: N802 - http.server API
+    def do_HEAD(self):  # http.server API
         self.send_response(200)
         self.send_header("Docker-Content-Digest", "sha256:" + "a" * 64)
         self.send_header("Content-Length", "1234")        # a HEAD answer announces a body it does not send
         self.end_headers()
 
-    def do_GET(self):  # noqa: N802 - http.server API
+    def do_GET(self):  # http.server API
         self.server.seen.append(self.path)
         if self.path.startswith("/chunked"):
             self.send_response(200)

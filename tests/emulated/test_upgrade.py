@@ -93,7 +93,7 @@ def _lock_held():
     try:
         boto3.client("ssm", region_name="us-east-1").get_parameter(Name=LOCK)
         return True
-    except Exception:  # noqa: BLE001 - ParameterNotFound
+    except Exception:  # ParameterNotFound
         return False
 
 
@@ -324,7 +324,7 @@ def test_every_service_with_the_scheduler_queue_is_replaced_stop_first():
     cfg = steps.UpgradeConfig("c", ["web", "sidekiq-default"], "sidekiq-default,sidekiq-scheduler", "tb", "/l", "/v")
     ecs = _RecordingEcs()
     for service in ("web", "sidekiq-default", "sidekiq-scheduler"):
-        steps._update(ecs, cfg, service, "td:2")   # noqa: SLF001 - the one place the deployment config is set
+        steps._update(ecs, cfg, service, "td:2")  # the one place the deployment config is set
     configs = {c["service"]: c.get("deploymentConfiguration") for c in ecs.calls}
     assert configs["web"] is None
     for service in ("sidekiq-default", "sidekiq-scheduler"):
@@ -369,8 +369,8 @@ def test_a_service_without_a_known_image_is_refused_not_skipped():
     cfg = steps.UpgradeConfig("c", ["web"], "s", "tb", "/l", "/v",
                               images={"mastodon": {"source": "ghcr.io/mastodon/mastodon", "dest": "1.dkr.ecr/x/mastodon"}})
     with pytest.raises(steps.TootstackError, match="no container runs a known Mastodon image"):
-        steps._check_recognised("web", _TdEcs("docker.io/library/nginx:1.27").describe_task_definition("td:1")["taskDefinition"], cfg)  # noqa: SLF001
-    steps._check_recognised("web", _TdEcs("1.dkr.ecr/x/mastodon@sha256:" + "b" * 64).describe_task_definition("td:1")["taskDefinition"], cfg)  # noqa: SLF001
+        steps._check_recognised("web", _TdEcs("docker.io/library/nginx:1.27").describe_task_definition("td:1")["taskDefinition"], cfg)
+    steps._check_recognised("web", _TdEcs("1.dkr.ecr/x/mastodon@sha256:" + "b" * 64).describe_task_definition("td:1")["taskDefinition"], cfg)
 
 
 def test_mirror_step_mounts_shared_layers_from_the_repository_it_mirrored_first():

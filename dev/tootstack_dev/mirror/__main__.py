@@ -11,10 +11,10 @@ if __name__ == "__main__":
     for _unused in ("anyio", "trio", "httpx._main"):
         sys.modules.setdefault(_unused, None)  # type: ignore[assignment]
 
-import argparse  # noqa: E402
+import argparse
 
-from tootstack.errors import TootstackError  # noqa: E402
-from tootstack_dev.mirror import cli  # noqa: E402
+from tootstack.errors import TootstackError
+from tootstack_dev.mirror import cli
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -77,7 +77,7 @@ class EventBridgeModel(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
     version: str
-    id: str  # noqa: A003 - the envelope's field name
+    id: str  # the envelope's field name
     source: str
     account: str
     time: datetime

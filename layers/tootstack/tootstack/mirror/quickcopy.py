@@ -154,7 +154,7 @@ class QuickCopy:
     def run(self) -> MirrorResult:
         started = time.monotonic()
         main = self._worker_session(0)
-        digest, src_repo, dest_repo = self.check.digest, self.src.repository, self.dst.repository
+        digest, dest_repo = self.check.digest, self.dst.repository
         status, _, _ = main.call(self.dest, "HEAD", f"/v2/{dest_repo}/manifests/{digest}", {"Accept": ACCEPT})
         if status != 404:
             raise _Unexpected("destination holds the digest: the copier re-tags it")
@@ -225,7 +225,7 @@ class QuickCopy:
                     index = pending.pop()
                 try:
                     results[index] = fn(session, items[index])
-                except BaseException as exc:  # noqa: BLE001 - re-raised below (the copier takes over)
+                except BaseException as exc:  # re-raised below (the copier takes over)
                     with self._lock:
                         failures.append(exc)
                     return
@@ -338,7 +338,7 @@ def quick_copy(src: ImageRef, dst: ImageRef, tag: str, check: WarmCheck, src_cre
         return None, {}
     try:
         result = copy.run()
-    except Exception:  # noqa: BLE001 - anything unexpected: the copier does (and reports) the work
+    except Exception:  # anything unexpected: the copier does (and reports) the work
         result = None
     finally:
         copy.close()

@@ -223,7 +223,7 @@ def warm_check(src: ImageRef, dst: ImageRef, tag: str, src_creds: tuple[str, str
     def ask_dest() -> None:
         try:
             dest_answer.append(dest.head_manifest(dst.repository, tag))
-        except Exception:  # noqa: BLE001 - any failure: let the full copier do (and report) the work
+        except Exception:  # any failure: let the full copier do (and report) the work
             pass
 
     helper = threading.Thread(target=ask_dest, name="mirror-warmcheck", daemon=True)
@@ -232,7 +232,7 @@ def warm_check(src: ImageRef, dst: ImageRef, tag: str, src_creds: tuple[str, str
         status, digest, media_type = source.head_manifest(src.repository, src.reference)
         if status == 200 and digest.startswith("sha256:") and (not src.digest or digest == src.digest):
             check.digest, check.media_type = digest, media_type
-    except Exception:  # noqa: BLE001 - same: fall back to the copier
+    except Exception:  # same: fall back to the copier
         pass
     finally:
         helper.join()
