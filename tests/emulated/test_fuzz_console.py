@@ -4,7 +4,7 @@ Each entry point gets hostile JSON (any shape, Unicode digits, reserved names, o
 oversized and control-character text) through its real Lambda handler in moto. The property: a clear
 InvalidInput (or the documented result for input that is in fact valid), never another exception,
 and when refused, NO state change (secrets with every version and label, SSM parameters, ECS
-services and task definitions, DynamoDB items: tests/fuzz_support.py aws_state).
+services and task definitions, DynamoDB items: tests/emulated/fuzz_support.py aws_state).
 
 Input classes tried, per entry point:
 - create-admin prepare: arbitrary JSON; objects with fuzzed username (reserved/"pending" in any case,

@@ -2,7 +2,7 @@
 resource requests, Redis rotation steps.
 
 The property, as in test_fuzz_console.py: a clear InvalidInput (or the documented result), never another
-exception, and when refused no state change (moto's state, tests/fuzz_support.py aws_state, and the
+exception, and when refused no state change (moto's state, tests/emulated/fuzz_support.py aws_state, and the
 real redis-server's ACLs). Custom resources: every request that carries an http(s) ResponseURL gets
 exactly one answer, whatever else it holds (a stack waiting for an answer hangs for an hour).
 

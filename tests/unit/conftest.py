@@ -2,6 +2,7 @@
 a test that starts a process or uses moto fail with a message that says where it belongs; it is active while
 a module of this directory is imported and while each of its tests runs (setup, call, teardown)."""
 
+from contextlib import nullcontext
 from pathlib import Path
 
 import pytest
@@ -35,15 +36,7 @@ def pytest_make_collect_report(collector):
 
 
 def _guarded(item):
-    return guard.active() if _in_unit(item.path) else _nothing()
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
+    return guard.active() if _in_unit(item.path) else nullcontext()
 
 
 @pytest.hookimpl(hookwrapper=True)

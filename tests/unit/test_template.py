@@ -67,7 +67,7 @@ def test_host_is_forwarded_unchanged_and_proto_is_https():
     origin = next(o for o in config["Origins"] if o["Id"] == default["TargetOriginId"])
     assert default["OriginRequestPolicyId"] == ALL_VIEWER  # AllViewer forwards Host as the viewer sent it
     assert default["CachePolicyId"] == CACHING_DISABLED
-    # the ALB is reached through a CloudFront VPC origin, which carries the protocol policy (tests/test_vpc_origin.py)
+    # the ALB is reached through a CloudFront VPC origin, which carries the protocol policy (tests/unit/test_vpc_origin.py)
     assert origin["VpcOriginConfig"]["VpcOriginId"] == {"Fn::GetAtt": ["AlbVpcOrigin", "Id"]}
     assert RESOURCES["AlbVpcOrigin"]["Properties"]["VpcOriginEndpointConfig"]["OriginProtocolPolicy"] == "https-only"
     headers = {h["HeaderName"]: h["HeaderValue"] for h in origin["OriginCustomHeaders"]}
