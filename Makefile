@@ -6,8 +6,9 @@ APT_PACKAGES := redis-server docker-registry skopeo apache2-utils ruby postgresq
 STATE_MACHINES := $(wildcard statemachines/*.asl.json)
 # the root and the parts it composes (AWS::Serverless::Application with a local Location)
 TEMPLATES := template.yaml $(wildcard templates/*.yaml)
+PYTEST := $(PYTHON) -m pytest
 
-.PHONY: setup setup-apt setup-python setup-node test lint unit rehearse build bench clean
+.PHONY: setup setup-apt setup-python setup-node test lint unit emulated contract integration rehearse build bench clean
 
 setup: setup-apt setup-python setup-node ## install apt, pip and npm packages
 
@@ -30,16 +31,27 @@ setup-python:
 	# PYTHONDONTWRITEBYTECODE keeps imports from writing it): short commands such as `tootstack mirror` start faster
 	$(PYTHON) -m compileall -q layers/tootstack dev
 
-test: lint unit ## gates, then the whole pytest suite
+test: lint unit emulated contract ## gates, then every test tier but the opt-in integration tier
 
-lint: ## cfn-lint and checkov on every template file, sam validate --lint on the root, statelint: any finding fails
+lint: ## ruff; cfn-lint and checkov on every template file, sam validate --lint on the root; statelint: any finding fails
+	ruff check layers dev functions tests bench
 	cfn-lint $(TEMPLATES)
 	sam validate --lint --template template.yaml
 	checkov --quiet --compact --skip-download --framework cloudformation $(addprefix -f ,$(TEMPLATES))
 	@if [ -n "$(STATE_MACHINES)" ]; then statelint $(STATE_MACHINES); fi
 
-unit:
-	$(PYTHON) -m pytest -n 2 --dist loadgroup
+# The test tiers (tests/README.md). Each runs on its own: `make unit` needs only the pip packages.
+unit: ## tests/unit: pure logic, no processes, no moto (a guard fails a test that starts either)
+	$(PYTEST) tests/unit
+
+emulated: ## tests/emulated: moto, redis-server, docker-registry, skopeo, ruby, the rehearsal (make setup)
+	$(PYTEST) tests/emulated -n 2 --dist loadgroup
+
+contract: ## tests/contract: the stack's container definitions with Mastodon's clients, real PostgreSQL and Redis
+	$(PYTEST) tests/contract
+
+integration: ## opt-in, read-only: TOOTSTACK_STACK_NAME=<stack> (and AWS credentials) names a deployed stack
+	$(PYTEST) tests/integration
 
 rehearse: ## deploy template.yaml into a local AWS emulation and run every lifecycle stage
 	tootstack rehearse --report rehearsal-report.json

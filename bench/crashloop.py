@@ -40,10 +40,10 @@ from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1] / d) for d in ("layers/tootstack", "dev")]
 
-from tootstack_dev.crashloop import synth  # noqa: E402
-from tootstack.crashloop.detector import Detector, DetectorConfig  # noqa: E402
-from tootstack.crashloop.models import parse_event  # noqa: E402
-from tootstack.crashloop.store import MemoryStore  # noqa: E402
+from tootstack_dev.crashloop import synth  # noqa: E402 - after the sys.path setup above
+from tootstack.crashloop.detector import Detector, DetectorConfig  # noqa: E402 - after the sys.path setup above
+from tootstack.crashloop.models import parse_event  # noqa: E402 - after the sys.path setup above
+from tootstack.crashloop.store import MemoryStore  # noqa: E402 - after the sys.path setup above
 
 E = synth.EPOCH
 DEBUG = False
@@ -252,7 +252,7 @@ def dist(values):
     if not values:
         return "n/a"
     values = sorted(values)
-    q = lambda p: values[min(len(values) - 1, int(p * len(values)))]  # noqa: E731
+    q = lambda p: values[min(len(values) - 1, int(p * len(values)))]  # noqa: E731 - a one-line percentile of this list
     hist = {}
     for v in values:
         hist[v] = hist.get(v, 0) + 1

@@ -28,7 +28,7 @@ def handler(event: dict, context: LambdaContext) -> dict:
             result = probe_queue_latency(event, endpoint_from_env(os.environ))
         except TootstackError as exc:    # configuration (REDIS_HOST/REDIS_PORT): names the variable only
             result = {"ok": False, "error": type(exc).__name__, "message": str(exc)}
-        except Exception as exc:  # noqa: BLE001 - unexpected: the class name only, never a message that could quote the payload
+        except Exception as exc:  # unexpected: the class name only, never a message that could quote the payload
             result = {"ok": False, "error": type(exc).__name__, "message": f"unexpected {type(exc).__name__}"}
         logger.info("sidekiq queue latency probe", extra={"ok": result["ok"], "error": result.get("error"),
                                                           "queues": len(result.get("queues") or {})})

@@ -18,7 +18,7 @@ The rules implemented, from the IAM User Guide (https://docs.aws.amazon.com/IAM/
 Only identity-based policies of one role are evaluated here (the stack uses no permission boundaries, SCPs
 or session policies on its roles). No library on PyPI evaluates a request against a policy offline
 (policy_sentry and policyuniverse write and expand policies), hence this small evaluator, tested in
-tests/test_iam_policy.py.
+tests/unit/test_iam_policy.py.
 """
 
 from __future__ import annotations

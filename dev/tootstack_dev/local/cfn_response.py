@@ -20,7 +20,7 @@ def response_server() -> Iterator[tuple[str, list[dict]]]:
     received: list[dict] = []
 
     class Answers(BaseHTTPRequestHandler):
-        def do_PUT(self):  # noqa: N802 - http.server API
+        def do_PUT(self):
             received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
             self.send_response(200)
             self.send_header("Content-Length", "0")

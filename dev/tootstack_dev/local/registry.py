@@ -86,7 +86,7 @@ class TokenServer:
             def log_message(self, *args: Any) -> None:  # quiet
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802 - http.server API
+            def do_GET(self) -> None:  # http.server API
                 status, body = server.handle(self.path, self.headers.get("Authorization"))
                 payload = json.dumps(body).encode()
                 self.send_response(status)
@@ -211,7 +211,7 @@ class Registry:
                 config = self._dir / "config.yml"
                 config.write_text(self._config(auth_block))
                 self._log_path = self._dir / "registry.log"
-                log = open(self._log_path, "wb")  # noqa: SIM115 - closed when the process is reaped
+                log = open(self._log_path, "wb")  # closed when the process is reaped
                 self._process = subprocess.Popen(
                     [self._binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT, cwd=self._dir,
                     start_new_session=True,

@@ -82,7 +82,7 @@ class EventBridgeModel(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
     version: str
-    id: str  # noqa: A003 - the envelope's field name
+    id: str  # the envelope's field name
     source: str
     account: str
     time: datetime
@@ -166,7 +166,7 @@ class Nudge(Event):
     service: Annotated[str, StringConstraints(pattern=r"^[^/]+/[^/]+$")]
     episode: datetime                                                 # the episode's first crash
     seq: Annotated[StrictInt, Field(ge=1)]
-    id: StrictStr  # noqa: A003 - the idempotency key (service, episode, step)
+    id: StrictStr
 
 
 Request = Annotated[Union[Resume, Nudge], Field(discriminator="action")]

@@ -244,7 +244,7 @@ class Mirror:
         acknowledged part; return the upload location to finish, or None when a single PUT already stored it."""
         headers = {"Range": f"bytes={offset}-"} if offset else {}
         what = f"GET blob {self.source.registry}/{src_repo}@{digest[:19]}"
-        response = self.source._send_once("GET", f"/v2/{src_repo}/blobs/{digest}", what, stream=True, headers=headers)  # noqa: SLF001
+        response = self.source._send_once("GET", f"/v2/{src_repo}/blobs/{digest}", what, stream=True, headers=headers)
         try:
             if response.status_code == 404:
                 raise MirrorError(f"{what}: blob unknown to the source registry (HTTP 404)")
@@ -269,7 +269,7 @@ class Mirror:
                 # checks the digest before it stores anything.
                 final = httpx.URL(location).copy_merge_params({"digest": digest})
                 try:
-                    put = self.dest._send_once(  # noqa: SLF001
+                    put = self.dest._send_once(
                         "PUT", final, f"PUT blob {digest[:19]}", content=body(size),
                         headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)})
                 except _SourceBroke as exc:
@@ -284,7 +284,7 @@ class Mirror:
             while offset < size:
                 part = min(self.part_size, size - offset)
                 try:
-                    patch = self.dest._send_once(  # noqa: SLF001
+                    patch = self.dest._send_once(
                         "PATCH", location, f"PATCH blob {digest[:19]}", content=body(part),
                         headers={"Content-Type": "application/octet-stream", "Content-Length": str(part),
                                  "Content-Range": f"{offset}-{offset + part - 1}"})

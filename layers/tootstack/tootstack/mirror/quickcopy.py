@@ -207,7 +207,7 @@ class QuickCopy:
                     index = pending.pop()
                 try:
                     results[index] = fn(session, items[index])
-                except BaseException as exc:  # noqa: BLE001 - re-raised below (the copier takes over)
+                except BaseException as exc:  # re-raised below (the copier takes over)
                     with self._lock:
                         failures.append(exc)
                     return
@@ -311,7 +311,7 @@ def quick_copy(src: ImageRef, dst: ImageRef, tag: str, check: WarmCheck, src_cre
         return None, {}
     try:
         result = copy.run()
-    except Exception:  # noqa: BLE001 - anything unexpected: the copier does (and reports) the work
+    except Exception:  # anything unexpected: the copier does (and reports) the work
         result = None
     finally:
         copy.close()

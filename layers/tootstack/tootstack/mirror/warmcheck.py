@@ -21,9 +21,6 @@ from __future__ import annotations
 
 import os
 import threading
-TYPE_CHECKING = False        # `typing` costs the command's warm run 3 ms to import; annotations only
-if TYPE_CHECKING:
-    from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from tootstack.mirror.challenge import (
@@ -31,6 +28,10 @@ from tootstack.mirror.challenge import (
 )
 from tootstack.mirror.refs import ImageRef
 from tootstack.mirror.wire import USER_AGENT, Pool, Unexpected
+
+TYPE_CHECKING = False        # `typing` costs the command's warm run 3 ms to import; annotations only
+if TYPE_CHECKING:
+    from typing import Any
 
 # httpx honours these (trust_env); a plain socket does not: with a proxy configured the check stands aside.
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy")
@@ -122,7 +123,7 @@ def warm_check(src: ImageRef, dst: ImageRef, tag: str, src_creds: tuple[str, str
     def ask_dest() -> None:
         try:
             dest_answer.append(dest.head_manifest(dst.repository, tag))
-        except Exception:  # noqa: BLE001 - any failure: let the full copier do (and report) the work
+        except Exception:  # any failure: let the full copier do (and report) the work
             pass
 
     helper = threading.Thread(target=ask_dest, name="mirror-warmcheck", daemon=True)
@@ -131,7 +132,7 @@ def warm_check(src: ImageRef, dst: ImageRef, tag: str, src_creds: tuple[str, str
         status, digest, media_type = source.head_manifest(src.repository, src.reference)
         if status == 200 and digest.startswith("sha256:") and (not src.digest or digest == src.digest):
             check.digest, check.media_type = digest, media_type
-    except Exception:  # noqa: BLE001 - same: fall back to the copier
+    except Exception:  # same: fall back to the copier
         pass
     finally:
         helper.join()

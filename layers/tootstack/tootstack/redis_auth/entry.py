@@ -92,7 +92,7 @@ def rotation_from_env(env: Mapping[str, str], remaining_seconds: float | None = 
             verifier = probe_verifier(env["REDIS_PROBE_FUNCTION"], client("lambda"))
         else:
             endpoint = endpoint_from_env(env)
-            verifier = lambda cred, what: verify(endpoint, cred, what)  # noqa: E731
+            verifier = lambda cred, what: verify(endpoint, cred, what)  # noqa: E731 - a one-line closure over this endpoint
     redeployer = None
     services = [s.strip() for s in (env.get("SERVICE_NAMES") or "").split(",") if s.strip()]
     if services:

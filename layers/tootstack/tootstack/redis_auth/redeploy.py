@@ -69,7 +69,7 @@ class EcsRedeployer:
                 pending = self.unstable()
             except TootstackError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - any API failure here means "not verified"
+            except Exception as exc:  # any API failure here means "not verified"
                 raise DependencyUnavailable(f"cannot describe ECS services: {type(exc).__name__}") from None
             if not pending:
                 return

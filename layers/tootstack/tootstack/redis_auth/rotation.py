@@ -129,7 +129,7 @@ class RedisRotation:
         self.logger.info("rotation step done", extra={"step": step, "version": token, "status": status})
         return {"step": step, "status": status}
 
-    def _createSecret(self, token: str, described: dict[str, Any]) -> str:  # noqa: N802 - protocol names
+    def _createSecret(self, token: str, described: dict[str, Any]) -> str:  # protocol names
         stages = self._stages(described)
         try:
             self._pending(token)
@@ -160,7 +160,7 @@ class RedisRotation:
             ) from None
         return current
 
-    def _setSecret(self, token: str, described: dict[str, Any]) -> str:  # noqa: N802
+    def _setSecret(self, token: str, described: dict[str, Any]) -> str:
         pending = self._pending(token)
         current = self._require_current_works()
         # A previous rotation that moved AWSCURRENT but could not confirm the redeploy left tasks that
@@ -176,12 +176,12 @@ class RedisRotation:
         self.backend.add_password(current, pending)
         return "pending password added; current still valid"
 
-    def _testSecret(self, token: str, described: dict[str, Any]) -> str:  # noqa: N802
+    def _testSecret(self, token: str, described: dict[str, Any]) -> str:
         self.verifier(self._pending(token), PENDING)
         self.verifier(self._current(), CURRENT)
         return "pending and current both authenticate"
 
-    def _finishSecret(self, token: str, described: dict[str, Any]) -> str:  # noqa: N802
+    def _finishSecret(self, token: str, described: dict[str, Any]) -> str:
         stages = self._stages(described)
         current_version = next((v for v, labels in stages.items() if CURRENT in labels), None)
         new = self._credential(f"version {token}", VersionId=token)
