@@ -4,7 +4,7 @@ release, and the rehearsal's path to it, are checked in tests/unit/test_default_
 Release evidence (checked 2026-12-04 with the project's search tools): the SourceForge mirror of
 mastodon/mastodon's GitHub releases lists "Latest Version v4.7.4" (https://sourceforge.net/projects/mastodon.mirror/files/v4.7.4/,
 published 2026-10-29 together with the 4.5 branch's v4.5.20); earlier 4.7 releases: mastodon/mastodon#40231
-"Bump version to v4.7.0", #40517 "Bump version to v4.7.2", mastodon/chart#248 "Update mastodon app to v4.7.2".
+"Bump version to v4.7.0", mastodon/mastodon#40517 "Bump version to v4.7.2", mastodon/chart#248 "Update mastodon app to v4.7.2".
 """
 
 import pytest

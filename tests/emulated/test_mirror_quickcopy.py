@@ -171,7 +171,7 @@ def test_stops_before_using_a_source_token_about_to_expire(registry_token, regis
     assert result is None and source_requests == {} and hub.requests_since(mark) == []
 
 
-LEAN = Path(__file__).resolve().parent.parent / "bin" / "tootstack-mirror"
+LEAN = Path(__file__).resolve().parents[2] / "bin" / "tootstack-mirror"
 
 
 def _lean_argv() -> list[str]:

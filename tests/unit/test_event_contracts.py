@@ -167,7 +167,7 @@ CUSTOM_REFUSED = [
     ("deploy_guard", _request("Custom::CoreBridge", {"ClusterName": "tc", "BridgeService": "web", "CoreTaskDefinition": "td",
                                                       "RecordParameter": "/tc/deploy/bridge"}),
      r"Custom::CoreBridge properties: CoreService: Field required"),
-    # before: "ValueError: dictionary update sequence element #0 has length 4; 2 is required"
+    # before: a ValueError from dict(): the list's first element had length 4 where 2 is required
     ("deploy_guard", _request("Custom::ServiceCounts", {"ClusterName": "tc", "Services": ["core"]}),
      r"Custom::ServiceCounts properties: Services: Input should be a valid dictionary"),
     ("deploy_guard", _request("Custom::ServiceGuard", {}), r"unknown resource type: expected one of Custom::ServiceCounts"),
