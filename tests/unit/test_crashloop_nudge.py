@@ -9,7 +9,7 @@ import random
 from datetime import timedelta
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tootstack_dev import cli
@@ -234,6 +234,23 @@ def test_the_service_is_back_within_15_minutes_of_the_dependency_recovering(minu
     assert not any(d.action in ("rollback", "scale_to_zero") for d in result["decisions"])
 
 
+@pytest.mark.parametrize("minutes", [60, 120])
+def test_a_step_due_at_the_second_of_a_throttled_launch_forces_that_launch(minutes):
+    """Crash times have milliseconds; a step's schedule (at(yyyy-mm-ddThh:mm:ss)) and its records have whole
+    seconds. A step due a fraction after the second it is recorded at missed the throttled launch of that
+    second (4 back-offs after a nudge: 60+120+240+480 s = 900 s), fired later and moved the trace's clock
+    back: crashes out of time order, nudges out of step, and a second alert of the same loop."""
+    detector = Detector()
+    for e in synth.stable_revisions(["core"]):
+        detector.replay(e)
+    result = synth.throttled_outage(detector, START + timedelta(milliseconds=250), minutes)
+    times = [_epoch(e["time"]) for e in result["events"]]
+    assert times == sorted(times)
+    assert [d.action for d in result["decisions"]].count("alert") == 1
+    forced = [_epoch(d.decided_at) for d in result["decisions"] if d.action == "nudge"]
+    assert [round(b - a) for a, b in zip(forced, forced[1:])][2:] == [900] * (len(forced) - 3)
+
+
 def test_control_without_nudges_ecs_throttle_leaves_the_site_down_longer_than_15_minutes():
     """The same 60-min outage with nudging off: the next throttled launch comes 25 min after the end."""
     detector = Detector(DetectorConfig(nudge=False))
@@ -293,6 +310,7 @@ def test_the_nudge_resources_are_least_privilege():
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(minutes=st.floats(8, 40), tasks=st.integers(1, 3), seed=st.integers(0, 2**32 - 1))
+@example(minutes=11.2265625, tasks=1, seed=91706)
 def test_an_outage_of_failed_starts_across_every_service_nudges_each_and_stops_none(minutes, tasks, seed):
     """Secrets unreachable for several minutes: every site service on its stable revision is alerted by
     its 3rd crash with a nudge chain; nothing is rolled back or stopped; each chain forces deployments at

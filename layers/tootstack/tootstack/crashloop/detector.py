@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
@@ -357,7 +358,7 @@ class Detector:
 
     def _start_chain(self, decision: Decision, old: dict[str, Any] | None, started: float, t: float) -> dict[str, Any]:
         seq = int(old["seq"]) + 1 if old else 1
-        due = t + NUDGE_INTERVALS[0]
+        due = _step_due(t, NUDGE_INTERVALS[0])
         decision.nudge_seq, decision.nudge_at, decision.nudge_episode = seq, iso(due), iso(started)
         decision.tried = [*decision.tried, f"nudges scheduled: a forced new deployment from {iso(due)}, backed off "
                           f"{', '.join(str(int(i // 60)) for i in NUDGE_INTERVALS)} min, then every {int(NUDGE_INTERVALS[-1] // 60)} min"]
@@ -415,12 +416,12 @@ class Detector:
             in_progress = deployment is not None and deployment.event_name == "SERVICE_DEPLOYMENT_IN_PROGRESS"
             busy = (in_progress and not self._own_deployment(key, state, ep, deployment.deployment_id)) or rollback_open
             if busy:
-                due = now + NUDGE_INTERVALS[min(done, len(NUDGE_INTERVALS) - 1)]
+                due = _step_due(now, NUDGE_INTERVALS[min(done, len(NUDGE_INTERVALS) - 1)])
                 decision = Decision(action="nudge_deferred", via="none", nudge_seq=seq + 1, nudge_at=iso(due), nudges=done,
                                     reason="a deployment or rollback is in progress: no forced deployment now, next step later", **base)
                 chain_next = {**chain, "seq": seq + 1, "due": due}
             else:
-                due = now + NUDGE_INTERVALS[min(done + 1, len(NUDGE_INTERVALS) - 1)]
+                due = _step_due(now, NUDGE_INTERVALS[min(done + 1, len(NUDGE_INTERVALS) - 1)])
                 decision = Decision(
                     action="nudge", via="ecs_api", nudge_seq=seq + 1, nudge_at=iso(due), nudges=done + 1,
                     reason=(f"{_short(td)} fails to start (last crash {iso(last)}): forcing a new deployment so ECS "
@@ -476,6 +477,14 @@ class Detector:
 NUDGE_INTERVALS = (300.0, 600.0, 900.0)   # seconds to the 1st, 2nd, 3rd nudge; then every 900 s (at least every 15 min)
 EPISODE_ACTIONS = ("alert", "escalate")
 NUDGE_ACTIONS = ("nudge", "nudge_deferred", "nudge_stopped")
+
+
+def _step_due(now: float, interval: float) -> float:
+    """When the chain's next step is due: `interval` after `now`, in whole seconds, rounded down. A step is
+    scheduled as at(yyyy-mm-ddThh:mm:ss) and recorded (nudge_at, decided_at) in whole seconds, so a due time
+    with a fraction (crash times have milliseconds) ran a fraction later than its record says; rounded down,
+    the step runs at the second it is recorded at, and no gap is longer than its interval."""
+    return math.floor(now) + interval
 
 
 def mark_applied(store: Store, decision: Decision, deployment_id: str | None = None) -> None:
