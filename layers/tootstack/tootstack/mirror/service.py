@@ -75,12 +75,6 @@ def parse_jobs(entries: Any, repositories: dict[str, str]) -> list[MirrorJob]:
     return jobs
 
 
-def ecr_login(ecr: Any) -> tuple[str, tuple[str, str]]:
-    """(registry host, Basic credentials) from ecr:GetAuthorizationToken (valid 12 h)."""
-    host, creds, _ = ecr_endpoint(ecr)
-    return host, creds
-
-
 def ecr_endpoint(ecr: Any) -> tuple[str, tuple[str, str], bool]:
     """(registry host, Basic credentials, plain_http) from ecr:GetAuthorizationToken (valid 12 h). The
     registry is reached with the scheme its `proxyEndpoint` names: `https://` in AWS; an endpoint named
